@@ -1,0 +1,225 @@
+"""Names derived from config and webhooks: versions, image references, k8s/compose names.
+
+Pure functions except `version_for_ref`, which asks git. Package and branch names arrive
+from webhooks, so every component is validated here before it can reach a tag or a
+manifest; a bad component raises ValueError naming the component and the rule.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+DEFAULT_VERSION_MAP: Mapping[str, str] = {
+    "develop": "meridian",
+    "main": "axion",
+    "helix": "helix",
+    "*": "prism",
+}
+FALLBACK_KEY = "*"
+
+# OCI distribution spec: a path component, a tag, and the practical 255-char name limit.
+_OCI_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+_OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_OCI_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_REGISTRY_HOST = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]{1,5})?$"
+)
+_MAX_REPOSITORY_LENGTH = 255
+_MAX_COMPONENT_LENGTH = 63  # our own limit: components double as DNS labels in k8s names
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# git check-ref-format, reduced to what a webhook may legally send us.
+_BAD_REF = re.compile(r"(?:\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|//|/\.|\.lock$|^/|/$|\.$)")
+
+
+def _component(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{kind} must be a non-empty string, got {value!r}")
+    if len(value) > _MAX_COMPONENT_LENGTH:
+        raise ValueError(f"{kind} {value!r} is longer than {_MAX_COMPONENT_LENGTH} characters")
+    if not _OCI_COMPONENT.match(value):
+        raise ValueError(
+            f"{kind} {value!r} is not a valid image name component: use lowercase "
+            "[a-z0-9] separated by single '.', '_', '__' or '-'"
+        )
+    return value
+
+
+def validate_branch(branch: str) -> str:
+    """Return the branch name without `refs/heads/`, or raise ValueError if git would refuse it."""
+    if not isinstance(branch, str) or not branch.strip():
+        raise ValueError(f"branch must be a non-empty string, got {branch!r}")
+    name = branch.removeprefix("refs/heads/")
+    if name.startswith("-") or _BAD_REF.search(name) or len(name) > 255:
+        raise ValueError(f"branch {branch!r} is not a valid git branch name")
+    return name
+
+
+def version_for_branch(branch: str, version_map: Mapping[str, str] = DEFAULT_VERSION_MAP) -> str:
+    """Version name for a branch: exact key, then glob keys (`feature/*`) in map order, then `*`."""
+    name = validate_branch(branch)
+    explicit = _explicit_version(name, version_map)
+    if explicit is not None:
+        return explicit
+    if FALLBACK_KEY in version_map:
+        return _component("version", version_map[FALLBACK_KEY])
+    raise ValueError(f"branch {name!r} matches no version_map key and the map has no '*'")
+
+
+def _is_pattern(key: str) -> bool:
+    return any(ch in key for ch in "*?[")
+
+
+def version_for_ref(
+    repo_dir: str | Path, ref: str, version_map: Mapping[str, str] = DEFAULT_VERSION_MAP
+) -> str:
+    """Version for a branch or commit, deciding unmapped branches by merge-base.
+
+    Rule: a ref whose name is an exact or glob key of the map gets that version. Otherwise,
+    for every plain (non-glob) key that exists in the repository as a local branch or as
+    `origin/<key>`, compute `git merge-base <ref> <key>` and count the commits from that
+    merge-base to the ref; the key with the fewest (the branch the ref forked from most
+    recently) wins, ties going to the key listed first in the map. With no such key, `*`.
+    """
+    name = ref.removeprefix("refs/heads/")
+    if not name.startswith("-") and not _BAD_REF.search(name):
+        exact_or_pattern = _explicit_version(name, version_map)
+        if exact_or_pattern is not None:
+            return exact_or_pattern
+    target = _resolve_commit(repo_dir, ref)
+    if target is None:
+        raise ValueError(f"ref {ref!r} does not name a commit in {repo_dir}")
+    best: tuple[int, str] | None = None
+    for key, version in version_map.items():
+        if key == FALLBACK_KEY or _is_pattern(key):
+            continue
+        mapped = _resolve_commit(repo_dir, key) or _resolve_commit(repo_dir, f"origin/{key}")
+        if mapped is None:
+            continue
+        base = _git(repo_dir, "merge-base", target, mapped)
+        if base is None:
+            continue
+        distance = int(_git(repo_dir, "rev-list", "--count", f"{base}..{target}") or 0)
+        if best is None or distance < best[0]:
+            best = (distance, version)
+    if best is not None:
+        return _component("version", best[1])
+    if FALLBACK_KEY not in version_map:
+        raise ValueError(f"ref {ref!r} forked from no mapped branch and the map has no '*'")
+    return _component("version", version_map[FALLBACK_KEY])
+
+
+def _explicit_version(name: str, version_map: Mapping[str, str]) -> str | None:
+    if name in version_map and name != FALLBACK_KEY:
+        return _component("version", version_map[name])
+    for pattern, version in version_map.items():
+        if pattern != FALLBACK_KEY and _is_pattern(pattern) and fnmatch.fnmatchcase(name, pattern):
+            return _component("version", version)
+    return None
+
+
+def _resolve_commit(repo_dir: str | Path, ref: str) -> str | None:
+    if ref.startswith("-"):
+        raise ValueError(f"ref {ref!r} must not start with '-'")
+    return _git(
+        repo_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"
+    )
+
+
+def _git(repo_dir: str | Path, *args: str) -> str | None:
+    result = subprocess.run(
+        ["git", "-C", str(repo_dir), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def image_repository(
+    registry_host: str,
+    project: str,
+    version: str,
+    service: str,
+    package: str,
+    platform: str,
+    tenant: str | None = None,
+) -> str:
+    """`{registry}/{project}/[tenants/{tenant}/]{version}-{service}-{package}[-arm]`."""
+    if not isinstance(registry_host, str) or not _REGISTRY_HOST.match(registry_host):
+        raise ValueError(f"registry host {registry_host!r} is not host[:port]")
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform {platform!r} is not one of {', '.join(PLATFORMS)}")
+    parts = [_component("project", project)]
+    if tenant is not None:
+        parts += ["tenants", _component("tenant", tenant)]
+    suffix = "-arm" if platform == "linux/arm64" else ""
+    name = (
+        f"{_component('version', version)}-{_component('service', service)}"
+        f"-{_component('package', package)}{suffix}"
+    )
+    repository = "/".join([registry_host.lower(), *parts, _component("image name", name)])
+    if len(repository) > _MAX_REPOSITORY_LENGTH:
+        raise ValueError(f"repository {repository!r} is longer than {_MAX_REPOSITORY_LENGTH}")
+    return repository
+
+
+def validate_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not _OCI_TAG.match(tag):
+        raise ValueError(f"tag {tag!r} must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")
+    return tag
+
+
+def image_ref(
+    registry_host: str,
+    project: str,
+    version: str,
+    service: str,
+    package: str,
+    platform: str,
+    tag: str,
+    tenant: str | None = None,
+) -> str:
+    """`image_repository(...):tag`."""
+    repository = image_repository(
+        registry_host, project, version, service, package, platform, tenant=tenant
+    )
+    return f"{repository}:{validate_tag(tag)}"
+
+
+def digest_ref(repository: str, digest: str) -> str:
+    """`repository@sha256:...`: the reference deployments pin to."""
+    if not isinstance(digest, str) or not _OCI_DIGEST.match(digest):
+        raise ValueError(f"digest {digest!r} is not sha256:<64 lowercase hex>")
+    return f"{repository}@{digest}"
+
+
+def build_tag(build_number: int) -> str:
+    """Immutable per-build tag: `b42`. Numbers come from the database, one sequence per package."""
+    if isinstance(build_number, bool) or not isinstance(build_number, int) or build_number < 1:
+        raise ValueError(f"build number must be a positive integer, got {build_number!r}")
+    return f"b{build_number}"
+
+
+def safe_name(value: str) -> str:
+    """A DNS-1123 label for k8s and compose: lowercase, `_` and `.` become `-`, max 63."""
+    if not isinstance(value, str):
+        raise ValueError(f"name must be a string, got {value!r}")
+    name = value.lower().replace("_", "-").replace(".", "-")
+    if not _DNS_LABEL.match(name):
+        raise ValueError(
+            f"name {value!r} does not become a DNS-1123 label ({name!r}): use [a-z0-9-], "
+            "start and end alphanumeric, at most 63 characters"
+        )
+    return name
+
+
+def namespace(package: str, env: str) -> str:
+    """Kubernetes namespace of a package's deployment: `{package}-{env}`."""
+    return safe_name(f"{package}-{env}")
