@@ -1,0 +1,80 @@
+"""`python -m shared.config validate PATH [--package P]` | `trim PATH --package P`
+| `keys generate --package P [--dir DIR] [--force]`. Exit 2 on invalid config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from shared.config.errors import ConfigError
+from shared.config.keys import generate_keys
+from shared.config.loader import DEFAULT_KEYS_DIR, load_config
+from shared.config.trim import trimmed_config
+
+EXIT_INVALID = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "keys":
+        return _keys(args)
+    try:
+        cfg = load_config(args.path, os.environ)
+        if args.package is not None:
+            cfg.package(args.package)
+    except ConfigError as exc:
+        print(f"{args.path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    except KeyError as exc:
+        print(f"--package: {exc.args[0]}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.command == "trim":
+        print(json.dumps(trimmed_config(cfg, args.package), indent=2, sort_keys=True))
+        return 0
+    names = [args.package] if args.package else list(cfg.packages)
+    print(f"OK {args.path}")
+    for name in names:
+        pkg = cfg.packages[name]
+        print(
+            f"  package {name}: {len(pkg.services)} services"
+            f" ({len(pkg.enabled_services())} enabled),"
+            f" factories {', '.join(pkg.factories)}, substrate {pkg.deployment.substrate},"
+            f" platforms {', '.join(pkg.deployment.platforms)}"
+        )
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    directory = args.dir or DEFAULT_KEYS_DIR.format(package=args.package)
+    try:
+        private, public = generate_keys(directory, args.package, force=args.force)
+    except FileExistsError as exc:
+        print(f"{exc}; pass --force to replace them", file=sys.stderr)
+        return 1
+    print(f"wrote {private} (0600) and {public}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.config")
+    commands = parser.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="check a config file, print every error")
+    validate.add_argument("path")
+    validate.add_argument("--package")
+    trim = commands.add_parser("trim", help="print the trimmed config of one package as JSON")
+    trim.add_argument("path")
+    trim.add_argument("--package", required=True)
+    keys = commands.add_parser("keys", help="manage a package's PEM keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = key_commands.add_parser("generate", help="write a new RSA-2048 key pair")
+    generate.add_argument("--package", required=True)
+    generate.add_argument("--dir", help=f"default {DEFAULT_KEYS_DIR}")
+    generate.add_argument("--force", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

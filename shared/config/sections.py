@@ -1,0 +1,142 @@
+"""Per-package config sections: deployment, registry, scan policy, recipients, notify, webhooks.
+
+Every model is frozen and forbids unknown keys, so a typo is an error that names the key.
+Credentials never appear here: the registry section names the environment variables that
+hold them (`auth_env`), and the values are read by whoever pushes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+OCI_COMPONENT_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$"
+HOST_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
+FINDING_ID_PATTERN = r"^(CVE-[0-9]{4}-[0-9]{4,}|GHSA(-[a-z0-9]{4}){3})$"
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+# Shown instead of the bare regular expression when a value does not match.
+PATTERN_HELP = {
+    EMAIL_PATTERN: "must be an email address like name@example.com",
+    OCI_COMPONENT_PATTERN: "must be lowercase [a-z0-9] joined by single '.', '_', '__' or '-'",
+    NAME_PATTERN: "must be a lowercase name: [a-z0-9], with '-' or '_' only inside",
+    DNS_LABEL_PATTERN: "must be a DNS label: lowercase [a-z0-9], with '-' only inside",
+    HOST_PATTERN: "must be host[:port], without scheme or path",
+    FINDING_ID_PATTERN: "must be a CVE-YYYY-NNNN or GHSA-xxxx-xxxx-xxxx id",
+}
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=EMAIL_PATTERN)]
+Platform = Literal["linux/amd64", "linux/arm64"]
+Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+NodePort = Annotated[int, Field(ge=30000, le=32767)]
+OciComponent = Annotated[str, StringConstraints(pattern=OCI_COMPONENT_PATTERN, max_length=63)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegistryAuthEnv(Section):
+    username: str = "KILN_REGISTRY_USERNAME"
+    password: str = "KILN_REGISTRY_PASSWORD"
+
+
+class RegistryConfig(Section):
+    type: Literal["harbor", "registry"] = "registry"
+    host: Annotated[str, StringConstraints(pattern=HOST_PATTERN)]
+    project: OciComponent = "kiln"
+    tenant: OciComponent | None = None
+    mirrors: list[str] = []
+    auth_env: RegistryAuthEnv = RegistryAuthEnv()
+
+
+class K3sConfig(Section):
+    namespace_env: Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)] = "dev"
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]+$")] = "1.29"
+    context: str | None = None
+
+
+class VolumeConfig(Section):
+    mount: Annotated[str, StringConstraints(pattern=r"^/")]
+    size: Annotated[str, StringConstraints(pattern=r"^[0-9]+(Mi|Gi|Ti)$")] = "1Gi"
+    services: list[str] = []
+
+
+class VerifyConfig(Section):
+    retries: Annotated[int, Field(ge=0, le=100)] = 5
+    delay_s: Annotated[float, Field(ge=0, le=600)] = 10.0
+    pass_threshold: Annotated[float, Field(ge=0, le=100)] = 90.0
+
+
+class DeploymentConfig(Section):
+    substrate: Literal["compose", "k8s", "supervisor"] = "compose"
+    platforms: Annotated[list[Platform], Field(min_length=1)] = ["linux/amd64"]
+    registry: RegistryConfig
+    k3s: K3sConfig = K3sConfig()
+    volumes: dict[str, VolumeConfig] = {}
+    verify: VerifyConfig = VerifyConfig()
+
+    @model_validator(mode="after")
+    def _platforms_unique(self) -> DeploymentConfig:
+        if len(set(self.platforms)) != len(self.platforms):
+            raise ValueError("platforms must not repeat a platform")
+        return self
+
+
+class AllowedFinding(Section):
+    """A vulnerability accepted on purpose; expired entries stop counting (the scanner decides)."""
+
+    id: Annotated[str, StringConstraints(pattern=FINDING_ID_PATTERN)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3)]
+    expires: dt.date
+
+
+class ScanPolicy(Section):
+    max: dict[Severity, Annotated[int, Field(ge=0)]] = {"CRITICAL": 0}
+    ignore_unfixed: bool = False
+    allow: list[AllowedFinding] = []
+    require_vuln_db: bool = False
+
+
+class Recipient(Section):
+    email: Email
+    name: str | None = None
+    active: bool = True
+
+
+class RaciConfig(Section):
+    responsible: Recipient | None = None
+    accountable: Recipient | None = None
+    consulted: list[Recipient] = []
+    informed: list[Recipient] = []
+
+    def active_emails(self) -> list[str]:
+        """Every active recipient's address, once, in R-A-C-I order."""
+        people = [self.responsible, self.accountable, *self.consulted, *self.informed]
+        emails = [p.email for p in people if p is not None and p.active]
+        return list(dict.fromkeys(emails))
+
+
+class NotifyConfig(Section):
+    when: list[Literal["started", "failed", "succeeded", "cancelled"]] = ["failed"]
+    to: list[Email] = []
+
+
+class WebhookConfig(Section):
+    repository: str | None = None
+    branches: list[str] = ["*"]
+    tags: bool = False
+
+
+class KeysConfig(Section):
+    """Where `{package}_private.pem` / `{package}_public.pem` live: outside the source tree."""
+
+    dir: Annotated[str, StringConstraints(min_length=1)]
+
+
+class CompileConfig(Section):
+    fallback_to_source: list[str] = []
