@@ -1,0 +1,165 @@
+"""compile_tree: the engine's entry point. Cached modules are linked straight from the cache;
+the rest compile in a process pool (one module per task, largest first: the pool ends together)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import Cython
+
+from . import tree as layout
+from .cache import ModuleCache, digest, place
+from .cc import Toolchain, find_ccache, normalize_platform, platform_slug, toolchain_for
+from .cythonize import DIRECTIVES, cython_fingerprint
+from .job import ExtensionTarget, JobOutcome, ModuleJob, run_job
+from .report import CompileReport, ModuleResult, summarize_sets
+
+Progress = Callable[[ModuleResult], None]
+PYTHON_ABI = f"{sys.implementation.cache_tag}:{sysconfig.get_config_var('SOABI')}"
+
+
+def output_dirs(out: Path, platforms: list[str]) -> dict[str, Path]:
+    """One platform: `out` itself. Several: `out/<arch>` (out/amd64, out/arm64)."""
+    if len(platforms) == 1:
+        return {platforms[0]: out}
+    return {p: out / platform_slug(p) for p in platforms}
+
+
+def compile_tree(
+    src: Path,
+    out: Path,
+    *,
+    platforms: list[str],
+    jobs: int,
+    cache: ModuleCache,
+    factories: list[str] | None = None,
+    fallback_to_source: Iterable[str] = frozenset(),
+    progress: Progress | None = None,
+) -> CompileReport:
+    started = time.perf_counter()
+    platforms = list(dict.fromkeys(normalize_platform(p) for p in platforms))
+    toolchains = [toolchain_for(p) for p in platforms]  # ToolchainMissing before any work
+    outputs = output_dirs(Path(out).resolve(), platforms)
+    for directory in outputs.values():
+        layout.check_output_location(Path(src), directory)
+    tree = layout.discover(Path(src), factories)
+    fallback = set(fallback_to_source)
+    notify = progress or (lambda _result: None)
+
+    results: dict[str, ModuleResult] = {}
+    pending: list[ModuleJob] = []
+    keys: dict[str, dict[str, str]] = {}  # module -> platform -> extension key
+    kept_as_source: set[str] = set()
+    ccache = find_ccache()
+    fingerprint = cython_fingerprint()
+    for module in tree.modules:
+        source = module.path.read_bytes()
+        if _has_no_code(source):
+            kept_as_source.add(module.module)
+            results[module.module] = _result(module, "ok", 0)
+            notify(results[module.module])
+            continue
+        c_key = digest(source, module.module, fingerprint, PYTHON_ABI)
+        targets = tuple(ExtensionTarget(tc, _extension_key(c_key, tc)) for tc in toolchains)
+        keys[module.module] = {t.toolchain.platform: t.key for t in targets}
+        if all(cache.has(cache.extension_path(t.key)) for t in targets):
+            results[module.module] = _result(module, "cached", 0)
+            notify(results[module.module])
+            continue
+        pending.append(
+            ModuleJob(module.module, module.path, str(module.relative), c_key, targets, cache.root, ccache)
+        )
+
+    by_name = {m.module: m for m in tree.modules}
+    for outcome in _run_pool(pending, jobs):
+        module = by_name[outcome.module]
+        if outcome.error is None:
+            result = _result(module, "ok", outcome.duration_ms)
+        else:
+            status = "fallback" if module.module in fallback else "error"
+            result = _result(module, status, outcome.duration_ms, outcome.error, outcome.line)
+        results[module.module] = result
+        notify(result)
+
+    ordered = [results[m.module] for m in tree.modules]
+    marker = {
+        "compiled": True,
+        "cython": Cython.__version__,
+        "python_abi": PYTHON_ABI,
+        "directives": {k: str(v) for k, v in DIRECTIVES.items()},
+    }
+    for toolchain in toolchains:
+        _write_output(
+            tree,
+            outputs[toolchain.platform],
+            toolchain,
+            cache,
+            results,
+            keys,
+            kept_as_source,
+            marker,
+        )
+    report = CompileReport(outputs=outputs, modules=ordered, sets=summarize_sets(ordered))
+    report.duration_ms = int((time.perf_counter() - started) * 1000)
+    return report
+
+
+def _extension_key(c_key: str, toolchain: Toolchain) -> str:
+    return digest(c_key, toolchain.fingerprint(), toolchain.ext_suffix)
+
+
+def _has_no_code(source: bytes) -> bool:
+    # Line scan, not ast.parse: this runs for every module on the no-change path.
+    return all(not line.strip() or line.lstrip().startswith(b"#") for line in source.splitlines())
+
+
+def _result(module, status, duration_ms, error=None, line=None) -> ModuleResult:
+    return ModuleResult(module.module, module.factory, status, duration_ms, error, str(module.relative), line)
+
+
+def _run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
+    if not pending:
+        return
+    pending = sorted(pending, key=lambda job: job.source.stat().st_size, reverse=True)
+    # forkserver: workers never inherit the caller's threads (the bus worker runs an event loop).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["services.compiler.engine.job"])
+    workers = max(1, min(jobs, len(pending)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(run_job, job) for job in pending]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _write_output(tree, out, toolchain, cache, results, keys, kept_as_source, marker) -> None:
+    stage = layout.staging_dir(out)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    written = {}
+    for module in tree.modules:
+        status = results[module.module].status
+        if module.module in kept_as_source:
+            target = stage / module.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"")  # comments are dropped: nothing of the source ships
+            written[module.module] = "empty"
+        elif status in ("ok", "cached"):
+            entry = cache.extension_path(keys[module.module][toolchain.platform])
+            place(entry, stage / layout.extension_relative(module, toolchain.ext_suffix))
+            written[module.module] = "compiled"
+        elif status == "fallback":
+            target = stage / module.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(module.path, target)
+            written[module.module] = "source"
+    layout.copy_data(tree, stage)
+    layout.write_markers(tree, stage, {**marker, "platform": toolchain.platform})
+    manifest = {**marker, "platform": toolchain.platform, "modules": written}
+    layout.publish(stage, out, manifest)
