@@ -1,0 +1,1 @@
+"""core: helpers every service of the example monorepo shares (standard library only)."""

@@ -1,0 +1,1 @@
+"""report: renders tables of build facts (needs tier `report`: tabulate)."""

@@ -1,0 +1,1 @@
+"""storage: a tiny content-addressed file store."""

@@ -1,0 +1,6 @@
+"""Make the factories importable from the monorepo root, whether source or compiled output."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -1,0 +1,1 @@
+"""webhook: receives push notifications over HTTP (standard library only)."""
