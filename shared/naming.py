@@ -126,9 +126,7 @@ def _explicit_version(name: str, version_map: Mapping[str, str]) -> str | None:
 def _resolve_commit(repo_dir: str | Path, ref: str) -> str | None:
     if ref.startswith("-"):
         raise ValueError(f"ref {ref!r} must not start with '-'")
-    return _git(
-        repo_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"
-    )
+    return _git(repo_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
 
 
 def _git(repo_dir: str | Path, *args: str) -> str | None:
@@ -187,9 +185,7 @@ def image_ref(
     tenant: str | None = None,
 ) -> str:
     """`image_repository(...):tag`."""
-    repository = image_repository(
-        registry_host, project, version, service, package, platform, tenant=tenant
-    )
+    repository = image_repository(registry_host, project, version, service, package, platform, tenant=tenant)
     return f"{repository}:{validate_tag(tag)}"
 
 

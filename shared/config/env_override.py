@@ -62,7 +62,8 @@ def apply_env_overrides(
         if scope == "top":
             origins[_set(data, relative, value)] = name
             continue
-        for package in (data.get("packages") or {}) if isinstance(data.get("packages"), dict) else {}:
+        packages = data.get("packages")
+        for package in packages if isinstance(packages, dict) else ():
             path = _set(data, ("packages", package, *relative), value)
             if path:
                 origins[path] = name
