@@ -1,0 +1,42 @@
+"""The event contract: the CloudEvents envelope and one module per event family."""
+
+from shared.events.base import Event
+from shared.events.build import (
+    STAGES,
+    BuildCancelRequested,
+    BuildFinished,
+    BuildRequested,
+    StageFinished,
+    StageStarted,
+)
+from shared.events.compile import CompileCompleted, ImageRequested, arch_of
+from shared.events.deploy import DeployCompleted, VerifyCompleted
+from shared.events.envelope import Envelope, InvalidEvent, decode
+from shared.events.image import ImageFailed, ImagePushed, ManifestPushed
+from shared.events.registry import CATALOGUE, model_for_type
+from shared.events.scan import AuditCompleted, ScanCompleted
+
+__all__ = [
+    "CATALOGUE",
+    "STAGES",
+    "AuditCompleted",
+    "BuildCancelRequested",
+    "BuildFinished",
+    "BuildRequested",
+    "CompileCompleted",
+    "DeployCompleted",
+    "Envelope",
+    "Event",
+    "ImageFailed",
+    "ImagePushed",
+    "ImageRequested",
+    "InvalidEvent",
+    "ManifestPushed",
+    "ScanCompleted",
+    "StageFinished",
+    "StageStarted",
+    "VerifyCompleted",
+    "arch_of",
+    "decode",
+    "model_for_type",
+]

@@ -1,0 +1,106 @@
+"""Build lifecycle events: requested, stage progress, cancellation, finished."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from shared.events.base import Event, Model
+
+Platform = Literal["linux/amd64", "linux/arm64"]
+StageStatus = Literal["started", "succeeded", "failed", "skipped", "cancelled"]
+BuildStatus = Literal["succeeded", "failed", "cancelled"]
+
+# The seed's twelve steps, in pipeline order; the reporter and dashboard sort by this.
+STAGES = (
+    "config",
+    "keys",
+    "compile",
+    "image",
+    "push",
+    "scan",
+    "audit",
+    "topology",
+    "scaffold",
+    "deploy",
+    "verify",
+    "docs",
+)
+
+
+class Source(Model):
+    repo_url: str = ""
+    ref: str = ""
+    commit: str = ""
+    # A local checkout to build from instead of cloning (development and tests).
+    path: str | None = None
+
+
+class Options(Model):
+    skip_compile: bool = False
+    skip_push: bool = False
+    skip_deploy: bool = False
+    platforms: tuple[Platform, ...] = ("linux/amd64", "linux/arm64")
+    # An email address, "raci" (the package's active RACI roles), or None for no report.
+    notify: str | None = None
+
+
+class Trigger(Model):
+    kind: Literal["bitbucket-cloud", "bitbucket-server", "github", "api", "cli", "replay"] = "api"
+    actor: str = ""
+    delivery_id: str | None = None
+
+
+class BuildRequested(Event):
+    subject = "build"
+    predicate = "requested"
+
+    package: str
+    build_number: int | None = None
+    version: str | None = None
+    source: Source = Field(default_factory=Source)
+    options: Options = Field(default_factory=Options)
+    trigger: Trigger = Field(default_factory=Trigger)
+
+
+class StageStarted(Event):
+    subject = "stage"
+    predicate = "started"
+
+    stage: str
+    platform: Platform | None = None
+    target: str | None = None
+
+
+class StageFinished(Event):
+    subject = "stage"
+    predicate = "finished"
+
+    stage: str
+    status: StageStatus
+    duration_ms: int = 0
+    platform: Platform | None = None
+    target: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    log_tail: tuple[str, ...] = ()
+
+
+class BuildCancelRequested(Event):
+    subject = "build.cancel"
+    predicate = "requested"
+
+    reason: str = ""
+    actor: str = ""
+
+
+class BuildFinished(Event):
+    subject = "build"
+    predicate = "finished"
+
+    status: BuildStatus
+    duration_ms: int = 0
+    failed_stage: str | None = None
+    error: str | None = None
+    log_tail: tuple[str, ...] = ()

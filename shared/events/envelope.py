@@ -1,0 +1,145 @@
+"""The CloudEvents 1.0 envelope, structured JSON mode, with Kiln's extensions.
+
+Extensions: `buildid`, `package`, `attempt`, `traceparent` and, on replays, `replayof`.
+CloudEvents extension names are lower-case alphanumerics, hence no underscores.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.events.base import Event
+from shared.events.registry import model_for_type
+from shared.events.trace import child_traceparent, new_traceparent
+
+CONTENT_TYPE = "application/cloudevents+json"
+HEADER_PREFIX = "cloudEvents_"
+# Fixed namespace for ids derived from a cause: a redelivered handler re-derives the same ids,
+# so everything downstream (event_log, idempotency guards) sees one event, not two.
+_DERIVED_ID_NAMESPACE = uuid.UUID("6f1d7a52-3c1e-4d8e-9a55-2b4f0c6e9d11")
+
+
+class InvalidEvent(Exception):
+    """A message that is not a valid Kiln event. Permanent: retrying cannot fix it."""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: str = "1.0"
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: str
+    type: str
+    subject: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+    buildid: str
+    package: str = ""
+    attempt: int = 1
+    traceparent: str = Field(default_factory=new_traceparent)
+    replayof: str | None = None
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def new(
+        cls,
+        event: Event,
+        *,
+        source: str,
+        build_id: str,
+        package: str = "",
+        cause: Envelope | None = None,
+        event_id: str | None = None,
+    ) -> Envelope:
+        """Wrap `event`; with a `cause`, inherit its attempt, replay origin and trace."""
+        return cls(
+            id=event_id or str(uuid.uuid4()),
+            source=source if source.startswith("/") else f"/kiln/{source}",
+            type=event.ce_type(),
+            subject=build_id,
+            data=event.model_dump(mode="json"),
+            buildid=build_id,
+            package=package or (cause.package if cause else ""),
+            attempt=cause.attempt if cause else 1,
+            traceparent=child_traceparent(cause.traceparent if cause else None),
+            replayof=cause.replayof if cause else None,
+        )
+
+    def replayed(self) -> Envelope:
+        """A copy to republish for a replay: new id, `replayof` set, attempt + 1."""
+        return self.model_copy(
+            update={
+                "id": str(uuid.uuid4()),
+                "time": datetime.now(UTC),
+                "replayof": self.id,
+                "attempt": self.attempt + 1,
+                "traceparent": child_traceparent(self.traceparent),
+            }
+        )
+
+    @staticmethod
+    def derived_id(cause_id: str, consumer: str, index: int) -> str:
+        return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause_id}/{consumer}/{index}"))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def model(self) -> type[Event]:
+        model = model_for_type(self.type)
+        if model is None:
+            raise InvalidEvent(f"unknown event type {self.type!r}")
+        return model
+
+    def event(self) -> Event:
+        """The typed data. Raises InvalidEvent with the field errors when data does not fit."""
+        model = self.model()
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise InvalidEvent(f"{self.type}: {_describe(exc)}") from None
+
+    def routing_key(self) -> str:
+        return self.event().routing_key()
+
+    # -- wire format -------------------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    def amqp_headers(self) -> dict[str, str | int]:
+        """The attributes repeated as `cloudEvents_<name>` so subscribers can filter unparsed."""
+        attributes = self.model_dump(mode="json", exclude={"data"}, exclude_none=True)
+        return {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
+
+
+def decode(body: bytes) -> Envelope:
+    """Parse and validate a structured-mode CloudEvent; every failure is an InvalidEvent."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"body is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent("body is not a JSON object")
+    if raw.get("specversion") != "1.0":
+        raise InvalidEvent(f"unsupported specversion {raw.get('specversion')!r} (expected '1.0')")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid envelope: {_describe(exc)}") from None
+    envelope.event()  # validates data against the model for its type
+    return envelope
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,93 @@
+"""One valid instance of every event in the catalogue (used by round-trip and contract tests)."""
+
+from shared.events import (
+    AuditCompleted,
+    BuildCancelRequested,
+    BuildFinished,
+    BuildRequested,
+    CompileCompleted,
+    DeployCompleted,
+    ImageFailed,
+    ImagePushed,
+    ImageRequested,
+    ManifestPushed,
+    ScanCompleted,
+    StageFinished,
+    StageStarted,
+    VerifyCompleted,
+)
+from shared.events.build import Options, Source, Trigger
+from shared.events.compile import Artifact, FactorySetTiming, ModuleResult, TargetPlatform
+from shared.events.deploy import Check, DeployedImage
+from shared.events.scan import Finding
+
+DIGEST = "sha256:" + "a" * 64
+
+SAMPLES = [
+    BuildRequested(
+        package="demo",
+        build_number=3,
+        version="axion",
+        source=Source(repo_url="https://example.invalid/team/mono.git", ref="main", commit="c0ffee"),
+        options=Options(skip_deploy=True, notify="raci"),
+        trigger=Trigger(kind="bitbucket-cloud", actor="ana", delivery_id="d-1"),
+    ),
+    StageStarted(stage="compile", platform="linux/arm64"),
+    StageFinished(stage="keys", status="failed", duration_ms=12, error="missing demo_private.pem"),
+    BuildCancelRequested(reason="superseded", actor="gateway"),
+    BuildFinished(status="failed", duration_ms=9000, failed_stage="image", error="boom"),
+    CompileCompleted(
+        ok=True,
+        modules=(ModuleResult(module="core.text", factory="core", platform="linux/amd64", status="ok"),),
+        sets=(FactorySetTiming(factory="core", platform="linux/amd64", modules=1, ok=1, failed=0),),
+        artifacts=(
+            Artifact(platform="linux/amd64", reference="127.0.0.1:5000/kiln/artifacts:b1", digest=DIGEST),
+        ),
+        targets=(TargetPlatform(target="web", platform="linux/amd64"),),
+    ),
+    ImageRequested(
+        target="web",
+        platform="linux/amd64",
+        base_image="kiln-base:bookworm-amd64",
+        tier="web",
+        factories=("core", "web"),
+        command=("python3", "-m", "web.server"),
+        port=8080,
+        repository="127.0.0.1:5000/kiln/axion-web-demo",
+    ),
+    ImagePushed(
+        target="web",
+        platform="linux/amd64",
+        repository="127.0.0.1:5000/kiln/axion-web-demo",
+        tag="latest",
+        digest=DIGEST,
+        size_bytes=1234,
+    ),
+    ImageFailed(target="web", platform="linux/arm64", error="exit 1", log_tail=("line",)),
+    ManifestPushed(
+        target="web",
+        repository="127.0.0.1:5000/kiln/axion-web-demo",
+        tag="latest",
+        digest=DIGEST,
+        platforms=("linux/amd64", "linux/arm64"),
+    ),
+    ScanCompleted(
+        target="web",
+        platform="linux/amd64",
+        digest=DIGEST,
+        scanner="trivy",
+        counts={"CRITICAL": 0, "HIGH": 1},
+        verdict="pass",
+        findings=(Finding(id="CVE-2024-1", severity="HIGH", package="openssl"),),
+    ),
+    AuditCompleted(mode="secrets", counts={"HIGH": 0}),
+    DeployCompleted(
+        substrate="compose",
+        release="demo-dev",
+        revision=2,
+        images=(DeployedImage(service="web", reference="r@" + DIGEST),),
+    ),
+    VerifyCompleted(
+        checks=(Check(service="web", healthy=True, pass_rate=100.0),), pass_rate=100.0, healthy=True
+    ),
+]
