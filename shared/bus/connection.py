@@ -1,0 +1,184 @@
+"""The Bus: one robust AMQP connection per process, confirmed publishing, consuming with the
+policy of `dispatch.py`, graceful shutdown, and automatic reconnection after a broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+
+from shared.bus import topology as t
+from shared.bus.declare import declare_exchanges, declare_topology, declare_work_queue
+from shared.bus.dispatch import Dispatcher, HandlerTable, copy_for_parking
+from shared.bus.idempotency import IdempotencyGuard, MemoryIdempotencyGuard
+from shared.events import Envelope, Event
+from shared.events.envelope import CONTENT_TYPE
+
+log = logging.getLogger("kiln.bus")
+
+
+class Bus:
+    def __init__(self, amqp_url: str, *, source: str, instance: str | None = None):
+        self.amqp_url = amqp_url
+        self.source = source
+        self.instance = instance or uuid.uuid4().hex[:8]
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self, *, declare: bool = True) -> Bus:
+        self._connection = await aio_pika.connect_robust(
+            self.amqp_url,
+            client_properties={"connection_name": f"kiln-{self.source}-{self.instance}"},
+            reconnect_interval=2,
+        )
+        self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        if declare:
+            await declare_topology(self._publisher)
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def stop(self, grace_s: float = 600) -> None:
+        """Stop taking messages, let the ones in hand finish (they ack), then close."""
+        self._stopping.set()
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:  # already gone with a dead connection; nothing to cancel
+                log.debug("cancel of %s failed", tag, exc_info=True)
+        self._consumers.clear()
+        if self._in_flight:
+            log.info("waiting for %d message(s) in hand", len(self._in_flight))
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(self, envelope: Envelope, *, exchange: str = t.EVENTS_EXCHANGE) -> None:
+        """Persistent, mandatory, and awaited until the broker confirms it."""
+        channel = self._require_publisher()
+        target = await channel.get_exchange(exchange, ensure=False)
+        message = aio_pika.Message(
+            body=envelope.to_json(),
+            headers=envelope.amqp_headers(),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.id,
+            type=envelope.type,
+            app_id=envelope.source,
+            timestamp=envelope.time,
+        )
+        await target.publish(message, routing_key=envelope.routing_key(), mandatory=True)
+
+    async def publish_raw(self, exchange: str, routing_key: str, body: bytes, **properties: Any) -> None:
+        """For other wire formats on Kiln's exchanges (the CDEvents feed)."""
+        channel = self._require_publisher()
+        target = await channel.get_exchange(exchange, ensure=False)
+        message = aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties)
+        await target.publish(message, routing_key=routing_key, mandatory=False)
+
+    async def emit(
+        self, event: Event, *, build_id: str, package: str = "", cause: Envelope | None = None
+    ) -> Envelope:
+        envelope = Envelope.new(event, source=self.source, build_id=build_id, package=package, cause=cause)
+        await self.publish(envelope)
+        return envelope
+
+    async def _park(
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        delay_s: float | None,
+    ) -> None:
+        channel = self._require_publisher()
+        await channel.default_exchange.publish(
+            copy_for_parking(message, headers, delay_s), routing_key=queue, mandatory=True
+        )
+
+    def _require_publisher(self) -> AbstractRobustChannel:
+        if self._publisher is None:
+            raise RuntimeError("Bus.connect() was not called")
+        return self._publisher
+
+    # -- consuming --------------------------------------------------------------------------
+
+    async def consume(
+        self, spec: t.QueueSpec, handlers: HandlerTable, *, guard: IdempotencyGuard | None = None
+    ) -> None:
+        """Start consuming `spec`'s queue with manual ack and the queue's prefetch."""
+        dispatcher = Dispatcher(
+            spec=spec,
+            handlers=handlers,
+            guard=guard or MemoryIdempotencyGuard(),
+            source=self.source,
+            publish=self.publish,
+            park=self._park,
+        )
+        channel = await self._require_connection().channel()
+        await channel.set_qos(prefetch_count=spec.prefetch)
+        queue = await declare_work_queue(channel, spec)
+        tag = await queue.consume(self._tracked(dispatcher), no_ack=False)
+        self._consumers.append((queue, tag))
+        log.info("consuming %s (prefetch %d)", spec.name, spec.prefetch)
+
+    async def subscribe_transient(
+        self,
+        purpose: str,
+        bindings: Iterable[str],
+        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        *,
+        exchange: str = t.EVENTS_EXCHANGE,
+    ) -> str:
+        """An exclusive, auto-deleted queue for this process only (live views, cancel signals).
+        Messages are acked on receipt: these consumers observe, they do not own work."""
+        channel = await self._require_connection().channel()
+        await channel.set_qos(prefetch_count=100)
+        exchanges = await declare_exchanges(channel)
+        name = t.transient_queue_name(self.source, purpose, self.instance)
+        queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+        for key in bindings:
+            await queue.bind(exchanges[exchange], routing_key=key)
+        tag = await queue.consume(self._tracked(callback), no_ack=True)
+        self._consumers.append((queue, tag))
+        return name
+
+    def _tracked(
+        self, callback: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def run(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                await callback(message)
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        return run
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("Bus.connect() was not called")
+        return self._connection

@@ -1,0 +1,145 @@
+"""The consume policy, declared once: decode, dedupe, run the handler, ack, retry or dead-letter.
+
+Contract: a message is acked only after its handler returned, or after it was safely parked in
+its retry or dead-letter queue (both publishes are confirmed first). So a consumer killed at
+any point leaves the message in the queue, and RabbitMQ redelivers it to another consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.bus import topology as t
+from shared.bus.context import EventContext
+from shared.bus.errors import (
+    ERROR_HEADER,
+    ERROR_KIND_HEADER,
+    RETRIES_HEADER,
+    PermanentError,
+)
+from shared.bus.idempotency import IdempotencyGuard
+from shared.events import Envelope, Event, InvalidEvent, decode
+
+log = logging.getLogger("kiln.bus")
+
+Handler = Callable[[Any, EventContext], Awaitable[None] | None]
+HandlerTable = Mapping[type[Event], Handler]
+
+
+class Dispatcher:
+    """Runs one queue's messages through its handler table."""
+
+    def __init__(
+        self,
+        *,
+        spec: t.QueueSpec,
+        handlers: HandlerTable,
+        guard: IdempotencyGuard,
+        source: str,
+        publish: Callable[[Envelope], Awaitable[None]],
+        park: Callable[[str, AbstractIncomingMessage, dict[str, Any], float | None], Awaitable[None]],
+    ):
+        self.spec = spec
+        self.handlers = dict(handlers)
+        self.guard = guard
+        self.source = source
+        self._publish = publish
+        self._park = park
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await self._handle(message)
+        except Exception:  # the loop must survive anything, even a failing ack
+            log.exception("unexpected failure handling a message on %s", self.spec.name)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = decode(message.body)
+        except InvalidEvent as exc:
+            await self._dead_letter(message, f"invalid event: {exc}", "invalid")
+            return
+        handler = self.handlers.get(envelope.model())
+        if handler is None:  # bound broadly (e.g. `#`), but not ours to handle
+            await message.ack()
+            return
+        deliveries = int((message.headers or {}).get("x-delivery-count", 0) or 0)
+        if deliveries >= t.DELIVERY_LIMIT - 1:
+            await self._dead_letter(
+                message,
+                f"delivered {deliveries + 1} times without an ack: its consumers kept dying on it",
+                "poison",
+            )
+            return
+        consumer = self.spec.name
+        if await asyncio.to_thread(self.guard.seen, consumer, envelope.id):
+            log.info("duplicate %s %s ignored by %s", envelope.type, envelope.id, consumer)
+            await message.ack()
+            return
+        ctx = EventContext(
+            envelope=envelope,
+            consumer=consumer,
+            source=self.source,
+            _publish=self._publish,
+            _loop=asyncio.get_running_loop(),
+        )
+        try:
+            await _run(handler, envelope.event(), ctx)
+        except (PermanentError, InvalidEvent) as exc:
+            await self._dead_letter(message, f"{type(exc).__name__}: {exc}", "permanent")
+            return
+        except Exception as exc:
+            await self._retry_or_give_up(message, exc)
+            return
+        await asyncio.to_thread(self.guard.mark, consumer, envelope.id)
+        await message.ack()
+
+    async def _retry_or_give_up(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        retries = int((message.headers or {}).get(RETRIES_HEADER, 0) or 0)
+        reason = f"{type(exc).__name__}: {exc}"
+        if retries >= t.MAX_RETRIES:
+            await self._dead_letter(message, f"gave up after {retries + 1} attempts: {reason}", "exhausted")
+            return
+        delay = t.retry_delay_s(retries)
+        log.warning("%s failed (%s); retry %d in %.1fs", self.spec.name, reason, retries + 1, delay)
+        headers = {RETRIES_HEADER: retries + 1, ERROR_HEADER: reason[:1000]}
+        await self._park(self.spec.retry_queue, message, headers, delay)
+        await message.ack()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, kind: str) -> None:
+        log.error("dead-lettering a message from %s: %s", self.spec.name, reason)
+        headers = {ERROR_HEADER: reason[:1000], ERROR_KIND_HEADER: kind}
+        await self._park(self.spec.dead_letter_queue, message, headers, None)
+        await message.ack()
+
+
+async def _run(handler: Handler, event: Event, ctx: EventContext) -> None:
+    """Async handlers run on the loop; plain ones in a thread, so long work never blocks heartbeats."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "func", None)):
+        await handler(event, ctx)  # type: ignore[misc]
+    else:
+        await asyncio.to_thread(handler, event, ctx)
+
+
+def copy_for_parking(
+    message: AbstractIncomingMessage, extra_headers: dict[str, Any], delay_s: float | None
+) -> aio_pika.Message:
+    headers = dict(message.headers or {})
+    headers.pop("x-delivery-count", None)
+    headers.update(extra_headers)
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        app_id=message.app_id,
+        expiration=delay_s,
+    )
