@@ -1,0 +1,119 @@
+"""Compile benchmark (not CI): kiln's engine vs plain `cythonize -j` + `build_ext --parallel`.
+
+    python bench/compile/run.py [--small] [--scenarios kiln,baseline,arm64] [--work DIR]
+
+Scenarios, all on the same generated corpus in the same run:
+  kiln      cold (empty cache), no-change, one-file change (amd64)
+  baseline  `cythonize -j N` then `setup.py build_ext --parallel N` (CFLAGS=-O2 -g0, as kiln)
+  arm64     cold amd64-only vs cold arm64-only (cross-compiled), each from an empty cache
+Results: a table on stdout and JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import FULL, SMALL, generate  # noqa: E402
+
+from services.compiler.engine import ModuleCache, compile_tree  # noqa: E402
+from services.compiler.engine.cythonize import DIRECTIVES  # noqa: E402
+
+JOBS = os.cpu_count() or 1
+
+
+def timed_compile(corpus: Path, out: Path, cache: Path, platform: str) -> tuple[float, object]:
+    started = time.perf_counter()
+    report = compile_tree(corpus, out, platforms=[platform], jobs=JOBS, cache=ModuleCache(cache))
+    elapsed = time.perf_counter() - started
+    assert report.ok, [m for m in report.modules if m.status == "error"][:3]
+    return elapsed, report
+
+
+def kiln_scenarios(corpus: Path, work: Path) -> dict:
+    cache, out = work / "cache-kiln", work / "out-kiln"
+    shutil.rmtree(cache, ignore_errors=True)
+    cold, _ = timed_compile(corpus, out, cache, "linux/amd64")
+    no_change, _ = timed_compile(corpus, out, cache, "linux/amd64")
+    changed = sorted(corpus.rglob("mod_*.py"))[0]
+    changed.write_text(changed.read_text() + "\n\ndef added_by_bench():\n    return 1\n")
+    one_file, report = timed_compile(corpus, out, cache, "linux/amd64")
+    own = next(m.duration_ms for m in report.modules if m.status == "ok" and m.duration_ms) / 1000
+    return {"cold_s": cold, "no_change_s": no_change, "one_file_s": one_file, "one_file_module_s": own}
+
+
+def baseline(corpus: Path, work: Path) -> dict:
+    tree = work / "baseline"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(corpus, tree)
+    directives = [arg for k, v in DIRECTIVES.items() for arg in ("-X", f"{k}={v}")]
+    sources = [str(p.relative_to(tree)) for p in sorted(tree.rglob("*.py"))]
+    setup = tree / "setup.py"
+    setup.write_text(
+        "import glob\nfrom setuptools import Extension, setup\n"
+        "mods = [p[:-2] for p in glob.glob('**/*.c', recursive=True)]\n"
+        "setup(name='bench', ext_modules=[Extension("
+        "m.replace('/', '.').removesuffix('.__init__'), [m + '.c']) for m in mods])\n"
+    )
+    env = {**os.environ, "CFLAGS": "-O2 -g0"}
+    started = time.perf_counter()
+    cythonize = [str(Path(sys.executable).parent / "cythonize"), "-j", str(JOBS), "-3", *directives]
+    subprocess.run([*cythonize, *sources], cwd=tree, check=True, capture_output=True)
+    cythonized = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--parallel", str(JOBS)],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    done = time.perf_counter()
+    return {"cold_s": done - started, "cythonize_s": cythonized - started, "build_ext_s": done - cythonized}
+
+
+def arm64_vs_amd64(corpus: Path, work: Path) -> dict:
+    figures = {}
+    for platform in ("linux/amd64", "linux/arm64"):
+        cache = work / f"cache-{platform.split('/')[1]}"
+        shutil.rmtree(cache, ignore_errors=True)
+        figures[platform], _ = timed_compile(corpus, work / f"out-{platform.split('/')[1]}", cache, platform)
+    return {"amd64_cold_s": figures["linux/amd64"], "arm64_cold_s": figures["linux/arm64"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--scenarios", default="kiln,baseline,arm64")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kiln-bench-compile"))
+    args = parser.parse_args()
+    shape = SMALL if args.small else FULL
+    corpus = args.work / "corpus"
+    modules = len(generate(corpus, **shape))
+    results: dict = {"corpus": {**shape, "modules": modules}, "jobs": JOBS}
+    for scenario in args.scenarios.split(","):
+        generate(corpus, **shape)  # every scenario starts from the pristine corpus
+        runner = {"kiln": kiln_scenarios, "baseline": baseline, "arm64": arm64_vs_amd64}[scenario]
+        results[scenario] = runner(corpus, args.work)
+        print(scenario, json.dumps(results[scenario]), flush=True)
+    if "kiln" in results and "baseline" in results:
+        results["cold_vs_baseline"] = results["kiln"]["cold_s"] / results["baseline"]["cold_s"]
+    if "arm64" in results:
+        results["arm64_vs_amd64"] = results["arm64"]["arm64_cold_s"] / results["arm64"]["amd64_cold_s"]
+    out = REPO / "bench" / "results" / f"compile-{'small' if args.small else 'full'}-{int(time.time())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
