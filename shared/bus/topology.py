@@ -80,6 +80,7 @@ DEPLOYER_GATE = QueueSpec(
     "deployer",
     "gate",
     (
+        "build.requested",
         "compile.completed",
         "image.pushed",
         "image.failed",

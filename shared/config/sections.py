@@ -79,6 +79,8 @@ class DeploymentConfig(Section):
     k3s: K3sConfig = K3sConfig()
     volumes: dict[str, VolumeConfig] = {}
     verify: VerifyConfig = VerifyConfig()
+    # Base image per platform for compiled services; empty means the imager's KILN_BASE_IMAGE_<ARCH>.
+    base_images: dict[Platform, str] = {}
 
     @model_validator(mode="after")
     def _platforms_unique(self) -> DeploymentConfig:
