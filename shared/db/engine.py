@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import BuildCounter
@@ -39,12 +40,14 @@ def upgrade(url: str, revision: str = "heads") -> None:
 
 def next_build_number(session: Session, package: str) -> int:
     """Increasing per package; the row lock makes concurrent requests get distinct numbers."""
+    try:
+        with session.begin_nested():  # the first build of a package creates its counter row
+            session.add(BuildCounter(package=package, last_number=0))
+    except IntegrityError:
+        pass  # another request created it first; the lock below serialises us
     counter = session.execute(
         select(BuildCounter).where(BuildCounter.package == package).with_for_update()
-    ).scalar_one_or_none()
-    if counter is None:
-        counter = BuildCounter(package=package, last_number=0)
-        session.add(counter)
+    ).scalar_one()
     counter.last_number += 1
     session.flush()
     return counter.last_number
