@@ -1,0 +1,105 @@
+"""Trivy's JSON report (SchemaVersion 2) read into a ScanReport.
+
+The shape, per result: `Results[].{Target, Class, Vulnerabilities[], Secrets[], Misconfigurations[]}`;
+a vulnerability is `{VulnerabilityID, PkgName, InstalledVersion, FixedVersion, Severity, Title}`,
+an image secret carries `Layer.{Digest, DiffID}`. Anything else is a MalformedReport: a report we
+cannot read must never count as a clean one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.scanner.report import MalformedReport, ScanReport, VulnDbState, normalise_severity
+from shared.events.scan import Finding
+
+SUPPORTED_SCHEMA = 2
+
+
+def parse_trivy_report(raw: str | bytes, *, vuln_db: VulnDbState = "ok") -> ScanReport:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedReport(f"trivy output is not JSON: {exc}") from None
+    if not isinstance(document, dict) or "SchemaVersion" not in document:
+        raise MalformedReport("trivy output is not a Trivy report (no SchemaVersion)")
+    if document["SchemaVersion"] != SUPPORTED_SCHEMA:
+        raise MalformedReport(
+            f"trivy report SchemaVersion {document['SchemaVersion']!r}, expected {SUPPORTED_SCHEMA}"
+        )
+    results = document.get("Results")
+    if results is None:  # Trivy omits Results when a scan found no targets
+        results = []
+    if not isinstance(results, list):
+        raise MalformedReport("trivy report: Results is not a list")
+    vulnerabilities: list[Finding] = []
+    secrets: list[Finding] = []
+    misconfigurations: list[Finding] = []
+    for index, result in enumerate(results):
+        where = f"Results[{index}]"
+        if not isinstance(result, dict):
+            raise MalformedReport(f"trivy report: {where} is not an object")
+        target = str(result.get("Target", ""))
+        for item in _items(result, "Vulnerabilities", where):
+            vulnerabilities.append(_vulnerability(item, where))
+        for item in _items(result, "Secrets", where):
+            secrets.append(_secret(item, target, where))
+        for item in _items(result, "Misconfigurations", where):
+            if item.get("Status", "FAIL") == "FAIL":
+                misconfigurations.append(_misconfiguration(item, target, where))
+    return ScanReport(
+        scanner="trivy",
+        vulnerabilities=tuple(vulnerabilities),
+        secrets=tuple(secrets),
+        misconfigurations=tuple(misconfigurations),
+        vuln_db=vuln_db,
+    )
+
+
+def _items(result: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    items = result.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise MalformedReport(f"trivy report: {where}.{key} is not a list of objects")
+    return items
+
+
+def _required(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedReport(f"trivy report: {where} entry without {key}")
+    return value
+
+
+def _vulnerability(item: dict[str, Any], where: str) -> Finding:
+    return Finding(
+        id=_required(item, "VulnerabilityID", f"{where}.Vulnerabilities"),
+        severity=normalise_severity(item.get("Severity")),
+        package=str(item.get("PkgName", "")),
+        installed=str(item.get("InstalledVersion", "")),
+        fixed=str(item.get("FixedVersion", "") or ""),
+        title=str(item.get("Title", ""))[:300],
+    )
+
+
+def _secret(item: dict[str, Any], target: str, where: str) -> Finding:
+    # Never copy `Match` or `Code`: even masked, the secret's surroundings stay out of events.
+    layer = item.get("Layer") or {}
+    return Finding(
+        id=_required(item, "RuleID", f"{where}.Secrets"),
+        severity=normalise_severity(item.get("Severity")),
+        title=str(item.get("Title", "")),
+        file=target,
+        layer=str(layer.get("Digest") or layer.get("DiffID") or "") if isinstance(layer, dict) else "",
+    )
+
+
+def _misconfiguration(item: dict[str, Any], target: str, where: str) -> Finding:
+    return Finding(
+        id=_required(item, "ID", f"{where}.Misconfigurations"),
+        severity=normalise_severity(item.get("Severity")),
+        title=str(item.get("Title") or item.get("Message") or "")[:300],
+        file=target,
+    )
