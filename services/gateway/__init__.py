@@ -1,0 +1,1 @@
+"""The gateway: webhooks in, the build API, live events, replay, subscriptions and the dashboard."""

@@ -1,0 +1,33 @@
+"""`python -m services.gateway [--host H] [--port P]`: serve the gateway with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from services.gateway.bootstrap import bootstrap
+from services.gateway.settings import GatewaySettings
+from shared.logging import setup_logging
+from shared.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__)
+    parser.add_argument("--host", help="listen address (default KILN_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default KILN_PORT or 8000)")
+    args = parser.parse_args(argv)
+    settings = load_settings(GatewaySettings)
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    app = bootstrap(settings)
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,  # keep our redacting handler
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The REST API: health, builds (read, trigger, cancel, replay), live streams, subscriptions."""

@@ -1,0 +1,44 @@
+"""The FastAPI application: routers only; everything it uses comes from bootstrap (app.state.deps)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.gateway.api import health, trigger
+from services.gateway.deps import GatewayDeps
+from services.gateway.webhooks import routes as webhooks
+
+
+def create_app(
+    deps: GatewayDeps,
+    *,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown()
+
+    app = FastAPI(
+        title="Kiln gateway",
+        description="Webhooks, the build API, live events, replay, subscriptions and the dashboard.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.deps = deps
+    for module in _routers():
+        app.include_router(module.router)
+    return app
+
+
+def _routers():
+    return [health, webhooks, trigger]

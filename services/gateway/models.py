@@ -1,0 +1,62 @@
+"""The gateway's own state: webhook redelivery keys and HTTP subscriptions (migration gateway_0001)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.models import Base, Json, PreciseTime
+
+
+class DeliveryKey(Base):
+    """One redelivery key: a provider delivery id, or one (repo, ref, commit, package).
+
+    `state` is "pending" between reserving the key and the broker's confirm, then "published".
+    A pending key older than the takeover age is treated as lost (the process died) and reused.
+    """
+
+    __tablename__ = "gateway_delivery_key"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key: Mapped[str] = mapped_column(String(700))
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    build_ids: Mapped[list[str] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(PreciseTime)
+
+
+class Subscription(Base):
+    """An HTTP receiver of events matching `filter` (an AMQP topic pattern)."""
+
+    __tablename__ = "gateway_subscription"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    filter: Mapped[str] = mapped_column(String(200), default="#")
+    # HMAC key for the X-Kiln-Signature header; shown once at registration.
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str | None] = mapped_column(String(30))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_event_id: Mapped[str | None] = mapped_column(String(36))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(PreciseTime)
+    created_at: Mapped[datetime] = mapped_column(PreciseTime)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "filter": self.filter,
+            "active": self.active,
+            "delivered": self.delivered,
+            "failures": self.failures,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "last_event_id": self.last_event_id,
+            "last_attempt_at": self.last_attempt_at.isoformat() if self.last_attempt_at else None,
+        }

@@ -1,0 +1,27 @@
+"""The gateway's settings (KILN_*), read once at start-up by bootstrap."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shared.settings import KilnSettings
+
+MAX_WEBHOOK_BODY = 256 * 1024  # Bitbucket's own payload limit; anything bigger is not a real push
+
+
+class GatewaySettings(KilnSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Bearer token for mutating endpoints (trigger, cancel, replay, subscriptions, generic webhook).
+    api_token: SecretStr | None = None
+    # When true, reads (builds, events, dashboard) need the token as well.
+    read_requires_token: bool = False
+    # HMAC secrets per provider; unset means that provider's deliveries are not signature-checked.
+    bitbucket_cloud_secret: SecretStr | None = None
+    bitbucket_server_secret: SecretStr | None = None
+    github_secret: SecretStr | None = None
+    # Bitbucket Server's refs_changed payload carries no clone link: derive it from this base URL.
+    bitbucket_server_url: str | None = None
+    max_webhook_body: int = Field(MAX_WEBHOOK_BODY, ge=1024)
+    # A redelivery whose first attempt is still "pending" after this long is taken over (crash safety).
+    pending_takeover_s: float = Field(60.0, gt=0)

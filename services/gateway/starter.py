@@ -1,0 +1,87 @@
+"""Starting builds: number them, publish `build.requested`, and answer only after the confirm.
+
+Exactly-once per redelivery key: keys are reserved (pending) before publishing, confirmed after
+the broker's ack, and released when the publish failed, so the sender's retry starts the build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from anyio import to_thread
+
+from services.gateway.ports import DeliveryLedger, Publisher
+from shared.config import KilnConfig
+from shared.events import BuildRequested, Envelope
+from shared.events.build import Options, Source, Trigger
+from shared.naming import DEFAULT_VERSION_MAP, version_for_branch
+
+log = logging.getLogger("kiln.gateway")
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm: answer 503 so the sender retries (nothing is lost)."""
+
+
+@dataclass(frozen=True)
+class BuildOrder:
+    package: str
+    source: Source
+    options: Options = field(default_factory=Options)
+    trigger: Trigger = field(default_factory=Trigger)
+    # Redelivery key of this order (e.g. repo/ref/commit/package); None: always a new build.
+    dedupe_key: str | None = None
+
+
+@dataclass
+class StartResult:
+    build_ids: list[str]
+    duplicates: int = 0
+
+
+class BuildStarter:
+    def __init__(self, *, publisher: Publisher, ledger: DeliveryLedger, config: KilnConfig | None):
+        self._publisher = publisher
+        self._ledger = ledger
+        self._config = config
+
+    async def start(self, orders: list[BuildOrder], *, delivery_key: str | None = None) -> StartResult:
+        keys = [o.dedupe_key for o in orders if o.dedupe_key] + ([delivery_key] if delivery_key else [])
+        fresh_by_key = dict(zip(keys, await to_thread.run_sync(self._ledger.reserve, keys), strict=True))
+        if delivery_key and not fresh_by_key[delivery_key]:
+            return StartResult(build_ids=[], duplicates=len(orders))
+        todo = [o for o in orders if o.dedupe_key is None or fresh_by_key[o.dedupe_key]]
+        numbers = await to_thread.run_sync(self._ledger.build_numbers, [o.package for o in todo])
+        envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
+        outcomes = await asyncio.gather(
+            *(self._publisher.publish(e) for e in envelopes), return_exceptions=True
+        )
+        published = [e.buildid for e, r in zip(envelopes, outcomes, strict=True) if r is None]
+        failed = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is not None and o.dedupe_key]
+        ok_keys = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is None and o.dedupe_key]
+        await to_thread.run_sync(self._ledger.confirm, ok_keys, published)
+        if len(published) < len(envelopes):
+            errors = [r for r in outcomes if r is not None]
+            log.error("broker refused %d build.requested: %s", len(errors), errors[0])
+            await to_thread.run_sync(self._ledger.release, failed + ([delivery_key] if delivery_key else []))
+            raise PublishFailed(f"broker did not confirm {len(errors)} of {len(envelopes)} build requests")
+        if delivery_key:
+            await to_thread.run_sync(self._ledger.confirm, [delivery_key], published)
+        return StartResult(build_ids=published, duplicates=len(orders) - len(todo))
+
+    def envelope(self, order: BuildOrder, number: int) -> Envelope:
+        version_map = self._config.version_map if self._config else DEFAULT_VERSION_MAP
+        branch = order.source.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        event = BuildRequested(
+            package=order.package,
+            build_number=number,
+            version=version_for_branch(branch, version_map) if branch else None,
+            source=order.source,
+            options=order.options,
+            trigger=order.trigger,
+        )
+        build_id = str(uuid.uuid4())
+        return Envelope.new(event, source="gateway", build_id=build_id, package=order.package)

@@ -1,0 +1,1 @@
+"""Webhook receivers: signature check, provider payload parsing, mapping refs to packages."""

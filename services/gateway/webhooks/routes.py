@@ -1,0 +1,153 @@
+"""POST /webhook/{bitbucket-cloud,bitbucket-server,github}: signed pushes in, build.requested out.
+
+Routing is on the event header, never the body. Status codes are the contract with the sender:
+202 builds started (broker confirmed), 200 nothing to start (reason), 400 malformed, 401 bad or
+missing signature, 413 too large, 503 broker unavailable (the sender retries; nothing is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+
+from services.gateway import metrics
+from services.gateway.deps import Deps, GatewayDeps
+from services.gateway.starter import BuildOrder, PublishFailed
+from services.gateway.webhooks import bitbucket_cloud, bitbucket_server, github
+from services.gateway.webhooks.changes import Ignored, MalformedPayload, Push
+from services.gateway.webhooks.intake import BodyTooLarge, parse_json, read_body
+from services.gateway.webhooks.routing import plan_builds
+from services.gateway.webhooks.signature import SignatureError, verify
+from shared.events.build import Options, Source, Trigger
+
+log = logging.getLogger("kiln.gateway.webhooks")
+router = APIRouter(tags=["webhooks"])
+
+
+@dataclass(frozen=True)
+class Provider:
+    kind: str
+    event_header: str
+    signature_header: str
+    delivery_header: str
+    parse: Callable[[str, Any, GatewayDeps], Push | Ignored]
+    secret: Callable[[GatewayDeps], SecretStr | None]
+
+
+PROVIDERS = {
+    "bitbucket-cloud": Provider(
+        "bitbucket-cloud",
+        bitbucket_cloud.EVENT_HEADER,
+        bitbucket_cloud.SIGNATURE_HEADER,
+        bitbucket_cloud.DELIVERY_HEADER,
+        lambda event, payload, _deps: bitbucket_cloud.parse(event, payload),
+        lambda deps: deps.settings.bitbucket_cloud_secret,
+    ),
+    "bitbucket-server": Provider(
+        "bitbucket-server",
+        bitbucket_server.EVENT_HEADER,
+        bitbucket_server.SIGNATURE_HEADER,
+        bitbucket_server.DELIVERY_HEADER,
+        lambda event, payload, deps: bitbucket_server.parse(
+            event, payload, server_url=deps.settings.bitbucket_server_url
+        ),
+        lambda deps: deps.settings.bitbucket_server_secret,
+    ),
+    "github": Provider(
+        "github",
+        github.EVENT_HEADER,
+        github.SIGNATURE_HEADER,
+        github.DELIVERY_HEADER,
+        lambda event, payload, _deps: github.parse(event, payload),
+        lambda deps: deps.settings.github_secret,
+    ),
+}
+
+
+def _reply(provider: str, outcome: str, status: int, **body: Any) -> JSONResponse:
+    metrics.WEBHOOKS.labels(provider, outcome).inc()
+    return JSONResponse({"status": outcome, **body}, status_code=status)
+
+
+async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> JSONResponse:
+    started = time.perf_counter()
+    try:
+        body = await read_body(request, deps.settings.max_webhook_body)
+    except BodyTooLarge as exc:
+        return _reply(provider.kind, "rejected", 413, reason=str(exc))
+    event = request.headers.get(provider.event_header, "").strip()
+    if not event:
+        return _reply(provider.kind, "rejected", 400, reason=f"header {provider.event_header} missing")
+    secret = provider.secret(deps)
+    if secret is not None:
+        try:
+            verify(secret.get_secret_value(), body, request.headers.get(provider.signature_header))
+        except SignatureError as exc:
+            return _reply(provider.kind, "unauthorized", 401, reason=str(exc))
+    try:
+        parsed = provider.parse(event, parse_json(body), deps)
+    except MalformedPayload as exc:
+        return _reply(provider.kind, "rejected", 400, reason=str(exc))
+    except Exception:  # a parser bug must still not answer 5xx to a sender's bad input
+        log.exception("unreadable %s payload", provider.kind)
+        return _reply(provider.kind, "rejected", 400, reason="payload could not be read")
+    if isinstance(parsed, Ignored):
+        return _reply(provider.kind, "ignored", 200, reason=parsed.reason)
+    response = await _start(provider, parsed, request, deps)
+    metrics.WEBHOOK_LATENCY.labels(provider.kind).observe(time.perf_counter() - started)
+    return response
+
+
+async def _start(provider: Provider, push: Push, request: Request, deps: GatewayDeps) -> JSONResponse:
+    if deps.config is None:
+        return _reply(provider.kind, "ignored", 200, reason="no pipeline config loaded (KILN_CONFIG_PATH)")
+    planned, skipped = plan_builds(deps.config, push)
+    if not planned:
+        return _reply(provider.kind, "ignored", 200, reason="; ".join(skipped) or "no ref changed")
+    delivery_id = request.headers.get(provider.delivery_header, "").strip()[:200] or None
+    orders = [
+        BuildOrder(
+            package=p.package,
+            source=Source(repo_url=push.clone_url, ref=p.change.ref, commit=p.change.commit),
+            options=Options(
+                platforms=tuple(deps.config.packages[p.package].deployment.platforms), notify="raci"
+            ),
+            trigger=Trigger(kind=provider.kind, actor=push.actor[:255], delivery_id=delivery_id),  # type: ignore[arg-type]
+            dedupe_key=f"ref:{push.repository.lower()}:{p.change.ref}:{p.change.commit}:{p.package}",
+        )
+        for p in planned
+    ]
+    delivery_key = f"delivery:{provider.kind}:{delivery_id}" if delivery_id else None
+    try:
+        result = await deps.starter.start(orders, delivery_key=delivery_key)
+    except PublishFailed as exc:
+        return _reply(provider.kind, "unavailable", 503, reason=str(exc))
+    except Exception as exc:  # database or broker down: retryable, the sender will redeliver
+        log.exception("could not start builds for %s", provider.kind)
+        return _reply(provider.kind, "unavailable", 503, reason=f"try again later ({type(exc).__name__})")
+    if not result.build_ids:
+        return _reply(provider.kind, "duplicate", 200, reason="redelivery: builds already started")
+    metrics.BUILDS_REQUESTED.labels(provider.kind).inc(len(result.build_ids))
+    return _reply(provider.kind, "accepted", 202, build_ids=result.build_ids, skipped=skipped)
+
+
+def _endpoint(name: str):
+    provider = PROVIDERS[name]
+
+    async def endpoint(request: Request, deps: Deps) -> JSONResponse:
+        return await receive(provider, request, deps)
+
+    endpoint.__name__ = f"webhook_{name.replace('-', '_')}"
+    endpoint.__doc__ = f"{name} push webhook (event header {provider.event_header})."
+    return endpoint
+
+
+for _name in PROVIDERS:
+    router.add_api_route(f"/webhook/{_name}", _endpoint(_name), methods=["POST"], status_code=202)

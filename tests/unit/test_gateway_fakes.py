@@ -1,0 +1,69 @@
+"""Fakes for the gateway's unit tests (recording publisher, in-memory ledger) and the app built with
+the same `build_deps` production uses. Integration tests prove the real adapters."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections import defaultdict
+
+from fastapi import FastAPI
+
+from services.gateway.app import create_app
+from services.gateway.bootstrap import build_deps
+from services.gateway.settings import GatewaySettings
+from shared.config import KilnConfig
+from shared.events import Envelope
+
+
+class RecordingPublisher:
+    def __init__(self, fail: bool = False):
+        self.published: list[Envelope] = []
+        self.fail = fail
+
+    async def publish(self, envelope: Envelope) -> None:
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        self.published.append(envelope)
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+        self.counters: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
+
+    def reserve(self, keys: list[str]) -> list[bool]:
+        fresh = [k not in self.keys for k in keys]
+        for key in keys:
+            self.keys.setdefault(key, "pending")
+        return fresh
+
+    def confirm(self, keys: list[str], build_ids: list[str]) -> None:
+        for key in keys:
+            self.keys[key] = "published"
+
+    def release(self, keys: list[str]) -> None:
+        for key in keys:
+            self.keys.pop(key, None)
+
+    def build_numbers(self, packages: list[str]) -> list[int]:
+        return [next(self.counters[p]) for p in packages]
+
+
+def make_secrets() -> dict[str, str]:
+    return {name: secrets.token_hex(16) for name in ("bitbucket_cloud", "bitbucket_server", "github", "api")}
+
+
+def fake_app(
+    config: KilnConfig | None, secret_values: dict[str, str] | None, publisher: RecordingPublisher
+) -> FastAPI:
+    values = secret_values or {}
+    settings = GatewaySettings(
+        bitbucket_cloud_secret=values.get("bitbucket_cloud"),
+        bitbucket_server_secret=values.get("bitbucket_server"),
+        github_secret=values.get("github"),
+        api_token=values.get("api"),
+        bitbucket_server_url="https://bitbucket.example.com",
+    )
+    deps = build_deps(settings, publisher=publisher, ledger=MemoryLedger(), config=config)
+    return create_app(deps)
