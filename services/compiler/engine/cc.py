@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUPPORTED_PLATFORMS = ("linux/amd64", "linux/arm64")
-_MACHINE_OF = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64"}
+_MACHINE_OF = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+}
 _TRIPLET = {"linux/amd64": "x86_64-linux-gnu", "linux/arm64": "aarch64-linux-gnu"}
 _CROSS_GCC_PACKAGE = {"linux/amd64": "gcc-x86-64-linux-gnu", "linux/arm64": "gcc-aarch64-linux-gnu"}
 _CROSS_HEADERS_PACKAGE = {
