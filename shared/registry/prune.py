@@ -13,12 +13,14 @@ the registry stopped or read-only; Harbor: `python -m shared.registry gc-harbor`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
 
 from shared.registry import manifests as mf
 from shared.registry.client import RegistryClient
+from shared.registry.errors import NotFound
 
 _BUILD_TAG = re.compile(r"^b([1-9][0-9]*)$")
 
@@ -90,5 +92,6 @@ def prune(client: RegistryClient, repo: str, keep: int, dry_run: bool = False) -
                 report.deleted.setdefault(child, [])
     if not dry_run:
         for digest in report.deleted:  # Distribution does not enforce references: order is free
-            client.delete_manifest(repo, digest)
+            with contextlib.suppress(NotFound):  # already gone (a concurrent prune): the goal holds
+                client.delete_manifest(repo, digest)
     return report
