@@ -52,12 +52,12 @@ image_architecture() { docker image inspect -f '{{.Architecture}}' "$1" 2>/dev/n
 
 verify_base_image() { # image arch: it runs, on the right machine type, with python3
   local image=$1 arch=$2 machine
-  machine=$(docker run --rm "$image" uname -m) ||
+  machine=$(docker run --rm --platform "linux/$arch" "$image" uname -m) ||
     die "$image does not start" "for arm64 check binfmt: cat /proc/sys/fs/binfmt_misc/qemu-aarch64"
   [[ $machine == "$(expected_uname_machine "$arch")" ]] ||
     die "$image runs as $machine, expected $(expected_uname_machine "$arch")" \
       "docker rmi $image and re-run ./kiln-dev services"
-  [[ $(docker run --rm "$image" python3 -c 'print(1)') == 1 ]] ||
+  [[ $(docker run --rm --platform "linux/$arch" "$image" python3 -c 'print(1)') == 1 ]] ||
     die "python3 does not run in $image" "rm $(base_tarball "$arch") and re-run ./kiln-dev services"
 }
 
