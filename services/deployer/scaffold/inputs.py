@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.deployer.topology import Topology, plan_topology
 from shared.config import KilnConfig, RegistryConfig, registry_credentials, trimmed_config
 from shared.naming import image_ref, safe_name
-
-from services.deployer.topology import Topology, plan_topology
 
 DEFAULT_PLATFORM = "linux/amd64"
 
@@ -66,9 +65,15 @@ def scaffold_inputs(
             chosen[svc.name] = svc.image or ""
         elif svc.name not in chosen:
             chosen[svc.name] = image_ref(
-                registry.host, registry.project, version, svc.name, package, DEFAULT_PLATFORM, tag,
+                registry.host,
+                registry.project,
+                version,
+                svc.name,
+                package,
+                DEFAULT_PLATFORM,
+                tag,
                 tenant=registry.tenant,
-            )  # fmt: skip
+            )
     return ScaffoldInputs(
         topology=topology,
         images=chosen,

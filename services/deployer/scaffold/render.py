@@ -93,7 +93,10 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
 
     def secret_value(field: str) -> str:
         if keys is None:
-            return "{{ required \"--set-file keys.%s=PATH\" .Values.keys.%s | b64enc | quote }}" % (field, field)
+            return '{{ required "--set-file keys.%s=PATH" .Values.keys.%s | b64enc | quote }}' % (
+                field,
+                field,
+            )
         pem = keys[0] if field == "privatePem" else keys[1]
         return json.dumps(base64.b64encode(pem).decode())
 
@@ -133,9 +136,7 @@ def _render(name: str, context: dict[str, Any], **extra: Any) -> str:
     return _ENV.get_template(name).render(**context, **extra)
 
 
-def render_chart_templates(
-    inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None = None
-) -> dict[str, str]:
+def render_chart_templates(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None = None) -> dict[str, str]:
     """`templates/<file>` -> text, in apply order (config and storage before workloads)."""
     ctx = _context(inputs, keys)
     files = {

@@ -1,0 +1,78 @@
+"""`python -m services.deployer [worker]` consumes the gate queue; the other commands work
+without the bus: scaffold, deploy, status, targets (see docs/deployer.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from services.deployer.settings import DeployerSettings
+from shared.config import ConfigError, load_config
+from shared.logging import setup_logging
+from shared.settings import load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.deployer")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("worker", help="consume the gate queue (the default)")
+    for name, text in (
+        ("scaffold", "generate the chart, compose file, Caddyfile, registries.yaml, supervisor sections"),
+        ("deploy", "deploy the package on its substrate, verify, roll back on failure"),
+        ("status", "what runs now: revision, images, service states"),
+        ("targets", "the topology: services, ports, replicas, routes, node ports"),
+    ):
+        cmd = commands.add_parser(name, help=text)
+        cmd.add_argument("package")
+        cmd.add_argument("--config", type=Path, required=True, help="the pipeline config.yaml")
+        if name in ("scaffold", "deploy"):
+            cmd.add_argument("--image", action="append", default=[], metavar="SERVICE=REF")
+            cmd.add_argument("--version", help="version component of default image names")
+            cmd.add_argument("--tag", default="latest")
+        if name == "scaffold":
+            cmd.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(DeployerSettings)
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    if args.command in (None, "worker"):
+        return _worker(settings)
+    try:
+        cfg = load_config(args.config, os.environ)
+        cfg.package(args.package)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    from services.deployer import commands
+
+    return getattr(commands, args.command)(cfg, args, settings)
+
+
+def _worker(settings: DeployerSettings) -> int:
+    from services.deployer.bootstrap import bootstrap
+    from shared.bus import Bus, SqlIdempotencyGuard, run_service
+    from shared.bus.topology import DEPLOYER_GATE
+    from shared.db import make_engine, make_sessions
+
+    sessions = make_sessions(make_engine(settings.database_url))
+    handlers = bootstrap(settings, sessions)
+    bus = Bus(settings.amqp_url, source="deployer", instance=settings.instance)
+
+    async def start(bus: Bus) -> None:
+        await bus.consume(DEPLOYER_GATE, handlers, guard=SqlIdempotencyGuard(sessions))
+
+    asyncio.run(run_service(bus, start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The k8s substrate: server-side apply of the chart's manifests through the kubernetes client,
+and a rolling restart of every workload mounting the ConfigMap when its data changed.
+
+Why the restart when the pod template already carries the config checksum: a ConfigMap mounted
+with subPath never updates inside a running pod, and workloads applied by older scaffolds (or by
+hand) have no checksum. Patching `kubectl.kubernetes.io/restartedAt` is what `kubectl rollout
+restart` does, so the pods are replaced whatever else their template says.
+
+Requests go through `ApiClient.call_api` only, which keeps this adapter testable at the client
+boundary (tests record the exact requests) without an API server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from services.deployer.ports import Release
+from services.deployer.scaffold import ScaffoldInputs, chart_manifests
+from services.deployer.topology import ServicePlan, Topology
+from shared.bus import TransientError
+
+FIELD_MANAGER = "kiln-deployer"
+RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+REVISION_ANNOTATION = "kiln.dev/revision"
+IMAGE_ANNOTATION = "kiln.dev/images"
+_PLURALS = {
+    "Namespace": "namespaces",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Service": "services",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+}
+
+
+def object_path(doc: dict[str, Any]) -> str:
+    api_version, kind = doc["apiVersion"], doc["kind"]
+    prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    name = doc["metadata"]["name"]
+    if kind == "Namespace":
+        return f"{prefix}/namespaces/{name}"
+    return f"{prefix}/namespaces/{doc['metadata']['namespace']}/{_PLURALS[kind]}/{name}"
+
+
+class KubernetesSubstrate:
+    name = "k8s"
+
+    def __init__(
+        self,
+        api_client: Any,
+        keys: Callable[[str, str], tuple[bytes, bytes]],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._api = api_client
+        self._keys = keys
+        self._now = now
+
+    # -- the requests ------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = self._api.configuration.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+        url = self._api.configuration.host + path
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=None if body is None else json.dumps(body)
+            )
+            response.read()
+        except Exception as exc:  # urllib3 errors: the cluster is unreachable, worth retrying
+            raise TransientError(f"kubernetes API at {self._api.configuration.host}: {exc}") from exc
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            raise TransientError(f"{method} {path}: HTTP {response.status}: {response.data[:500]!r}")
+        return json.loads(response.data) if response.data else {}
+
+    def _apply(self, doc: dict[str, Any]) -> None:
+        path = f"{object_path(doc)}?fieldManager={FIELD_MANAGER}&force=true"
+        self._call("PATCH", path, body=doc, content_type="application/apply-patch+yaml")
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def apply(self, inputs: ScaffoldInputs, revision: int) -> dict[str, Any]:
+        topology = inputs.topology
+        docs = chart_manifests(inputs, self._keys(inputs.keys_dir, topology.package))
+        configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+        before = self._call("GET", object_path(configmap))
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": topology.namespace}}
+        for doc in [namespace, *docs]:
+            if doc["kind"] in ("Deployment", "StatefulSet"):
+                svc = next(s for s in topology.services if s.dns_name == doc["metadata"]["name"])
+                images = {svc.name: inputs.images[svc.name]}
+                doc["metadata"].setdefault("annotations", {}).update(
+                    {REVISION_ANNOTATION: str(revision), IMAGE_ANNOTATION: json.dumps(images)}
+                )
+            self._apply(doc)
+        restarted: list[str] = []
+        if before is not None and before.get("data") != configmap["data"]:
+            restarted = self._restart_mounting(docs, configmap["metadata"]["name"])
+        return {"namespace": topology.namespace, "applied": len(docs) + 1, "restarted": restarted}
+
+    def _restart_mounting(self, docs: list[dict[str, Any]], configmap: str) -> list[str]:
+        stamp = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        restarted = []
+        for doc in docs:
+            if doc["kind"] not in ("Deployment", "StatefulSet"):
+                continue
+            volumes = doc["spec"]["template"]["spec"].get("volumes", [])
+            if not any(v.get("configMap", {}).get("name") == configmap for v in volumes):
+                continue
+            patch = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}}}
+            self._call(
+                "PATCH", object_path(doc), body=patch, content_type="application/strategic-merge-patch+json"
+            )
+            restarted.append(doc["metadata"]["name"])
+        return restarted
+
+    def current(self, topology: Topology) -> Release | None:
+        path = (
+            f"/apis/apps/v1/namespaces/{topology.namespace}/deployments"
+            f"?labelSelector=app.kubernetes.io/instance%3D{topology.package}"
+        )
+        found = self._call("GET", path) or {}
+        images: dict[str, str] = {}
+        revision = 0
+        for item in found.get("items", []):
+            annotations = item["metadata"].get("annotations", {})
+            revision = max(revision, int(annotations.get(REVISION_ANNOTATION, 0)))
+            images.update(json.loads(annotations.get(IMAGE_ANNOTATION, "{}")))
+        return Release(topology.package, revision, images) if revision else None
+
+    def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
+        # Cluster DNS: the verifier runs inside the cluster (charts/kiln deploys the deployer there).
+        return f"http://{service.dns_name}.{topology.namespace}.svc:{service.port}" if service.port else None
+
+    def running(self, topology: Topology, service: ServicePlan) -> tuple[bool, str]:
+        kind = "statefulsets" if service.kind == "infra" else "deployments"
+        doc = self._call("GET", f"/apis/apps/v1/namespaces/{topology.namespace}/{kind}/{service.dns_name}")
+        ready = (doc or {}).get("status", {}).get("readyReplicas", 0)
+        return ready >= service.replicas, f"{ready}/{service.replicas} ready"
+
+    def logs(self, topology: Topology, service: ServicePlan, lines: int = 50) -> list[str]:
+        return []  # pod logs: `kubectl logs -n {namespace} deploy/{service}` (not fetched here)

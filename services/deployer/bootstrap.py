@@ -1,0 +1,119 @@
+"""The one place that wires settings, bus, database, substrates and the handler table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.deployer import handlers as h
+from services.deployer.adapters.http_probe import HttpxProbe
+from services.deployer.deploy_step import DeployStep
+from services.deployer.ports import HttpProbe, Substrate
+from services.deployer.settings import DeployerSettings
+from services.deployer.store import GateStore
+from shared.bus import PermanentError
+from shared.config import load_config
+from shared.config.keys import key_paths
+from shared.events import (
+    BuildCancelRequested,
+    BuildFinished,
+    BuildRequested,
+    CompileCompleted,
+    ImageFailed,
+    ImagePushed,
+    ManifestPushed,
+    ScanCompleted,
+)
+
+
+def substrate_factory(settings: DeployerSettings):
+    """substrate name -> adapter; clients are created on first use (a compose-only deployer
+    never needs a kubeconfig)."""
+    made: dict[str, Substrate] = {}
+
+    def substrate_for(name: str) -> Substrate:
+        if name not in made:
+            made[name] = _make_substrate(name, settings)
+        return made[name]
+
+    return substrate_for
+
+
+def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
+    if name == "compose":
+        from services.deployer.adapters.docker_compose import ComposeSubstrate, connect_docker
+
+        return ComposeSubstrate(
+            connect_docker(settings.deployer_docker_url),
+            state_dir=Path(settings.deployer_state_dir).expanduser(),
+            prefix=settings.deployer_name_prefix,
+        )
+    if name == "k8s":
+        from kubernetes import config as kube_config
+
+        from services.deployer.adapters.kubernetes import KubernetesSubstrate
+
+        api = kube_config.new_client_from_config(config_file=settings.deployer_kubeconfig)
+        return KubernetesSubstrate(api, read_keys)
+    if name == "supervisor":
+        from services.deployer.adapters.supervisor import SupervisorSubstrate
+
+        return SupervisorSubstrate(Path(settings.deployer_supervisor_dir))
+    raise PermanentError(f"packages.*.deployment.substrate: unknown substrate {name!r}")
+
+
+def read_keys(keys_dir: str, package: str) -> tuple[bytes, bytes]:
+    private, public = key_paths(keys_dir, package)
+    try:
+        return private.read_bytes(), public.read_bytes()
+    except OSError as exc:
+        raise PermanentError(
+            f"packages.{package}.keys.dir: cannot read the PEM keys ({exc}); "
+            f"create them: python -m shared.config keys generate --package {package}"
+        ) from None
+
+
+def bootstrap(
+    settings: DeployerSettings,
+    sessions: sessionmaker[Session],
+    *,
+    substrate_for: Callable[[str], Substrate] | None = None,
+    probe: HttpProbe | None = None,
+    sleep: Callable[[float], None] | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> dict[type, Any]:
+    """The handler table for `topology.DEPLOYER_GATE`. Unit tests pass fakes for the ports."""
+    if not settings.config_path:
+        raise SystemExit("KILN_CONFIG_PATH must name the pipeline config.yaml")
+    config_path = Path(settings.config_path)
+    store = GateStore(sessions)
+
+    def load():
+        return load_config(config_path, env)
+
+    step = DeployStep(
+        store=store,
+        load_config=load,
+        config_path=config_path,
+        substrate_for=substrate_for or substrate_factory(settings),
+        probe=probe or HttpxProbe(),
+        platform=settings.deployer_platform,
+        env=env,
+        **({"sleep": sleep} if sleep else {}),
+    )
+    gate = {"store": store, "deploy": step, "require_scan": settings.deployer_require_scan}
+    return {
+        BuildRequested: partial(h.on_build_requested, store=store),
+        CompileCompleted: partial(h.on_compile_completed, **gate),
+        ImagePushed: partial(h.on_image_pushed, **gate),
+        ImageFailed: partial(h.on_image_failed, **gate),
+        ScanCompleted: partial(h.on_scan_completed, **gate),
+        ManifestPushed: partial(h.on_manifest_pushed, store=store),
+        BuildFinished: partial(h.on_build_finished, store=store),
+        BuildCancelRequested: partial(h.on_cancel_requested, store=store),
+    }

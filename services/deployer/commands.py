@@ -1,0 +1,89 @@
+"""The standalone commands (no bus, no database): scaffold, deploy, status, targets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from services.deployer.adapters.http_probe import HttpxProbe
+from services.deployer.bootstrap import substrate_factory
+from services.deployer.release import run_release
+from services.deployer.scaffold import render_scaffold, scaffold_inputs, write_scaffold
+from services.deployer.settings import DeployerSettings
+from services.deployer.topology import plan_topology
+from shared.config import KilnConfig
+
+
+def _images(args: argparse.Namespace) -> dict[str, str]:
+    images = {}
+    for item in args.image:
+        service, sep, ref = item.partition("=")
+        if not sep or not ref:
+            raise SystemExit(f"--image {item!r}: expected SERVICE=REFERENCE")
+        images[service] = ref
+    return images
+
+
+def _inputs(cfg: KilnConfig, args: argparse.Namespace):
+    return scaffold_inputs(
+        cfg,
+        args.package,
+        config_path=args.config,
+        env=os.environ,
+        images=_images(args),
+        version=args.version,
+        tag=args.tag,
+    )
+
+
+def scaffold(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
+    files = render_scaffold(_inputs(cfg, args))
+    written = write_scaffold(files, args.out)
+    print(f"{len(files)} files in {args.out} ({len(written)} changed)")
+    return 0
+
+
+def deploy(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
+    pkg = cfg.package(args.package)
+    substrate = substrate_factory(settings)(pkg.deployment.substrate)
+    outcome = run_release(_inputs(cfg, args), substrate, HttpxProbe(), pkg.deployment.verify, time.sleep)
+    report = {
+        "deployed": outcome.deployed.model_dump(mode="json"),
+        "verified": outcome.verified.model_dump(mode="json") if outcome.verified else None,
+        "rollback": outcome.rollback.model_dump(mode="json") if outcome.rollback else None,
+        "healthy": outcome.healthy,
+        "error": outcome.error,
+        "log_tail": list(outcome.log_tail),
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if outcome.healthy else 1
+
+
+def status(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
+    pkg = cfg.package(args.package)
+    topology = plan_topology(cfg, args.package)
+    substrate = substrate_factory(settings)(pkg.deployment.substrate)
+    release = substrate.current(topology)
+    services = {}
+    for svc in topology.services:
+        up, state = substrate.running(topology, svc)
+        services[svc.name] = {
+            "up": up,
+            "state": state,
+            "image": (release.images if release else {}).get(svc.name),
+        }
+    print(json.dumps({"revision": release.revision if release else None, "services": services}, indent=2))
+    return 0 if all(s["up"] for s in services.values()) else 1
+
+
+def targets(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
+    topology = plan_topology(cfg, args.package)
+    print(f"namespace {topology.namespace}")
+    print(f"{'service':<20} {'kind':<6} {'port':>6} {'replicas':>8} {'node port':>9}  route")
+    for s in topology.services:
+        print(
+            f"{s.name:<20} {s.kind:<6} {s.port or '-':>6} {s.replicas:>8} {s.node_port or '-':>9}  {s.route or '-'}"
+        )
+    return 0

@@ -1,0 +1,54 @@
+"""The deployer's own tables: its gate state per build and per expected image.
+
+Unique keys make every write an upsert, so redelivered and replayed events change nothing twice.
+`deployer_build.status` is the exactly-once guard: a build moves open -> deploying -> finished
+by conditional updates, and only the handler whose update won emits the follow-up events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.models import BUILD_ID, Base, PreciseTime
+
+OPEN, DEPLOYING, FINISHED = "open", "deploying", "finished"
+
+
+class DeployerBuild(Base):
+    __tablename__ = "deployer_build"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(BUILD_ID, unique=True)
+    package: Mapped[str] = mapped_column(String(100), default="")
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Set by compile.completed: until then the deployer does not know what to wait for.
+    targets_known: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default=OPEN)
+    # The event whose handler claimed the deploy / finished the build: its redelivery may redo it.
+    claim_event_id: Mapped[str | None] = mapped_column(String(36))
+    finish_event_id: Mapped[str | None] = mapped_column(String(36))
+    finish_status: Mapped[str | None] = mapped_column(String(20))
+    started_at: Mapped[datetime | None] = mapped_column(PreciseTime)
+
+
+class DeployerImage(Base):
+    __tablename__ = "deployer_image"
+    __table_args__ = (UniqueConstraint("build_id", "target", "platform", name="uq_deployer_image"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(BUILD_ID, index=True)
+    target: Mapped[str] = mapped_column(String(100))
+    platform: Mapped[str] = mapped_column(String(20))
+    expected: Mapped[bool] = mapped_column(Boolean, default=False)
+    pushed: Mapped[bool] = mapped_column(Boolean, default=False)
+    repository: Mapped[str | None] = mapped_column(String(500))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(80))
+    scanned: Mapped[bool] = mapped_column(Boolean, default=False)
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    scan_summary: Mapped[str | None] = mapped_column(Text)
+    failure: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,20 @@
+"""The deployer's settings (KILN_DEPLOYER_*), read once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import KilnSettings
+
+
+class DeployerSettings(KilnSettings):
+    # False when a deployment runs without the scanner: the gate then waits for pushes only.
+    deployer_require_scan: bool = True
+    # The platform whose images this deployer's substrate runs (the engine's or cluster's arch).
+    deployer_platform: str = Field("linux/amd64", pattern="^linux/(amd64|arm64)$")
+    # Prefix of every container and network name, so several stacks share one engine safely.
+    deployer_name_prefix: str = Field("kiln-", pattern="^[a-z0-9][a-z0-9-]*$")
+    deployer_state_dir: str = "~/.kiln/deployer"
+    deployer_docker_url: str | None = None
+    deployer_kubeconfig: str | None = None
+    deployer_supervisor_dir: str = "/etc/supervisor/conf.d"

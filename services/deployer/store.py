@@ -1,0 +1,153 @@
+"""The gate state in the deployer's tables. Every write is an idempotent upsert; status moves only
+by conditional UPDATEs whose row count says who won (several replicas may consume the queue)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.deployer.gate import ImageState
+from services.deployer.models import DEPLOYING, FINISHED, OPEN, DeployerBuild, DeployerImage
+
+
+class GateStore:
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._sessions = sessions
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def ensure_build(self, build_id: str, package: str, options: dict[str, Any] | None = None) -> None:
+        with self._sessions() as session:
+            row = session.execute(select(DeployerBuild).where(DeployerBuild.build_id == build_id)).scalar()
+            if row is None:
+                try:
+                    session.add(
+                        DeployerBuild(
+                            build_id=build_id,
+                            package=package,
+                            options=options,
+                            status=OPEN,
+                            targets_known=False,
+                            started_at=datetime.now(UTC).replace(tzinfo=None),
+                        )
+                    )
+                    session.commit()
+                    return
+                except IntegrityError:
+                    session.rollback()  # another event of the same build created it first
+                    row = session.execute(
+                        select(DeployerBuild).where(DeployerBuild.build_id == build_id)
+                    ).scalar_one()
+            if options is not None and row.options is None:
+                row.options = options
+            if package and not row.package:
+                row.package = package
+            session.commit()
+
+    def update_image(self, build_id: str, target: str, platform: str, **values: Any) -> None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(DeployerImage).where(
+                    DeployerImage.build_id == build_id,
+                    DeployerImage.target == target,
+                    DeployerImage.platform == platform,
+                )
+            ).scalar()
+            if row is None:
+                row = DeployerImage(
+                    build_id=build_id,
+                    target=target,
+                    platform=platform,
+                    expected=False,
+                    pushed=False,
+                    scanned=False,
+                )
+                session.add(row)
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    return self.update_image(build_id, target, platform, **values)
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.commit()
+
+    def expect_targets(self, build_id: str, targets: list[tuple[str, str]]) -> None:
+        for target, platform in targets:
+            self.update_image(build_id, target, platform, expected=True)
+        with self._sessions() as session:
+            session.execute(
+                update(DeployerBuild).where(DeployerBuild.build_id == build_id).values(targets_known=True)
+            )
+            session.commit()
+
+    def claim_deploy(self, build_id: str, event_id: str) -> bool:
+        """open -> deploying; True for the winner, and for a redelivery of the winning event."""
+        return self._transition(build_id, event_id, OPEN, DEPLOYING, "claim_event_id")
+
+    def finish(self, build_id: str, event_id: str, status: str) -> bool:
+        """Any state -> finished, once. True if this event finished it (or is its redelivery)."""
+        with self._sessions() as session:
+            won = session.execute(
+                update(DeployerBuild)
+                .where(DeployerBuild.build_id == build_id, DeployerBuild.status != FINISHED)
+                .values(status=FINISHED, finish_event_id=event_id, finish_status=status)
+            ).rowcount
+            session.commit()
+            if won:
+                return True
+            row = self.build(build_id)
+            return row is not None and row.finish_event_id == event_id
+
+    def mark_finished_elsewhere(self, build_id: str, status: str) -> None:
+        """Another stage ended the build (e.g. the compiler on a compile failure)."""
+        with self._sessions() as session:
+            session.execute(
+                update(DeployerBuild)
+                .where(DeployerBuild.build_id == build_id, DeployerBuild.status != FINISHED)
+                .values(status=FINISHED, finish_status=status)
+            )
+            session.commit()
+
+    def _transition(self, build_id: str, event_id: str, old: str, new: str, column: str) -> bool:
+        with self._sessions() as session:
+            won = session.execute(
+                update(DeployerBuild)
+                .where(DeployerBuild.build_id == build_id, DeployerBuild.status == old)
+                .values(status=new, **{column: event_id})
+            ).rowcount
+            session.commit()
+        if won:
+            return True
+        row = self.build(build_id)
+        return row is not None and row.status == new and getattr(row, column) == event_id
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def build(self, build_id: str) -> DeployerBuild | None:
+        with self._sessions() as session:
+            return session.execute(select(DeployerBuild).where(DeployerBuild.build_id == build_id)).scalar()
+
+    def images(self, build_id: str) -> list[ImageState]:
+        with self._sessions() as session:
+            rows = session.execute(select(DeployerImage).where(DeployerImage.build_id == build_id)).scalars()
+            return [
+                ImageState(
+                    target=r.target,
+                    platform=r.platform,
+                    expected=r.expected,
+                    pushed=r.pushed,
+                    scanned=r.scanned,
+                    verdict=r.verdict,
+                    failure=r.failure,
+                    scan_summary=r.scan_summary,
+                    repository=r.repository,
+                    digest=r.digest,
+                    tag=r.tag,
+                )
+                for r in rows
+            ]
