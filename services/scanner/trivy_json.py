@@ -42,7 +42,7 @@ def parse_trivy_report(raw: str | bytes, *, vuln_db: VulnDbState = "ok") -> Scan
             raise MalformedReport(f"trivy report: {where} is not an object")
         target = str(result.get("Target", ""))
         for item in _items(result, "Vulnerabilities", where):
-            vulnerabilities.append(_vulnerability(item, where))
+            vulnerabilities.append(_vulnerability(item, target, where))
         for item in _items(result, "Secrets", where):
             secrets.append(_secret(item, target, where))
         for item in _items(result, "Misconfigurations", where):
@@ -73,7 +73,7 @@ def _required(item: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _vulnerability(item: dict[str, Any], where: str) -> Finding:
+def _vulnerability(item: dict[str, Any], target: str, where: str) -> Finding:
     return Finding(
         id=_required(item, "VulnerabilityID", f"{where}.Vulnerabilities"),
         severity=normalise_severity(item.get("Severity")),
@@ -81,6 +81,7 @@ def _vulnerability(item: dict[str, Any], where: str) -> Finding:
         installed=str(item.get("InstalledVersion", "")),
         fixed=str(item.get("FixedVersion", "") or ""),
         title=str(item.get("Title", ""))[:300],
+        file=target,
     )
 
 

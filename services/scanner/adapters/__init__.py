@@ -1,0 +1,1 @@
+"""Real implementations of the scanner's ports: the trivy CLI and Harbor's REST API."""

@@ -1,0 +1,117 @@
+"""The one place that wires the scanner: settings -> trivy, Harbor, config, handler table.
+
+Unit tests call `bootstrap(settings, scanner=Fake(), ...)` with fakes; the worker calls it with
+nothing but settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.scanner.adapters.harbor import HarborClient
+from services.scanner.adapters.trivy import TrivyCli
+from services.scanner.handlers import HarborFor, PackageScanSetup, PackageSetupFn, on_image_pushed
+from services.scanner.ports import AuditScanner
+from services.scanner.settings import ScannerSettings
+from shared.bus import Bus, SqlIdempotencyGuard
+from shared.bus import topology as t
+from shared.bus.cancellation import CancelWatch
+from shared.bus.dispatch import HandlerTable
+from shared.bus.idempotency import IdempotencyGuard
+from shared.config import RegistryConfig, ScanPolicy, load_config
+from shared.events import ImagePushed
+
+SOURCE = "scanner"
+
+
+@dataclass
+class Scanner:
+    settings: ScannerSettings
+    trivy: AuditScanner
+    handlers: HandlerTable
+    cancel: CancelWatch = field(default_factory=CancelWatch)
+    guard: IdempotencyGuard | None = None
+
+    def bus(self) -> Bus:
+        return Bus(self.settings.amqp_url, source=SOURCE, instance=self.settings.instance)
+
+    async def start(self, bus: Bus) -> None:
+        await self.cancel.start(bus)
+        await bus.consume(t.SCANNER_IMAGES, self.handlers, guard=self.guard)
+
+
+def registry_credentials(settings: ScannerSettings) -> tuple[str, str] | None:
+    if settings.registry_username and settings.registry_password:
+        return settings.registry_username, settings.registry_password.get_secret_value()
+    return None
+
+
+def trivy_from(settings: ScannerSettings) -> TrivyCli:
+    return TrivyCli(
+        settings.trivy,
+        settings.trivy_cache_dir,
+        db_repository=settings.trivy_db_repository,
+        db_download=settings.trivy_db_download,
+        timeout_s=settings.trivy_timeout_s,
+        attempts=settings.trivy_attempts,
+        retry_delay_s=settings.trivy_retry_delay_s,
+        registry_credentials=registry_credentials(settings),
+        insecure_registry=settings.registry_insecure,
+    )
+
+
+def package_setup_from(settings: ScannerSettings) -> PackageSetupFn:
+    """Config is read per image, so a policy change applies to the next build without a restart."""
+
+    def package_setup(package: str) -> PackageScanSetup:
+        if not settings.config_path:
+            return PackageScanSetup(policy=ScanPolicy())
+        config = load_config(settings.config_path).package(package)
+        return PackageScanSetup(policy=config.scan, registry=config.deployment.registry)
+
+    return package_setup
+
+
+def harbor_from(settings: ScannerSettings) -> HarborFor:
+    def harbor_for(registry: RegistryConfig) -> HarborClient:
+        return HarborClient(
+            settings.harbor_url or f"https://{registry.host}",
+            credentials=registry_credentials(settings),
+            poll_timeout_s=settings.harbor_poll_timeout_s,
+            poll_interval_s=settings.harbor_poll_interval_s,
+            verify_tls=settings.harbor_verify_tls,
+        )
+
+    return harbor_for
+
+
+def bootstrap(
+    settings: ScannerSettings,
+    *,
+    scanner: AuditScanner | None = None,
+    package_setup: PackageSetupFn | None = None,
+    harbor_for: HarborFor | None = None,
+    today: Callable[[], dt.date] = dt.date.today,
+    guard: IdempotencyGuard | None = None,
+    with_database: bool = True,
+) -> Scanner:
+    trivy = scanner or trivy_from(settings)
+    cancel = CancelWatch()
+    if guard is None and with_database:
+        from shared.db import make_engine, make_sessions
+
+        guard = SqlIdempotencyGuard(make_sessions(make_engine(settings.database_url)))
+    handlers: HandlerTable = {
+        ImagePushed: functools.partial(
+            on_image_pushed,
+            scanner=trivy,
+            package_setup=package_setup or package_setup_from(settings),
+            harbor_for=harbor_for or harbor_from(settings),
+            today=today,
+            is_cancelled=cancel.is_cancelled,
+        )
+    }
+    return Scanner(settings=settings, trivy=trivy, handlers=handlers, cancel=cancel, guard=guard)

@@ -1,0 +1,143 @@
+"""On `image.pushed`: scan the pushed digest, apply the package's gates, report the verdict.
+
+Every outcome is reported as events and the handler returns normally: a verdict (pass or
+fail) is a ScanCompleted plus StageFinished(scan); a scan that could not be done (trivy
+missing or crashing after its bounded retries, Harbor unreachable or too slow, unreadable
+output, bad config) is a ScanCompleted with verdict "fail" and the reason, never a pass, so the
+deployer's gate stops the deploy either way. Redelivery re-emits the same event ids (derived
+from the cause), so a retried scan never counts twice downstream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.scanner.adapters.harbor import harbor_repository
+from services.scanner.policy import evaluate
+from services.scanner.ports import ImageScanner, VulnerabilityRegistry
+from services.scanner.report import ScanError, ScanReport
+from shared.bus import EventContext
+from shared.config import ConfigError, RegistryConfig, ScanPolicy
+from shared.events import ImagePushed, StageFinished, StageStarted
+from shared.events.scan import Finding, ScanCompleted
+from shared.naming import digest_ref
+
+log = logging.getLogger("kiln.scanner")
+
+STAGE = "scan"
+# Events stay small: beyond this many findings, the event says how many were left out.
+MAX_FINDINGS_IN_EVENT = 200
+
+
+@dataclass(frozen=True)
+class PackageScanSetup:
+    policy: ScanPolicy
+    registry: RegistryConfig | None = None
+
+
+PackageSetupFn = Callable[[str], PackageScanSetup]
+HarborFor = Callable[[RegistryConfig], VulnerabilityRegistry]
+
+
+def on_image_pushed(
+    event: ImagePushed,
+    ctx: EventContext,
+    *,
+    scanner: ImageScanner,
+    package_setup: PackageSetupFn,
+    harbor_for: HarborFor,
+    today: Callable[[], dt.date] = dt.date.today,
+    is_cancelled: Callable[[str], bool] = lambda build_id: False,
+) -> None:
+    started = time.monotonic()
+    where = {"platform": event.platform, "target": event.target}
+    ctx.emit(StageStarted(stage=STAGE, **where))
+    if is_cancelled(ctx.build_id):
+        ctx.emit(StageFinished(stage=STAGE, status="cancelled", duration_ms=_ms(started), **where))
+        return
+    use_harbor = False
+    try:
+        setup = package_setup(ctx.package)
+        use_harbor = setup.registry is not None and setup.registry.type == "harbor"
+        report = _scan(event, setup, scanner, harbor_for if use_harbor else None)
+    except (ScanError, ConfigError, KeyError, ValueError) as exc:
+        reason = f"scan failed: {exc}"
+        log.error("%s %s: %s", event.target, event.platform, reason)
+        ctx.emit(
+            ScanCompleted(
+                target=event.target,
+                platform=event.platform,
+                digest=event.digest,
+                scanner="harbor" if use_harbor else "trivy",
+                verdict="fail",
+                vuln_db="skipped",
+                note=reason,
+            )
+        )
+        ctx.emit(StageFinished(stage=STAGE, status="failed", duration_ms=_ms(started), error=reason, **where))
+        return
+
+    verdict = evaluate(report, setup.policy, today())
+    counts = report.counts()
+    note = "; ".join((*verdict.notes, *verdict.reasons, *_truncation(report.vulnerabilities)))
+    ctx.emit(
+        ScanCompleted(
+            target=event.target,
+            platform=event.platform,
+            digest=event.digest,
+            scanner=report.scanner,
+            counts=counts,
+            verdict=verdict.verdict,
+            blocking=verdict.blocking[:MAX_FINDINGS_IN_EVENT],
+            findings=report.vulnerabilities[:MAX_FINDINGS_IN_EVENT],
+            secrets=report.secrets[:MAX_FINDINGS_IN_EVENT],
+            vuln_db=report.vuln_db,
+            note=note,
+        )
+    )
+    ctx.emit(
+        StageFinished(
+            stage=STAGE,
+            status="succeeded" if verdict.passed else "failed",
+            duration_ms=_ms(started),
+            detail={
+                "scanner": report.scanner,
+                "counts": counts,
+                "secrets": len(report.secrets),
+                "verdict": verdict.verdict,
+                "vuln_db": report.vuln_db,
+                "blocking": [f.id for f in verdict.blocking[:20]],
+            },
+            error=None if verdict.passed else verdict.summary(),
+            **where,
+        )
+    )
+
+
+def _scan(
+    event: ImagePushed,
+    setup: PackageScanSetup,
+    scanner: ImageScanner,
+    harbor_for: HarborFor | None,
+) -> ScanReport:
+    reference = digest_ref(event.repository, event.digest)
+    if harbor_for is None or setup.registry is None:
+        return scanner.scan_image(reference)
+    # Harbor has the vulnerabilities; the secret gate still needs trivy on every image.
+    harbor = harbor_for(setup.registry)
+    repository = harbor_repository(event.repository, setup.registry.project)
+    vulnerabilities = harbor.vulnerability_report(setup.registry.project, repository, event.digest)
+    return vulnerabilities.merged(scanner.scan_image(reference, vulnerabilities=False))
+
+
+def _truncation(findings: tuple[Finding, ...]) -> tuple[str, ...]:
+    left_out = len(findings) - MAX_FINDINGS_IN_EVENT
+    return (f"{left_out} more findings not listed in this event",) if left_out > 0 else ()
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
