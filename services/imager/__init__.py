@@ -1,0 +1,1 @@
+"""Imager: builds, proves and pushes one small image per service and platform (issue 5)."""

@@ -1,0 +1,1 @@
+"""Real implementations of the imager's ports."""

@@ -1,0 +1,83 @@
+"""ImageBuilder on a Docker Engine through the docker SDK (the default backend)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import docker
+from docker.errors import APIError, ImageNotFound
+
+from services.imager.ports import BuildFailed, BuiltImage, PushResult, RegistryAuth, RegistryAuthFailed
+
+_AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """`host:5000/a/b:tag` -> (`host:5000/a/b`, `tag`); the port colon is not a tag separator."""
+    repository, _, tag = reference.rpartition(":")
+    if not repository or "/" in tag:
+        return reference, "latest"
+    return repository, tag
+
+
+class DockerEngineBuilder:
+    def __init__(self, client: docker.DockerClient | None = None, *, timeout_s: int = 900):
+        self.client = client or docker.from_env(timeout=timeout_s)
+
+    def build(
+        self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
+    ) -> BuiltImage:
+        log: list[str] = []
+        image_id = None
+        try:
+            stream = self.client.api.build(
+                fileobj=io.BytesIO(context_tar),
+                custom_context=True,
+                dockerfile=dockerfile,
+                tag=reference,
+                platform=platform,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    log.extend(line for line in chunk["stream"].splitlines() if line.strip())
+                if "error" in chunk:
+                    log.append(chunk["error"].strip())
+                    raise BuildFailed(f"build of {reference} failed: {chunk['error'].strip()}", log)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        except APIError as exc:
+            log.append(str(exc))
+            raise BuildFailed(f"build of {reference} failed: {exc.explanation or exc}", log) from exc
+        image = self.client.images.get(image_id or reference)
+        return BuiltImage(image_id=image.id, reference=reference, size_bytes=image.attrs["Size"], log=log)
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, tag = split_reference(reference)
+        self.client.api.tag(image_id, repository, tag=tag)
+
+    def push(self, reference: str, auth: RegistryAuth) -> PushResult:
+        repository, tag = split_reference(reference)
+        digest, size = "", 0
+        for chunk in self.client.api.push(
+            repository, tag=tag, auth_config=auth.as_docker(), stream=True, decode=True
+        ):
+            error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
+            if error:
+                if any(word in error.lower() for word in _AUTH_WORDS):
+                    raise RegistryAuthFailed(f"registry refused the credentials pushing {reference}: {error}")
+                raise RuntimeError(f"push of {reference} failed: {error}")
+            aux = chunk.get("aux") or {}
+            if "Digest" in aux:
+                digest, size = aux["Digest"], int(aux.get("Size", 0))
+        if not digest:
+            raise RuntimeError(f"push of {reference} ended without a digest")
+        return PushResult(digest=digest, size_bytes=size)
+
+    def remove(self, reference: str) -> None:
+        with contextlib.suppress(ImageNotFound):
+            self.client.images.remove(reference, noprune=False)

@@ -1,0 +1,96 @@
+"""The one place that wires settings, bus, database, ports and the handler tables."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import sessionmaker
+
+from services.imager.handlers import on_compile_completed, on_image_pushed, on_image_requested
+from services.imager.image_job import ImagerDeps
+from services.imager.ports import ImageBuilder, Prover, RegistryAuth
+from services.imager.settings import ImagerSettings
+from services.imager.tier_venv import TierVenvCache, host_platform
+from shared.artifacts import pull_artifact
+from shared.bus import Bus
+from shared.bus.dispatch import HandlerTable
+from shared.db import make_engine, make_sessions
+from shared.events.compile import Artifact, CompileCompleted, ImageRequested
+from shared.events.image import ImagePushed
+from shared.logging import REDACT, setup_logging
+from shared.registry import RegistryClient
+
+
+@dataclass
+class Imager:
+    settings: ImagerSettings
+    deps: ImagerDeps
+    jobs: HandlerTable
+    manifests: HandlerTable
+    sessions: sessionmaker | None
+
+
+def make_builder(settings: ImagerSettings) -> ImageBuilder:
+    if settings.image_builder == "buildah":
+        from services.imager.adapters.buildah import BuildahBuilder
+
+        return BuildahBuilder(insecure_registry=settings.registry_insecure)
+    from services.imager.adapters.docker_engine import DockerEngineBuilder
+
+    return DockerEngineBuilder()
+
+
+def make_prover(settings: ImagerSettings) -> Prover:
+    from services.imager.adapters.docker_prover import DockerProver
+
+    return DockerProver(
+        stay_up_s=settings.prove_stay_up_s,
+        timeout_s=settings.prove_timeout_s,
+        emulated_factor=settings.prove_emulated_factor,
+        host_platform=host_platform(),
+    )
+
+
+def bootstrap(
+    settings: ImagerSettings,
+    *,
+    builder: ImageBuilder | None = None,
+    prover: Prover | None = None,
+    registry: RegistryClient | None = None,
+    sessions: sessionmaker | None = None,
+    with_database: bool = True,
+) -> Imager:
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    REDACT.add(*settings.secret_values().values())
+    registry = registry or RegistryClient.from_settings(settings)
+    password = settings.registry_password.get_secret_value() if settings.registry_password else None
+
+    def fetch_artifact(artifact: Artifact, dest: Path) -> Path:
+        return pull_artifact(artifact.reference, dest, client=registry)
+
+    deps = ImagerDeps(
+        builder=builder or make_builder(settings),
+        prover=prover or make_prover(settings),
+        registry=registry,
+        fetch_artifact=fetch_artifact,
+        tiers=TierVenvCache(settings.imager_work_dir / "tiers"),
+        work_dir=settings.imager_work_dir,
+        auth=RegistryAuth(settings.registry_username, password),
+        config_path=settings.config_path,
+    )
+    if sessions is None and with_database:
+        sessions = make_sessions(make_engine(settings.database_url))
+    jobs = {ImageRequested: functools.partial(on_image_requested, deps=deps, platform=settings.platform)}
+    manifests = {}
+    if sessions is not None:
+        manifests = {
+            CompileCompleted: functools.partial(on_compile_completed, sessions=sessions, registry=registry),
+            ImagePushed: functools.partial(on_image_pushed, sessions=sessions, registry=registry),
+        }
+    return Imager(settings=settings, deps=deps, jobs=jobs, manifests=manifests, sessions=sessions)
+
+
+def make_bus(settings: ImagerSettings) -> Bus:
+    return Bus(settings.amqp_url, source="imager", instance=settings.instance)

@@ -1,0 +1,225 @@
+"""One image job: fetch the artifact, build, prove, push. No bus here: events go out via `emit`.
+
+Order matters for the contract "never `latest` unless it starts": the image is proven before any
+tag is pushed, the immutable build tag is pushed before `latest`, and a job whose build tag already
+carries this build's id in the registry is answered from the registry (redelivery after a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.imager.build_context import MissingFactory, directory_context, service_context
+from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
+from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
+from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
+from services.imager.tiers import resolve_tier
+from shared.events import Event
+from shared.events.build import StageFinished, StageStarted
+from shared.events.compile import Artifact, ImageRequested
+from shared.events.image import ImageFailed, ImagePushed
+from shared.logging import REDACT
+from shared.registry import NotFound, RegistryClient
+
+LOG_TAIL = 50
+LABEL_BUILD_ID = "dev.kiln.build-id"
+
+
+@dataclass
+class ImagerDeps:
+    builder: ImageBuilder
+    prover: Prover
+    registry: RegistryClient
+    fetch_artifact: Callable[[Artifact, Path], Path]
+    tiers: TierVenvCache
+    work_dir: Path
+    auth: RegistryAuth
+    config_path: str | None = None
+
+
+@dataclass(frozen=True)
+class JobContext:
+    build_id: str
+    package: str
+    emit: Callable[[Event], object]
+
+
+class ImageRejected(Exception):
+    """The image cannot be built or does not start: reported as image.failed, never retried."""
+
+    def __init__(self, message: str, log: list[str]):
+        super().__init__(message)
+        self.log = log
+
+
+def repository_path(repository: str) -> str:
+    """`127.0.0.1:5000/kiln/x` -> `kiln/x` (the registry client takes paths without the host)."""
+    first, _, rest = repository.partition("/")
+    return rest if rest and ("." in first or ":" in first or first == "localhost") else repository
+
+
+def immutable_tags(event: ImageRequested) -> list[str]:
+    return [tag for tag in event.tags if tag != "latest"] or ["latest"]
+
+
+def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> None:
+    where = {"target": event.target, "platform": event.platform}
+    repo = repository_path(event.repository)
+    first_tag = immutable_tags(event)[0]
+    done = _already_pushed(deps.registry, repo, first_tag, job.build_id)
+    if done is not None and not event.skip_push:
+        job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
+        return
+    job.emit(StageStarted(stage="image", **where))
+    started = time.monotonic()
+    local_ref = f"{event.repository}:{first_tag}"
+    try:
+        built, proof_reason = _build_and_prove(event, job, deps, local_ref)
+    except ImageRejected as exc:
+        tail = tuple(REDACT(line) for line in exc.log[-LOG_TAIL:])
+        error = REDACT(str(exc))
+        job.emit(ImageFailed(error=error, log_tail=tail, **where))
+        job.emit(
+            StageFinished(
+                stage="image", status="failed", duration_ms=_ms(started), error=error, log_tail=tail, **where
+            )
+        )
+        return
+    detail = {"image_id": built.image_id, "size_bytes": built.size_bytes, "proof": proof_reason}
+    job.emit(
+        StageFinished(stage="image", status="succeeded", duration_ms=_ms(started), detail=detail, **where)
+    )
+    if event.skip_push:
+        job.emit(StageFinished(stage="push", status="skipped", **where))
+        return
+    job.emit(StageStarted(stage="push", **where))
+    started = time.monotonic()
+    digest = ""
+    for tag in [*immutable_tags(event), *(["latest"] if "latest" in event.tags else [])]:
+        reference = f"{event.repository}:{tag}"
+        deps.builder.tag(built.image_id, reference)
+        digest = deps.builder.push(reference, deps.auth).digest
+    size = deps.registry.image_size(repo, digest)
+    job.emit(
+        StageFinished(
+            stage="push",
+            status="succeeded",
+            duration_ms=_ms(started),
+            detail={"digest": digest, "size_bytes": size},
+            **where,
+        )
+    )
+    job.emit(_pushed(event, digest, size, proven=True))
+
+
+def _build_and_prove(event: ImageRequested, job: JobContext, deps: ImagerDeps, local_ref: str):
+    with tempfile.TemporaryDirectory(dir=_ensure(deps.work_dir / "jobs")) as scratch:
+        root = _artifact_root(event, deps, Path(scratch))
+        try:
+            if event.dockerfile:
+                context, dockerfile = directory_context(root), event.dockerfile
+            else:
+                context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
+            built = deps.builder.build(context, local_ref, platform=event.platform, dockerfile=dockerfile)
+        except BuildFailed as exc:
+            raise ImageRejected(str(exc), exc.log) from exc
+        except (MissingFactory, TierPreparationFailed) as exc:
+            raise ImageRejected(str(exc), str(exc).splitlines()) from exc
+    proof = deps.prover.prove(
+        local_ref, platform=event.platform, port=event.port, health_path=event.health_path
+    )
+    if not proof.ok:
+        raise ImageRejected(f"{event.target} ({event.platform}) does not start: {proof.reason}", proof.log)
+    return built, proof.reason
+
+
+def _service_context(event: ImageRequested, job: JobContext, deps: ImagerDeps, root: Path) -> bytes:
+    tier_dir, requirements_hash = None, None
+    if event.tier:
+        tier = resolve_tier(event.tier, root, deps.config_path)
+        tier_dir = deps.tiers.prepare(tier, event.platform)
+        requirements_hash = tier.requirements_hash(event.platform)
+    labels = {
+        LABEL_BUILD_ID: job.build_id,
+        "dev.kiln.package": job.package,
+        "dev.kiln.service": event.target,
+        "dev.kiln.platform": event.platform,
+        "org.opencontainers.image.title": event.target,
+        "org.opencontainers.image.version": immutable_tags(event)[0],
+        "org.opencontainers.image.vendor": "kiln",
+    }
+    commit = getattr(event, "commit", None)
+    if commit:
+        labels["dev.kiln.commit"] = labels["org.opencontainers.image.revision"] = commit
+    spec = ImageSpec(
+        base_image=event.base_image,
+        command=event.command,
+        factories=event.factories,
+        tier=event.tier,
+        requirements_hash=requirements_hash,
+        port=event.port,
+        health_path=event.health_path,
+        labels=labels,
+    )
+    return service_context(render_dockerfile(spec), root, event.factories, tier_dir, LAUNCHER_SOURCE)
+
+
+def _artifact_root(event: ImageRequested, deps: ImagerDeps, scratch: Path) -> Path:
+    """Artifacts are content addressed: one pulled copy per digest serves every target of it."""
+    if event.artifact is None:
+        raise ImageRejected("the job names no artifact to build from", [])
+    key = (event.artifact.digest or event.artifact.reference.rpartition("@")[2]).replace(":", "-")
+    cached = deps.work_dir / "artifacts" / key
+    if key and cached.is_dir():
+        return cached
+    landing = scratch / "artifact"
+    deps.fetch_artifact(event.artifact, landing)
+    if not key:
+        return landing
+    _ensure(cached.parent)
+    try:
+        landing.rename(cached)
+    except OSError:  # another worker on this host got there first; theirs is identical
+        shutil.rmtree(landing, ignore_errors=True)
+    return cached
+
+
+def _already_pushed(registry: RegistryClient, repo: str, tag: str, build_id: str) -> str | None:
+    """The digest at repo:tag if it is this build's image (same build id label), else None."""
+    try:
+        _, digest, data = registry.get_manifest(repo, tag)
+    except NotFound:
+        return None
+    config_digest = json.loads(data).get("config", {}).get("digest")
+    if not config_digest:
+        return None
+    labels = json.loads(registry.get_blob(repo, config_digest)).get("config", {}).get("Labels") or {}
+    return digest if labels.get(LABEL_BUILD_ID) == build_id else None
+
+
+def _pushed(event: ImageRequested, digest: str, size: int, *, proven: bool) -> ImagePushed:
+    return ImagePushed(
+        target=event.target,
+        platform=event.platform,
+        repository=event.repository,
+        tag=immutable_tags(event)[0],
+        tags=tuple(event.tags),
+        digest=digest,
+        size_bytes=size,
+        proven=proven,
+    )
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

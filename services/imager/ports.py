@@ -1,0 +1,80 @@
+"""The imager's narrow ports: build an image, prove it starts, fetch an artifact, talk to the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from shared.events.compile import Artifact
+
+
+class BuildFailed(RuntimeError):
+    """A build step failed; `log` holds the builder's output (not yet redacted)."""
+
+    def __init__(self, message: str, log: list[str]):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image_id: str
+    reference: str  # local name:tag the builder gave it
+    size_bytes: int
+    log: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    username: str | None
+    password: str | None
+
+    def as_docker(self) -> dict[str, str] | None:
+        if not self.username:
+            return None
+        return {"username": self.username, "password": self.password or ""}
+
+
+class ImageBuilder(Protocol):
+    def build(
+        self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
+    ) -> BuiltImage:
+        """Build from a tar context and tag the result `reference` (repository:tag)."""
+
+    def tag(self, image_id: str, reference: str) -> None: ...
+
+    def push(self, reference: str, auth: RegistryAuth) -> PushResult:
+        """Push `reference`; raises RegistryAuthFailed when the registry refuses the credentials."""
+
+    def remove(self, reference: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    ok: bool
+    reason: str = ""
+    importer: str | None = None
+    missing: str | None = None
+    log: list[str] = field(default_factory=list)
+
+
+class Prover(Protocol):
+    def prove(
+        self, reference: str, *, platform: str, port: int | None, health_path: str | None
+    ) -> ProofResult: ...
+
+
+class ArtifactFetcher(Protocol):
+    def fetch(self, artifact: Artifact, dest: Path) -> Path:
+        """Put the artifact's compiled tree under dest and return its root."""
+
+
+class RegistryAuthFailed(RuntimeError):
+    """The registry refused our credentials: retrying cannot fix it quickly, an operator must."""

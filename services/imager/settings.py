@@ -1,0 +1,20 @@
+"""Imager settings (KILN_*), read once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import KilnSettings
+
+
+class ImagerSettings(KilnSettings):
+    platform: str = Field("linux/amd64", pattern="^linux/(amd64|arm64)$")
+    image_builder: str = Field("docker", pattern="^(docker|buildah)$", description="ImageBuilder backend")
+    imager_work_dir: Path = Path.home() / ".cache" / "kiln" / "imager"
+    prove_stay_up_s: float = Field(3.0, gt=0, description="a worker must still run after this long")
+    prove_timeout_s: float = Field(
+        30.0, gt=0, description="an HTTP service must answer its health path by then"
+    )
+    prove_emulated_factor: float = Field(4.0, ge=1, description="longer windows for images run under QEMU")
