@@ -71,9 +71,14 @@ import_base_image() { # arch
   step "docker import $image"
   docker import --platform "linux/$arch" "$(base_tarball "$arch")" "$image" >/dev/null
   if [[ $(image_architecture "$image") != "$arch" ]]; then
-    # A daemon without --experimental (not started by kiln-dev) records its own architecture.
+    # Debian's dockerd 20.10 records its own architecture whatever --platform says (measured
+    # here even with --experimental on), so the arm64 image's config is rewritten.
+    local imported_id
+    imported_id=$(docker image inspect -f '{{.Id}}' "$image")
     note "dockerd recorded $(image_architecture "$image"); rewriting the image config to $arch"
-    python3 "$KILN_ROOT/scripts/dev/set_image_architecture.py" "$image" "$arch"
+    python3 "$KILN_ROOT/scripts/dev/set_image_architecture.py" "$image" "$arch" ||
+      die "could not rewrite the architecture of $image" "docker rmi $image and re-run ./kiln-dev services"
+    docker rmi "$imported_id" >/dev/null 2>&1 || true
   fi
   verify_base_image "$image" "$arch"
   note "$image: $(image_architecture "$image"), runs $(expected_uname_machine "$arch") with python3"

@@ -16,8 +16,7 @@ ensure_dockerd() {
   require_root services
   command -v dockerd >/dev/null || die "dockerd is not installed" "run ./kiln-dev install"
   step "starting dockerd (log: .kiln/dockerd.log)"
-  # --experimental: Docker 20.10 records `docker import --platform` only with it on.
-  setsid nohup dockerd --experimental --pidfile "$DOCKERD_PIDFILE" \
+  setsid nohup dockerd --pidfile "$DOCKERD_PIDFILE" \
     >>"$DOCKERD_LOG" 2>&1 </dev/null &
   wait_until 60 dockerd docker_answers ||
     die "dockerd did not answer within 60 s" "read the end of .kiln/dockerd.log"

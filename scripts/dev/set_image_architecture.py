@@ -1,8 +1,9 @@
 """Rewrite the architecture recorded in a local Docker image's config.
 
-Docker 20.10 records the daemon's own architecture for `docker import --platform` unless the
-daemon runs with experimental features on. An arm64 rootfs labelled amd64 would be scheduled on
-the wrong workers, so kiln-dev round-trips it: docker save -> patch config JSON -> docker load.
+Debian's Docker 20.10 records the daemon's own architecture for `docker import --platform`
+(measured here with and without --experimental). An arm64 rootfs labelled amd64 would be run
+without QEMU and picked by the wrong workers, so kiln-dev round-trips it:
+docker save -> patch config JSON -> docker load.
 
 usage: set_image_architecture.py IMAGE ARCH
 """
