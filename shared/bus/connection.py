@@ -32,6 +32,7 @@ class Bus:
         self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -76,11 +77,11 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, exchange: str = t.EVENTS_EXCHANGE) -> None:
         """Persistent, mandatory, and awaited until the broker confirms it."""
-        channel = self._require_publisher()
-        target = await channel.get_exchange(exchange, ensure=False)
+        target = await self._exchange(exchange)
+        body, headers = envelope.wire()
         message = aio_pika.Message(
-            body=envelope.to_json(),
-            headers=envelope.amqp_headers(),
+            body=body,
+            headers=headers,
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=envelope.id,
@@ -92,8 +93,7 @@ class Bus:
 
     async def publish_raw(self, exchange: str, routing_key: str, body: bytes, **properties: Any) -> None:
         """For other wire formats on Kiln's exchanges (the CDEvents feed)."""
-        channel = self._require_publisher()
-        target = await channel.get_exchange(exchange, ensure=False)
+        target = await self._exchange(exchange)
         message = aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties)
         await target.publish(message, routing_key=routing_key, mandatory=False)
 
@@ -115,6 +115,12 @@ class Bus:
         await channel.default_exchange.publish(
             copy_for_parking(message, headers, delay_s), routing_key=queue, mandatory=True
         )
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        if name not in self._exchanges:
+            channel = self._require_publisher()
+            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        return self._exchanges[name]
 
     def _require_publisher(self) -> AbstractRobustChannel:
         if self._publisher is None:

@@ -78,7 +78,7 @@ class Dispatcher:
             )
             return
         consumer = self.spec.name
-        if await asyncio.to_thread(self.guard.seen, consumer, envelope.id):
+        if await _call(self.guard, "seen", consumer, envelope.id):
             log.info("duplicate %s %s ignored by %s", envelope.type, envelope.id, consumer)
             await message.ack()
             return
@@ -97,7 +97,7 @@ class Dispatcher:
         except Exception as exc:
             await self._retry_or_give_up(message, exc)
             return
-        await asyncio.to_thread(self.guard.mark, consumer, envelope.id)
+        await _call(self.guard, "mark", consumer, envelope.id)
         await message.ack()
 
     async def _retry_or_give_up(self, message: AbstractIncomingMessage, exc: Exception) -> None:
@@ -117,6 +117,14 @@ class Dispatcher:
         headers = {ERROR_HEADER: reason[:1000], ERROR_KIND_HEADER: kind}
         await self._park(self.spec.dead_letter_queue, message, headers, None)
         await message.ack()
+
+
+async def _call(guard: IdempotencyGuard, method: str, consumer: str, event_id: str) -> bool | None:
+    """Database guards block, so they run in a thread; in-memory ones are called directly."""
+    bound = getattr(guard, method)
+    if getattr(guard, "blocking", True):
+        return await asyncio.to_thread(bound, consumer, event_id)
+    return bound(consumer, event_id)
 
 
 async def _run(handler: Handler, event: Event, ctx: EventContext) -> None:

@@ -25,6 +25,8 @@ class IdempotencyGuard(Protocol):
 class SqlIdempotencyGuard:
     """Backed by `kiln_processed_event`; survives restarts and is shared by every replica."""
 
+    blocking = True
+
     def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
 
@@ -48,6 +50,8 @@ class SqlIdempotencyGuard:
 
 class MemoryIdempotencyGuard:
     """For unit tests and for consumers whose effects are idempotent by construction."""
+
+    blocking = False
 
     def __init__(self) -> None:
         self._done: set[tuple[str, str]] = set()

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from shared.events.base import Event
 from shared.events.registry import model_for_type
@@ -44,6 +44,8 @@ class Envelope(BaseModel):
     attempt: int = 1
     traceparent: str = Field(default_factory=new_traceparent)
     replayof: str | None = None
+    # The typed data, validated once and kept: routing and dispatch both need it.
+    _event: Event | None = PrivateAttr(None)
 
     # -- construction -------------------------------------------------------------------
 
@@ -59,11 +61,16 @@ class Envelope(BaseModel):
         event_id: str | None = None,
     ) -> Envelope:
         """Wrap `event`; with a `cause`, inherit its attempt, replay origin and trace."""
-        return cls(
+        # model_construct: every value below is already valid (the event validated itself),
+        # and skipping a second validation is a measurable share of the bus's cost per event.
+        envelope = cls.model_construct(
+            specversion="1.0",
             id=event_id or str(uuid.uuid4()),
             source=source if source.startswith("/") else f"/kiln/{source}",
             type=event.ce_type(),
             subject=build_id,
+            time=datetime.now(UTC),
+            datacontenttype="application/json",
             data=event.model_dump(mode="json"),
             buildid=build_id,
             package=package or (cause.package if cause else ""),
@@ -71,6 +78,8 @@ class Envelope(BaseModel):
             traceparent=child_traceparent(cause.traceparent if cause else None),
             replayof=cause.replayof if cause else None,
         )
+        envelope._event = event
+        return envelope
 
     def replayed(self) -> Envelope:
         """A copy to republish for a replay: new id, `replayof` set, attempt + 1."""
@@ -98,11 +107,12 @@ class Envelope(BaseModel):
 
     def event(self) -> Event:
         """The typed data. Raises InvalidEvent with the field errors when data does not fit."""
-        model = self.model()
-        try:
-            return model.model_validate(self.data)
-        except ValidationError as exc:
-            raise InvalidEvent(f"{self.type}: {_describe(exc)}") from None
+        if self._event is None:
+            try:
+                self._event = self.model().model_validate(self.data)
+            except ValidationError as exc:
+                raise InvalidEvent(f"{self.type}: {_describe(exc)}") from None
+        return self._event
 
     def routing_key(self) -> str:
         return self.event().routing_key()
@@ -117,9 +127,28 @@ class Envelope(BaseModel):
         attributes = self.model_dump(mode="json", exclude={"data"}, exclude_none=True)
         return {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
 
+    def wire(self) -> tuple[bytes, dict[str, str | int]]:
+        """Body and headers from one serialisation (the publish path)."""
+        attributes = self.model_dump(mode="json", exclude_none=True)
+        body = json.dumps(attributes, separators=(",", ":")).encode()
+        attributes.pop("data")
+        return body, {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
+
 
 def decode(body: bytes) -> Envelope:
     """Parse and validate a structured-mode CloudEvent; every failure is an InvalidEvent."""
+    try:  # the fast path: one pass in pydantic-core for the well-formed case
+        envelope = Envelope.model_validate_json(body)
+    except ValueError:
+        envelope = None
+    if envelope is not None and envelope.specversion == "1.0":
+        envelope.event()
+        return envelope
+    return _diagnose(body)
+
+
+def _diagnose(body: bytes) -> Envelope:
+    """The slow path for a message that failed the fast one: find the exact reason."""
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
