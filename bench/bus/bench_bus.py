@@ -2,8 +2,9 @@
 
 Both sides use a durable quorum queue, persistent messages, publisher confirms, manual acks, the
 same prefetch and publish window, and the same bytes on the wire (the bare loop sends a
-pre-serialised CloudEvent with the same cloudEvents_* headers); Kiln adds CloudEvents encoding/validation, the idempotency
-guard, the retry/dead-letter policy and derived follow-up ids. Reported as ratios (Kiln / bare).
+pre-serialised CloudEvent with the same cloudEvents_* headers). Kiln adds building and
+validating the event models, the idempotency guard, the retry/dead-letter policy and derived
+ids. Reported as ratios (Kiln / bare).
 
     python bench/bus/bench_bus.py [--messages 5000] [--window 64] [--prefetch 50] [--rounds 3]
 """
