@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,29 +27,32 @@ class SqlDeliveryLedger:
         self._takeover = timedelta(seconds=pending_takeover_s)
 
     def reserve(self, keys: list[str]) -> list[bool]:
-        fresh: list[bool] = []
-        with self._sessions() as session:
-            for key in keys:
-                fresh.append(self._reserve_one(session, key))
-            session.commit()
-        return fresh
+        return [self._reserve_one(key) for key in keys]
 
-    def _reserve_one(self, session: Session, key: str) -> bool:
+    def _reserve_one(self, key: str) -> bool:
+        """One short transaction per key: concurrent deliveries of the same key contend on a
+        single unique index entry, never on a gap lock, so they cannot deadlock each other."""
         digest = key_hash(key)
-        row = session.execute(
-            select(DeliveryKey).where(DeliveryKey.key_hash == digest).with_for_update()
-        ).scalar_one_or_none()
-        if row is not None:
-            if row.state == "pending" and _now() - row.created_at > self._takeover:
-                row.created_at = _now()  # the first attempt died before publishing: take it over
+        now = _now()
+        with self._sessions() as session:
+            try:
+                session.add(DeliveryKey(key_hash=digest, key=key[:700], state="pending", created_at=now))
+                session.commit()
                 return True
-            return False
-        try:
-            with session.begin_nested():
-                session.add(DeliveryKey(key_hash=digest, key=key[:700], state="pending", created_at=_now()))
-        except IntegrityError:  # a concurrent delivery of the same key won the insert
-            return False
-        return True
+            except IntegrityError:
+                session.rollback()
+            # Seen before. Take it over only if its first attempt died before the broker confirm.
+            taken = session.execute(
+                update(DeliveryKey)
+                .where(
+                    DeliveryKey.key_hash == digest,
+                    DeliveryKey.state == "pending",
+                    DeliveryKey.created_at < now - self._takeover,
+                )
+                .values(created_at=now)
+            ).rowcount
+            session.commit()
+            return taken == 1
 
     def confirm(self, keys: list[str], build_ids: list[str]) -> None:
         if not keys:

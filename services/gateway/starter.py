@@ -49,10 +49,10 @@ class BuildStarter:
         self._config = config
 
     async def start(self, orders: list[BuildOrder], *, delivery_key: str | None = None) -> StartResult:
-        keys = [o.dedupe_key for o in orders if o.dedupe_key] + ([delivery_key] if delivery_key else [])
-        fresh_by_key = dict(zip(keys, await to_thread.run_sync(self._ledger.reserve, keys), strict=True))
-        if delivery_key and not fresh_by_key[delivery_key]:
+        if delivery_key and not (await to_thread.run_sync(self._ledger.reserve, [delivery_key]))[0]:
             return StartResult(build_ids=[], duplicates=len(orders))
+        keys = [o.dedupe_key for o in orders if o.dedupe_key]
+        fresh_by_key = dict(zip(keys, await to_thread.run_sync(self._ledger.reserve, keys), strict=True))
         todo = [o for o in orders if o.dedupe_key is None or fresh_by_key[o.dedupe_key]]
         numbers = await to_thread.run_sync(self._ledger.build_numbers, [o.package for o in todo])
         envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
