@@ -51,16 +51,15 @@ class AuditResult:
 
 
 def tier_requirement_files(config: KilnConfig | None, root: Path) -> dict[str, Path]:
-    """`{shown name: file}`: the tiers' files from config, else every requirements*.txt under root."""
+    """`{shown name: file}`: the tiers' files from config, else every requirements*.txt and
+    requirements/*.txt under root."""
     if config is not None:
         return {
             f"{tier}:{name}": root / name for tier, spec in config.tiers.items() for name in spec.requirements
         }
-    found = sorted(
-        p
-        for p in root.rglob("requirements*.txt")
-        if not set(p.relative_to(root).parts) & set(SKIPPED_SOURCE_DIRS)
-    )
+    skipped = set(SKIPPED_SOURCE_DIRS)
+    candidates = {*root.rglob("requirements*.txt"), *root.rglob("requirements/*.txt")}
+    found = sorted(p for p in candidates if not set(p.relative_to(root).parts) & skipped)
     return {str(p.relative_to(root)): p for p in found}
 
 
