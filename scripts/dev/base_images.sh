@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Base images: Debian bookworm minbase + python3 for amd64 and arm64, built with debootstrap,
 # cached as rootfs tarballs, imported into Docker and pushed to the local registry.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for kiln-dev: paths, progress output, failure hints, small probes.
 # Sourced by ./kiln-dev; every other scripts/dev/*.sh file relies on what is defined here.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # dockerd and binfmt: the container engine, able to run arm64 images under QEMU.
 
 DOCKERD_PIDFILE="$KILN_STATE_DIR/dockerd.pid"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # `./kiln-dev down`: stop what kiln-dev started. RabbitMQ and MariaDB belong to the machine
 # (they run before any session starts), so they stay up; caches and .kiln/ stay too.
 

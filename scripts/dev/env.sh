@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # `./kiln-dev env`: show the environment tests and services get, password masked.
 
 register_subcommand env "print .kiln/dev.env with the registry password masked"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # `./kiln-dev install`: Debian packages, the arm64 cross toolchain and the project venv.
 
 register_subcommand install "install missing Debian packages and the .venv (root, idempotent)"
@@ -93,7 +94,7 @@ install_venv() {
     return 0
   fi
   step "pip install -e '.[dev]' (pyproject.toml changed since the last install)"
-  "$KILN_VENV/bin/pip" install -q -e "$KILN_ROOT[dev]" >"$KILN_STATE_DIR/pip-install.log" 2>&1 ||
+  "$KILN_VENV/bin/pip" install -q -e "${KILN_ROOT}[dev]" >"$KILN_STATE_DIR/pip-install.log" 2>&1 ||
     die "pip install failed (log: .kiln/pip-install.log)" "check the dependency lines in pyproject.toml, then re-run ./kiln-dev install"
   pyproject_fingerprint >"$stamp"
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The local registry: Debian's docker-registry (Distribution 2.8) with our config, htpasswd auth.
 
 REGISTRY_ADDRESS=127.0.0.1:5000

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # `./kiln-dev services`: start whatever is not running and write .kiln/dev.env.
 
 register_subcommand services "start RabbitMQ, MariaDB, dockerd, binfmt, the registry; build base images; write .kiln/dev.env"

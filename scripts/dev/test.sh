@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # `./kiln-dev test [pytest args]`: everything a test run needs, then ruff and pytest.
 
 register_subcommand test "install + services, then ruff check . and pytest [args] (default: tests/)"
