@@ -91,6 +91,7 @@ def on_manifest_pushed(event: ManifestPushed, ctx: EventContext, *, store: GateS
 
 
 def on_build_finished(event: BuildFinished, ctx: EventContext, *, store: GateStore) -> None:
+    store.ensure_build(ctx.build_id, ctx.package)
     store.mark_finished_elsewhere(ctx.build_id, event.status)
 
 

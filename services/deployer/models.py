@@ -10,18 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.models import BUILD_ID, Base, PreciseTime
 
 OPEN, DEPLOYING, FINISHED = "open", "deploying", "finished"
+# SQLite (the gate's unit tests) autoincrements only INTEGER primary keys.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class DeployerBuild(Base):
     __tablename__ = "deployer_build"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     build_id: Mapped[str] = mapped_column(BUILD_ID, unique=True)
     package: Mapped[str] = mapped_column(String(100), default="")
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -39,7 +41,7 @@ class DeployerImage(Base):
     __tablename__ = "deployer_image"
     __table_args__ = (UniqueConstraint("build_id", "target", "platform", name="uq_deployer_image"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     build_id: Mapped[str] = mapped_column(BUILD_ID, index=True)
     target: Mapped[str] = mapped_column(String(100))
     platform: Mapped[str] = mapped_column(String(20))
