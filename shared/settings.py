@@ -32,6 +32,7 @@ class KilnSettings(BaseSettings):
     registry_password: SecretStr | None = None
     registry_insecure: bool = True
     instance: str | None = Field(None, description="name of this process in logs and queue names")
+    health_port: int | None = Field(None, description="workers answer /healthz and /readyz here")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
