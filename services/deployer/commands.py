@@ -83,7 +83,6 @@ def targets(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSetting
     print(f"namespace {topology.namespace}")
     print(f"{'service':<20} {'kind':<6} {'port':>6} {'replicas':>8} {'node port':>9}  route")
     for s in topology.services:
-        print(
-            f"{s.name:<20} {s.kind:<6} {s.port or '-':>6} {s.replicas:>8} {s.node_port or '-':>9}  {s.route or '-'}"
-        )
+        port, node_port, route = s.port or "-", s.node_port or "-", s.route or "-"
+        print(f"{s.name:<20} {s.kind:<6} {port:>6} {s.replicas:>8} {node_port:>9}  {route}")
     return 0

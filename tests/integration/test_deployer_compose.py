@@ -30,9 +30,8 @@ PREFIX = f"kt{RUN}-"
 
 def _context(factories: list[str]) -> io.BytesIO:
     """A build context: Dockerfile + the chosen factories as source under /app."""
-    dockerfile = (
-        f"FROM {BASE_IMAGE}\nWORKDIR /app\nENV PYTHONPATH=/app PYTHONUNBUFFERED=1\n"
-        + "".join(f"COPY {f} /app/{f}\n" for f in factories)
+    dockerfile = f"FROM {BASE_IMAGE}\nWORKDIR /app\nENV PYTHONPATH=/app PYTHONUNBUFFERED=1\n" + "".join(
+        f"COPY {f} /app/{f}\n" for f in factories
     )
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -41,7 +40,9 @@ def _context(factories: list[str]) -> io.BytesIO:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
         for factory in factories:
-            tar.add(EXAMPLE / factory, arcname=factory, filter=lambda t: None if "__pycache__" in t.name else t)
+            tar.add(
+                EXAMPLE / factory, arcname=factory, filter=lambda t: None if "__pycache__" in t.name else t
+            )
     buffer.seek(0)
     return buffer
 
@@ -58,7 +59,9 @@ def client():
 def images(client):
     good = f"{PREFIX}demo:good"
     broken = f"{PREFIX}demo:broken"
-    client.images.build(fileobj=_context(["core", "webhook", "storage"]), custom_context=True, tag=good, rm=True)
+    client.images.build(
+        fileobj=_context(["core", "webhook", "storage"]), custom_context=True, tag=good, rm=True
+    )
     # No webhook factory: `python3 -m webhook.server` exits at once with ModuleNotFoundError.
     client.images.build(fileobj=_context(["core", "storage"]), custom_context=True, tag=broken, rm=True)
     yield good, broken

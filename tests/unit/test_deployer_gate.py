@@ -83,15 +83,31 @@ class Gate:
 
 
 def compiled(*targets):
-    return CompileCompleted(ok=True, targets=tuple(TargetPlatform(target=t, platform=p) for t in targets for p in PLATFORMS))
+    return CompileCompleted(
+        ok=True, targets=tuple(TargetPlatform(target=t, platform=p) for t in targets for p in PLATFORMS)
+    )
 
 
 def pushed(target, platform):
-    return ImagePushed(target=target, platform=platform, repository=f"r/{target}", tag="b1", digest="sha256:" + "a" * 64, size_bytes=1)
+    return ImagePushed(
+        target=target,
+        platform=platform,
+        repository=f"r/{target}",
+        tag="b1",
+        digest="sha256:" + "a" * 64,
+        size_bytes=1,
+    )
 
 
 def scanned(target, platform, verdict="pass"):
-    return ScanCompleted(target=target, platform=platform, digest="sha256:" + "a" * 64, scanner="trivy", verdict=verdict, counts={"CRITICAL": 2} if verdict == "fail" else {})
+    return ScanCompleted(
+        target=target,
+        platform=platform,
+        digest="sha256:" + "a" * 64,
+        scanner="trivy",
+        verdict=verdict,
+        counts={"CRITICAL": 2} if verdict == "fail" else {},
+    )
 
 
 def all_pushed_and_scanned(gate, targets=("webhook", "worker")):

@@ -61,7 +61,9 @@ def test_first_apply_is_server_side_apply_of_every_object_and_no_restart():
     assert "/api/v1/namespaces/shop-staging/configmaps/shop-config" in paths
     assert "/apis/apps/v1/namespaces/shop-staging/deployments/webhook" in paths
     assert "/apis/apps/v1/namespaces/shop-staging/statefulsets/redis" in paths
-    deployment = next(r[3] for r in patches if r[1].startswith("/apis/apps/v1/namespaces/shop-staging/deployments/webhook"))
+    deployment = next(
+        r[3] for r in patches if r[1].startswith("/apis/apps/v1/namespaces/shop-staging/deployments/webhook")
+    )
     assert deployment["metadata"]["annotations"]["kiln.dev/revision"] == "3"
     assert detail["restarted"] == []
 
@@ -80,18 +82,28 @@ def test_changed_configmap_restarts_every_workload_that_mounts_it():
     configmap_path = "/api/v1/namespaces/shop-staging/configmaps/shop-config"
     api = RecordingApiClient({configmap_path: {"data": {"config.json": "{}"}}})
     _, detail = apply(api, env={"KILN_FEATURES_REPORTS": "true"})
-    restarts = [r for r in api.requests if r[2].get("Content-Type") == "application/strategic-merge-patch+json"]
+    restarts = [
+        r for r in api.requests if r[2].get("Content-Type") == "application/strategic-merge-patch+json"
+    ]
     assert [r[1] for r in restarts] == [
         "/apis/apps/v1/namespaces/shop-staging/deployments/reports",
         "/apis/apps/v1/namespaces/shop-staging/deployments/webhook",
         "/apis/apps/v1/namespaces/shop-staging/deployments/worker",
     ]
-    expected = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-21T12:00:00Z"}}}}}
+    expected = {
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-21T12:00:00Z"}}
+            }
+        }
+    }
     assert all(r[3] == expected for r in restarts)
     assert detail["restarted"] == ["reports", "webhook", "worker"]
     # the restart comes after the apply of the new ConfigMap, never before
     order = [r[1].split("?")[0] for r in api.requests if r[0] == "PATCH"]
-    assert order.index(configmap_path) < order.index("/apis/apps/v1/namespaces/shop-staging/deployments/webhook")
+    assert order.index(configmap_path) < order.index(
+        "/apis/apps/v1/namespaces/shop-staging/deployments/webhook"
+    )
 
 
 def test_current_release_is_read_back_from_deployment_annotations():
@@ -99,8 +111,22 @@ def test_current_release_is_read_back_from_deployment_annotations():
         {
             "/apis/apps/v1/namespaces/shop-staging/deployments": {
                 "items": [
-                    {"metadata": {"annotations": {"kiln.dev/revision": "3", "kiln.dev/images": '{"webhook": "r/w@sha256:1"}'}}},
-                    {"metadata": {"annotations": {"kiln.dev/revision": "2", "kiln.dev/images": '{"worker": "r/k@sha256:2"}'}}},
+                    {
+                        "metadata": {
+                            "annotations": {
+                                "kiln.dev/revision": "3",
+                                "kiln.dev/images": '{"webhook": "r/w@sha256:1"}',
+                            }
+                        }
+                    },
+                    {
+                        "metadata": {
+                            "annotations": {
+                                "kiln.dev/revision": "2",
+                                "kiln.dev/images": '{"worker": "r/k@sha256:2"}',
+                            }
+                        }
+                    },
                 ]
             }
         }

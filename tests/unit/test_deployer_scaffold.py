@@ -22,7 +22,9 @@ KEYS = (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", b"PUB
 
 
 def inputs(env=None, **overrides):
-    return scaffold_inputs(shop_config(env), "shop", config_path="/somewhere/shop.yaml", env=env or {}, **overrides)
+    return scaffold_inputs(
+        shop_config(env), "shop", config_path="/somewhere/shop.yaml", env=env or {}, **overrides
+    )
 
 
 def test_every_chart_manifest_validates_against_the_kubernetes_schemas():
@@ -58,7 +60,9 @@ def test_scaffold_matches_snapshots():
     if os.environ.get("KILN_UPDATE_SNAPSHOTS"):
         write_scaffold(files, SNAPSHOTS)
     on_disk = {
-        str(p.relative_to(SNAPSHOTS)): p.read_text(encoding="utf-8") for p in SNAPSHOTS.rglob("*") if p.is_file()
+        str(p.relative_to(SNAPSHOTS)): p.read_text(encoding="utf-8")
+        for p in SNAPSHOTS.rglob("*")
+        if p.is_file()
     }
     assert on_disk == files
 

@@ -20,7 +20,12 @@ def test_topology_orders_infra_then_enabled_apps_with_ports_routes_and_node_port
 def test_volumes_turn_underscores_into_dashes_and_mount_only_where_configured():
     topology = plan_topology(shop_config(), "shop")
     (volume,) = topology.service("worker").volumes
-    assert (volume.name, volume.dns_name, volume.mount, volume.size) == ("shared_data", "shared-data", "/data", "2Gi")
+    assert (volume.name, volume.dns_name, volume.mount, volume.size) == (
+        "shared_data",
+        "shared-data",
+        "/data",
+        "2Gi",
+    )
     assert topology.service("webhook").volumes == ()
 
 

@@ -93,9 +93,11 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
 
     def secret_value(field: str) -> str:
         if keys is None:
-            return '{{ required "--set-file keys.%s=PATH" .Values.keys.%s | b64enc | quote }}' % (
-                field,
-                field,
+            # Helm syntax, emitted verbatim: Helm fills it from --set-file at install time.
+            return (
+                "{{ required "
+                + f'"--set-file keys.{field}=PATH" .Values.keys.{field}'
+                + " | b64enc | quote }}"
             )
         pem = keys[0] if field == "privatePem" else keys[1]
         return json.dumps(base64.b64encode(pem).decode())
