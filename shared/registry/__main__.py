@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc = commands.add_parser("gc-harbor", help="start Harbor garbage collection (frees pruned bytes)")
     gc.add_argument("--dry-run", action="store_true")
+    gc.add_argument("--delete-untagged", action="store_true", help="also untagged artifacts (see docs)")
     gc.add_argument("--wait", action="store_true", help="poll until the GC job ends")
     return parser
 
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace, client: RegistryClient) -> int:
             print("manifests deleted; the registry's garbage collection frees the bytes (docs/registry.md)")
     elif args.command == "gc-harbor":
         assert isinstance(client, HarborClient)
-        gc_id = client.trigger_gc(dry_run=args.dry_run)
+        gc_id = client.trigger_gc(delete_untagged=args.delete_untagged, dry_run=args.dry_run)
         print(f"Harbor GC started (job {gc_id})")
         while args.wait and gc_id is not None:
             status = client.gc_status(gc_id)

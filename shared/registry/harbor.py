@@ -53,8 +53,12 @@ class HarborClient(RegistryClient):
         segment = harbor_repository_segment(project, repository)
         self.request("DELETE", f"{_API}/projects/{quote(project, safe='')}/repositories/{segment}")
 
-    def trigger_gc(self, *, delete_untagged: bool = True, dry_run: bool = False) -> int | None:
-        """Start a manual garbage collection now; returns the GC job id when Harbor says it."""
+    def trigger_gc(self, *, delete_untagged: bool = False, dry_run: bool = False) -> int | None:
+        """Start a manual garbage collection now; returns the GC job id when Harbor says it.
+
+        delete_untagged is off by default: prune already deletes old builds by digest, and the
+        images an index lists are untagged (docs/registry.md, garbage collection).
+        """
         body = {
             "schedule": {"type": "Manual"},
             "parameters": {"delete_untagged": delete_untagged, "dry_run": dry_run},

@@ -205,3 +205,21 @@ def test_cli_lists_tags_and_prunes(client):
         timeout=60,
     )
     assert refused.returncode == 3 and "not-the-password" not in refused.stderr + refused.stdout
+
+
+def test_index_over_the_docker_pushed_base_images(client):
+    """The real thing: Docker-pushed schema 2 images (kiln-dev's base images), mounted, not re-uploaded."""
+    references = [os.environ.get("KILN_BASE_IMAGE_AMD64"), os.environ.get("KILN_BASE_IMAGE_ARM64")]
+    assert all(references), "source .kiln/dev.env (./kiln-dev services) for KILN_BASE_IMAGE_* first"
+    refs = []
+    for platform, reference in zip(("linux/amd64", "linux/arm64"), references, strict=True):
+        host_and_repo, _, tag = reference.rpartition(":")
+        repo = host_and_repo.split("/", 1)[1]
+        refs.append((platform, repo, client.manifest_digest(repo, tag)))
+    target = f"{PREFIX}/base-multi"
+
+    index_digest = client.push_index(target, "latest", refs)
+
+    _, _, data = client.get_manifest(target, index_digest)
+    assert [e["platform"]["architecture"] for e in json.loads(data)["manifests"]] == ["amd64", "arm64"]
+    assert client.image_size(target, "latest") > 50_000_000

@@ -96,6 +96,7 @@ class StubHarbor(BaseHTTPRequestHandler):
         if url.path == "/api/v2.0/system/gc/schedule" and self.command == "POST":
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert body["schedule"] == {"type": "Manual"}
+            assert body["parameters"]["delete_untagged"] is False  # index children are untagged
             return self._send(201, None, {"Location": "/api/v2.0/system/gc/42"})
         if url.path == "/api/v2.0/system/gc/42":
             return self._send(200, {"id": 42, "job_name": "GARBAGE_COLLECTION", "job_status": "Success"})
