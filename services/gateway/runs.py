@@ -1,0 +1,146 @@
+"""Reading the run history the reporter writes (log_build_*, event_log): lists, details, events."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import (
+    BuildCompileSet,
+    BuildImage,
+    BuildRun,
+    BuildScan,
+    BuildStep,
+    EventLog,
+)
+from shared.events.build import STAGES
+
+_STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
+
+
+def as_dict(row: Any, *, exclude: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    values = {}
+    for column in row.__table__.columns:
+        if column.key in exclude:
+            continue
+        value = getattr(row, column.key)
+        values[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return values
+
+
+def list_builds(
+    session: Session,
+    *,
+    package: str | None = None,
+    status: str | None = None,
+    branch: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    query = select(BuildRun)
+    if package:
+        query = query.where(BuildRun.package == package)
+    if status:
+        query = query.where(BuildRun.status == status)
+    if branch:
+        name = branch.removeprefix("refs/heads/")
+        query = query.where(or_(BuildRun.ref == name, BuildRun.ref == f"refs/heads/{name}"))
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(
+        query.order_by(BuildRun.requested_at.desc(), BuildRun.id.desc()).limit(limit).offset(offset)
+    ).scalars()
+    return {"total": total, "limit": limit, "offset": offset, "builds": [as_dict(r) for r in rows]}
+
+
+def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
+    run = session.execute(select(BuildRun).where(BuildRun.build_id == build_id)).scalar_one_or_none()
+    if run is None:
+        return None
+    steps = [as_dict(s) for s in _rows(session, BuildStep, build_id)]
+    steps.sort(key=lambda s: (_STAGE_ORDER.get(s["stage"], 99), s["started_at"] or "", s["target"]))
+    sets = [as_dict(s) for s in _rows(session, BuildCompileSet, build_id)]
+    images = [as_dict(i) for i in _rows(session, BuildImage, build_id)]
+    scans = [as_dict(s, exclude=("id", "findings")) for s in _rows(session, BuildScan, build_id)]
+    return {
+        "build": as_dict(run),
+        "steps": steps,
+        "compile": _compile_matrix(sets),
+        "images": sorted(images, key=lambda i: (i["target"], i["platform"])),
+        "scans": sorted(scans, key=lambda s: (s["target"], s["platform"])),
+        "deploy": [s for s in steps if s["stage"] in ("deploy", "verify")],
+    }
+
+
+def _compile_matrix(sets: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per factory set, per platform: modules, ok, failed, cached, duration."""
+    factories = sorted({s["factory"] for s in sets})
+    platforms = sorted({s["platform"] for s in sets})
+    cells = {f"{s['factory']}|{s['platform']}": s for s in sets}
+    return {"factories": factories, "platforms": platforms, "cells": cells}
+
+
+def _rows(session: Session, model: Any, build_id: str) -> list[Any]:
+    return list(session.execute(select(model).where(model.build_id == build_id)).scalars())
+
+
+def build_events(session: Session, build_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(EventLog)
+        .where(EventLog.build_id == build_id, EventLog.id > after_id)
+        .order_by(EventLog.time, EventLog.id)
+    ).scalars()
+    return [event_view(row) for row in rows]
+
+
+def event_view(row: EventLog) -> dict[str, Any]:
+    try:
+        data = json.loads(row.body).get("data", {})
+    except (ValueError, AttributeError):
+        data = {}
+    return {
+        "seq": row.id,
+        "id": row.event_id,
+        "type": row.type,
+        "routing_key": row.routing_key,
+        "source": row.source,
+        "time": row.time.isoformat(),
+        "attempt": row.attempt,
+        "replayof": row.replay_of,
+        "data": data,
+    }
+
+
+def build_logs(session: Session, build_id: str) -> list[str]:
+    """The log tails the stages reported, one line each, prefixed with where they came from."""
+    lines: list[str] = []
+    steps = sorted(
+        _rows(session, BuildStep, build_id), key=lambda s: (_STAGE_ORDER.get(s.stage, 99), s.target)
+    )
+    for step in steps:
+        where = "/".join(p for p in (step.stage, step.target, step.platform) if p)
+        lines.extend(f"[{where}] {line}" for line in step.log_tail or [])
+        if step.error:
+            lines.append(f"[{where}] ERROR {step.error}")
+    return lines
+
+
+def registry_overview(session: Session, package: str | None = None) -> list[dict[str, Any]]:
+    """The newest pushed image per (package, target, platform)."""
+    query = (
+        select(BuildImage, BuildRun.package, BuildRun.build_number)
+        .join(BuildRun, BuildRun.build_id == BuildImage.build_id)
+        .where(BuildImage.status == "pushed")
+        .order_by(BuildImage.pushed_at.desc())
+    )
+    if package:
+        query = query.where(BuildRun.package == package)
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for image, pkg, number in session.execute(query.limit(2000)):
+        key = (pkg, image.target, image.platform)
+        if key not in newest:
+            newest[key] = {**as_dict(image), "package": pkg, "build_number": number}
+    return list(newest.values())
