@@ -1,0 +1,1 @@
+"""The reporter: run history, the event log behind replay, email reports, commit statuses, CDEvents."""
