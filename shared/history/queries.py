@@ -1,0 +1,140 @@
+"""Listing builds and one build's full record, as plain dicts (JSON-ready: times in ISO 8601)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import (
+    Audit,
+    BuildCompile,
+    BuildCompileSet,
+    BuildImage,
+    BuildRun,
+    BuildScan,
+    BuildStep,
+    EventLog,
+)
+from shared.events.build import STAGES
+
+STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
+
+
+class BuildNotFound(LookupError):
+    pass
+
+
+def as_dict(row: Any, *, exclude: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    values = {}
+    for column in row.__table__.columns:
+        if column.key not in exclude:
+            value = getattr(row, column.key)
+            values[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return values
+
+
+def list_builds(
+    session: Session,
+    package: str | None = None,
+    status: str | None = None,
+    ref: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Newest first. `ref` matches `main` and `refs/heads/main` alike."""
+    query = select(BuildRun)
+    if package:
+        query = query.where(BuildRun.package == package)
+    if status:
+        query = query.where(BuildRun.status == status)
+    if ref:
+        name = ref.removeprefix("refs/heads/")
+        query = query.where(or_(BuildRun.ref == name, BuildRun.ref == f"refs/heads/{name}"))
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.order_by(BuildRun.requested_at.desc(), BuildRun.id.desc()).limit(limit).offset(offset)
+    )
+    return {"total": total, "limit": limit, "offset": offset, "builds": [as_dict(r) for r in rows]}
+
+
+def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
+    """Everything the report and the dashboard show about one build; None if unknown."""
+    run = session.scalars(select(BuildRun).where(BuildRun.build_id == build_id)).one_or_none()
+    if run is None:
+        return None
+    build = as_dict(run)
+    steps = [as_dict(s) for s in _rows(session, BuildStep, build_id)]
+    steps.sort(key=lambda s: (STAGE_ORDER.get(s["stage"], 99), s["target"], s["platform"]))
+    compile_from = build_id
+    if (build.get("options") or {}).get("skip_compile"):
+        compile_from = latest_compiled_build(session, run.package, before=run.requested_at) or build_id
+    sets = [as_dict(s) for s in _rows(session, BuildCompileSet, compile_from)]
+    modules = [as_dict(m) for m in _rows(session, BuildCompile, compile_from)]
+    images = [as_dict(i) for i in _rows(session, BuildImage, build_id)]
+    scans = [as_dict(s) for s in _rows(session, BuildScan, build_id)]
+    audits = [as_dict(a) for a in _rows(session, Audit, build_id)]
+    return {
+        "build": build,
+        "steps": steps,
+        "compile": _compile_matrix(sets),
+        "compile_from": compile_from,
+        "modules": sorted(modules, key=lambda m: (m["factory"], m["module"], m["platform"])),
+        "images": sorted(images, key=lambda i: (i["target"], i["platform"])),
+        "scans": sorted(scans, key=lambda s: (s["target"], s["platform"])),
+        "audits": audits,
+        "deploy": [s for s in steps if s["stage"] in ("deploy", "verify")],
+        "failure": _failure(session, build, steps),
+    }
+
+
+def latest_compiled_build(session: Session, package: str, before: datetime | None = None) -> str | None:
+    """The most recent build of `package` that has compile results (what `--skip-compile` reuses)."""
+    query = (
+        select(BuildRun.build_id)
+        .join(BuildCompileSet, BuildCompileSet.build_id == BuildRun.build_id)
+        .where(BuildRun.package == package)
+    )
+    if before is not None:
+        query = query.where(BuildRun.requested_at < before)
+    return session.scalar(query.order_by(BuildRun.requested_at.desc()).limit(1))
+
+
+def _failure(session: Session, build: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if build["status"] not in ("failed", "cancelled"):
+        return None
+    failed = [s for s in steps if s["status"] in ("failed", "cancelled")]
+    step = next((s for s in failed if s["stage"] == build["failed_stage"]), failed[0] if failed else None)
+    tail = list((step or {}).get("log_tail") or []) or _finished_log_tail(session, build["build_id"])
+    return {
+        "stage": build["failed_stage"] or (step or {}).get("stage"),
+        "target": (step or {}).get("target") or None,
+        "platform": (step or {}).get("platform") or None,
+        "error": build["error"] or (step or {}).get("error"),
+        "log_tail": tail[-50:],
+    }
+
+
+def _finished_log_tail(session: Session, build_id: str) -> list[str]:
+    body = session.scalar(
+        select(EventLog.body)
+        .where(EventLog.build_id == build_id, EventLog.routing_key == "build.finished")
+        .order_by(EventLog.time.desc())
+        .limit(1)
+    )
+    return list(json.loads(body)["data"].get("log_tail", [])) if body else []
+
+
+def _compile_matrix(sets: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per factory set and platform: modules, ok, failed, cached, duration (keys `factory|platform`)."""
+    factories = sorted({s["factory"] for s in sets})
+    platforms = sorted({s["platform"] for s in sets})
+    cells = {f"{s['factory']}|{s['platform']}": s for s in sets}
+    return {"factories": factories, "platforms": platforms, "cells": cells}
+
+
+def _rows(session: Session, model: Any, build_id: str) -> list[Any]:
+    return list(session.scalars(select(model).where(model.build_id == build_id)))
