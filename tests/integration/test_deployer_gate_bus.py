@@ -15,7 +15,6 @@ from shared.bus import Bus, SqlIdempotencyGuard
 from shared.bus.topology import DEPLOYER_GATE
 from shared.events import (
     BuildCancelRequested,
-    BuildFinished,
     BuildRequested,
     CompileCompleted,
     ImageFailed,
