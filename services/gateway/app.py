@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.gateway.api import builds, health, trigger
+from services.gateway.api import builds, health, live, trigger
 from services.gateway.deps import GatewayDeps
 from services.gateway.webhooks import routes as webhooks
 
@@ -41,4 +41,4 @@ def create_app(
 
 
 def _routers():
-    return [health, webhooks, trigger, builds]
+    return [health, webhooks, trigger, builds, live]

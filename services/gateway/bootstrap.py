@@ -73,6 +73,7 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
         await bus.subscribe_transient("live", ["#"], deps.live.on_message)
 
     async def stop() -> None:
+        deps.live.close()
         await bus.stop(grace_s=10)
 
     return create_app(deps, on_startup=start, on_shutdown=stop)

@@ -47,9 +47,15 @@ class LiveHub:
     def __init__(self) -> None:
         self._listeners: set[Listener] = set()
 
-    def listen(self, *, build_id: str | None = None, pattern: str = "#") -> Listener:
+    def listen(
+        self, *, build_id: str | None = None, pattern: str = "#", package: str | None = None
+    ) -> Listener:
         def accept(envelope: Envelope, key: str) -> bool:
-            return (build_id is None or envelope.buildid == build_id) and topic_matches(pattern, key)
+            return (
+                (build_id is None or envelope.buildid == build_id)
+                and (package is None or envelope.package == package)
+                and topic_matches(pattern, key)
+            )
 
         listener = Listener(accept)
         self._listeners.add(listener)
@@ -57,6 +63,14 @@ class LiveHub:
 
     def forget(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+
+    def close(self) -> None:
+        """Shutdown: end every open stream."""
+        for listener in list(self._listeners):
+            listener.overflowed = True  # ends the stream's loop even if its queue is full
+            self.forget(listener)
+            if not listener.queue.full():
+                listener.queue.put_nowait(None)
 
     def publish_local(self, envelope: Envelope, routing_key: str) -> None:
         for listener in list(self._listeners):

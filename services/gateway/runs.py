@@ -17,6 +17,7 @@ from shared.db.models import (
     BuildStep,
     EventLog,
 )
+from shared.events import Envelope, InvalidEvent, decode
 from shared.events.build import STAGES
 
 _STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
@@ -94,6 +95,20 @@ def build_events(session: Session, build_id: str, *, after_id: int = 0) -> list[
         .order_by(EventLog.time, EventLog.id)
     ).scalars()
     return [event_view(row) for row in rows]
+
+
+def stored_envelopes(session: Session, build_id: str) -> list[tuple[Envelope, str]]:
+    """A build's stored events as envelopes with their routing keys, in order (SSE history)."""
+    rows = session.execute(
+        select(EventLog).where(EventLog.build_id == build_id).order_by(EventLog.time, EventLog.id)
+    ).scalars()
+    envelopes = []
+    for row in rows:
+        try:
+            envelopes.append((decode(row.body.encode()), row.routing_key))
+        except InvalidEvent:
+            continue
+    return envelopes
 
 
 def event_view(row: EventLog) -> dict[str, Any]:
