@@ -72,17 +72,14 @@ async def test_all_events_stream_filters_by_routing_key(amqp_url, database_url):
     publisher = await Bus(amqp_url, source="test").connect()
     build_id = str(uuid.uuid4())
     try:
-        async with running_gateway(amqp_url, database_url) as (url, _app):
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                async with client.stream("GET", "/events/stream", params={"filter": "stage.*"}) as response:
-                    reader = asyncio.create_task(read_sse(response, until="stage.started", limit=1))
-                    await asyncio.sleep(0.3)
-                    for envelope in build_envelopes(build_id)[:1]:  # build.requested: filtered out
-                        await publisher.publish(envelope)
-                    await publisher.publish(
-                        Envelope.new(StageStarted(stage="scan"), source="t", build_id=build_id)
-                    )
-                    events = await asyncio.wait_for(reader, 20)
+        gateway = running_gateway(amqp_url, database_url)
+        async with gateway as (url, _app), stream(url, None, {"filter": "stage.*"}) as response:
+            reader = asyncio.create_task(read_sse(response, until="stage.started", limit=1))
+            await asyncio.sleep(0.3)
+            for envelope in build_envelopes(build_id)[:1]:  # build.requested: filtered out
+                await publisher.publish(envelope)
+            await publisher.publish(Envelope.new(StageStarted(stage="scan"), source="t", build_id=build_id))
+            events = await asyncio.wait_for(reader, 20)
     finally:
         await publisher.stop(grace_s=1)
     assert [e["event"] for e in events] == ["stage.started"]
