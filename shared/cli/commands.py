@@ -1,0 +1,161 @@
+"""The `kiln` commands that talk to the gateway. Each returns the process exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from shared.cli.client import GatewayClient
+from shared.cli.progress import EXIT_CODES, describe, log_lines
+
+
+def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
+    body = {
+        "package": args.package,
+        "skip_compile": args.skip_compile,
+        "skip_push": args.skip_push,
+        "skip_deploy": args.skip_deploy,
+        "notify": args.notify,
+        "platform": args.platform,
+        "ref": args.ref,
+    }
+    reply = client.post("/builds", {k: v for k, v in body.items() if v is not None})
+    build_id = reply["build_ids"][0]
+    print(f"started build {build_id} of {args.package}", flush=True)
+    if args.no_follow:
+        return 0
+    return follow(client, build_id)
+
+
+def follow(client: GatewayClient, build_id: str) -> int:
+    status = None
+    for key, event in client.stream(f"/builds/{build_id}/events/stream"):
+        line = describe(key, event)
+        if line:
+            print(line, flush=True)
+        if key == "build.finished":
+            status = event.get("data", {}).get("status")
+    if status is None:
+        print(
+            "the event stream ended before the build finished; see: kiln status " + build_id, file=sys.stderr
+        )
+        return 4
+    return EXIT_CODES.get(status, 1)
+
+
+def builds(client: GatewayClient, args: argparse.Namespace) -> int:
+    reply = client.get(
+        "/builds", package=args.package, status=args.status, branch=args.branch, limit=args.limit
+    )
+    print(f"{'BUILD':36}  {'PACKAGE':14} {'#':>5}  {'STATUS':10} {'REF':24} REQUESTED")
+    for b in reply["builds"]:
+        ref = (b.get("ref") or "").removeprefix("refs/heads/")
+        print(
+            f"{b['build_id']:36}  {b['package']:14} {b.get('build_number') or '':>5}  "
+            f"{b['status']:10} {ref:24} {b.get('requested_at') or ''}"
+        )
+    print(f"{len(reply['builds'])} of {reply['total']}")
+    return 0
+
+
+def status(client: GatewayClient, args: argparse.Namespace) -> int:
+    detail = client.get(f"/builds/{args.build}")
+    if args.json:
+        print(json.dumps(detail, indent=2))
+        return 0
+    b = detail["build"]
+    print(f"build {b['build_id']}  {b['package']} #{b.get('build_number')}  {b['status']}")
+    print(f"  ref {b.get('ref')}  commit {b.get('commit_sha')}  version {b.get('version')}")
+    for step in detail["steps"]:
+        where = " ".join(x for x in (step["target"], step["platform"]) if x)
+        print(
+            f"  {step['stage']:10} {step['status']:10} {(step.get('duration_ms') or 0) / 1000:7.1f}s  {where}"
+        )
+    for image in detail["images"]:
+        print(f"  image {image['target']} {image['platform']} {(image.get('size_bytes') or 0) / 1e6:.1f} MB")
+    return EXIT_CODES.get(b["status"], 0) if b["status"] in EXIT_CODES else 0
+
+
+def logs(client: GatewayClient, args: argparse.Namespace) -> int:
+    if not args.follow:
+        sys.stdout.write(client.get_text(f"/builds/{args.build}/logs"))
+        return 0
+    for key, event in client.stream(f"/builds/{args.build}/events/stream"):
+        for line in log_lines(key, event):
+            print(line, flush=True)
+    return 0
+
+
+def replay(client: GatewayClient, args: argparse.Namespace) -> int:
+    reply = client.post(f"/builds/{args.build}/replay", **{"from": args.from_stage})
+    for event in reply["replayed"]:
+        print(
+            f"republished {event['type']} as {event['id']} "
+            f"(replay of {event['replayof']}, attempt {event['attempt']})"
+        )
+    return 0
+
+
+def diff(client: GatewayClient, args: argparse.Namespace) -> int:
+    result = client.get("/builds/diff", a=args.a, b=args.b)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"duration: {_change(result['duration_ms'])} ms")
+    for section in ("stages", "images", "scans"):
+        for row in result[section]:
+            if row["changed"] or row["only_in"]:
+                print(f"{section[:-1]} {_ident(row)}: " + _row_changes(row))
+    return 0
+
+
+def events(client: GatewayClient, args: argparse.Namespace) -> int:
+    if args.follow:
+        for key, event in client.stream("/events/stream", filter=args.filter):
+            print(
+                f"{event.get('time', '')} {key:28} {event.get('buildid', '')} "
+                f"{json.dumps(event.get('data'))[:200]}",
+                flush=True,
+            )
+        return 0
+    if not args.build:
+        print(
+            "kiln events: give --build ID for a build's stored events, or --follow for live ones",
+            file=sys.stderr,
+        )
+        return 2
+    for event in client.get(f"/builds/{args.build}/events"):
+        if _matches(args.filter, event["routing_key"]):
+            print(f"{event['time']} {event['routing_key']:28} {json.dumps(event['data'])[:200]}")
+    return 0
+
+
+def _matches(pattern: str, key: str) -> bool:
+    words, parts = key.split("."), pattern.split(".")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(words)
+        if parts[i] == "#":
+            return any(match(i + 1, k) for k in range(j, len(words) + 1))
+        return j < len(words) and parts[i] in ("*", words[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def _change(pair: dict[str, Any]) -> str:
+    return f"{pair['a']} → {pair['b']}" + (f" ({pair['delta']:+})" if "delta" in pair else "")
+
+
+def _ident(row: dict[str, Any]) -> str:
+    return "/".join(str(row[k]) for k in ("stage", "target", "platform") if row.get(k))
+
+
+def _row_changes(row: dict[str, Any]) -> str:
+    if row["only_in"]:
+        return f"only in {row['only_in']}"
+    return ", ".join(
+        f"{name} {_change(v)}" for name, v in row.items() if isinstance(v, dict) and v.get("a") != v.get("b")
+    )

@@ -1,0 +1,58 @@
+"""Human-readable lines for a build's events: the CLI's per-stage progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATUS_MARK = {"succeeded": "✓", "failed": "✗", "skipped": "-", "cancelled": "⊘", "started": "▶"}
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
+
+
+def describe(routing_key: str, event: dict[str, Any]) -> str | None:
+    """One line for events worth showing; None for the rest."""
+    data = event.get("data", {})
+    where = " ".join(str(data[k]) for k in ("target", "platform") if data.get(k))
+    where = f" [{where}]" if where else ""
+    if routing_key == "build.requested":
+        source = data.get("source", {})
+        number = data.get("build_number")
+        ref = source.get("ref", "")
+        return f"build {event.get('buildid')} {data.get('package')} #{number} requested ({ref})"
+    if routing_key == "stage.started":
+        return f"  {STATUS_MARK['started']} {data.get('stage')}{where} started"
+    if routing_key == "stage.finished":
+        status = data.get("status", "?")
+        took = _seconds(data.get("duration_ms"))
+        line = f"  {STATUS_MARK.get(status, '?')} {data.get('stage')}{where} {status} in {took}"
+        return line + (f": {data['error']}" if data.get("error") else "")
+    if routing_key == "image.pushed":
+        return f"    image{where} pushed {data.get('digest', '')[:19]} ({_megabytes(data.get('size_bytes'))})"
+    if routing_key == "scan.completed":
+        return f"    scan{where} {data.get('verdict')} {data.get('counts', {})}"
+    if routing_key == "build.cancel.requested":
+        return f"  ⊘ cancel requested: {data.get('reason', '')}"
+    if routing_key == "build.finished":
+        failed = f" at {data['failed_stage']}" if data.get("failed_stage") else ""
+        return f"build {data.get('status')}{failed} in {_seconds(data.get('duration_ms'))}" + (
+            f": {data['error']}" if data.get("error") else ""
+        )
+    return None
+
+
+def log_lines(routing_key: str, event: dict[str, Any]) -> list[str]:
+    data = event.get("data", {})
+    if routing_key not in ("stage.finished", "build.finished", "image.failed"):
+        return []
+    where = "/".join(str(data[k]) for k in ("stage", "target", "platform") if data.get(k)) or routing_key
+    lines = [f"[{where}] {line}" for line in data.get("log_tail", ())]
+    if data.get("error"):
+        lines.append(f"[{where}] ERROR {data['error']}")
+    return lines
+
+
+def _seconds(ms: Any) -> str:
+    return f"{(ms or 0) / 1000:.1f}s"
+
+
+def _megabytes(size: Any) -> str:
+    return f"{(size or 0) / 1_000_000:.1f} MB"
