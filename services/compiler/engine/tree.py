@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,8 @@ def extension_relative(module: SourceModule, ext_suffix: str) -> Path:
 
 
 def staging_dir(out: Path) -> Path:
-    return out.with_name(f".{out.name}.kiln-staging-{os.getpid()}")
+    # Unique per call: two builds (threads of one worker, or processes) may target one `out`.
+    return out.with_name(f".{out.name}.kiln-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def check_output_location(src: Path, out: Path) -> None:
@@ -132,7 +134,7 @@ def publish(stage: Path, out: Path, manifest: dict) -> None:
     """Replace `out` with the finished staging tree (a rename: readers never see half a tree)."""
     (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     out.parent.mkdir(parents=True, exist_ok=True)
-    retired = out.with_name(f".{out.name}.kiln-retired-{os.getpid()}")
+    retired = out.with_name(f".{out.name}.kiln-retired-{uuid.uuid4().hex[:12]}")
     if out.exists():
         out.rename(retired)
     stage.rename(out)
