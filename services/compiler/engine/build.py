@@ -140,8 +140,16 @@ def _run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
 
 def _write_output(tree, out, toolchain, cache, results, keys, kept_as_source, marker) -> None:
     stage = layout.staging_dir(out)
-    shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    try:
+        manifest = _fill_stage(tree, stage, toolchain, cache, results, keys, kept_as_source, marker)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # never leave half a tree behind
+        raise
+    layout.publish(stage, out, manifest)
+
+
+def _fill_stage(tree, stage, toolchain, cache, results, keys, kept_as_source, marker) -> dict:
     written = {}
     for module in tree.modules:
         status = results[module.module].status
@@ -161,5 +169,4 @@ def _write_output(tree, out, toolchain, cache, results, keys, kept_as_source, ma
             written[module.module] = "source"
     layout.copy_data(tree, stage)
     layout.write_markers(tree, stage, {**marker, "platform": toolchain.platform})
-    manifest = {**marker, "platform": toolchain.platform, "modules": written}
-    layout.publish(stage, out, manifest)
+    return {**marker, "platform": toolchain.platform, "modules": written}
