@@ -59,8 +59,8 @@ def run_compile(args: argparse.Namespace) -> int:
 
     def show_progress(result: ModuleResult) -> None:
         counter["done"] += 1
-        if result.status == "cached" and not args.json:
-            return  # thousands of "cached" lines bury what matters; the summary counts them
+        if result.status == "cached":
+            return  # thousands of "cached" lines would bury what matters; the summary counts them
         where = f"{result.file}:{result.line}" if result.line else result.file
         detail = f"  {where}: {result.error}" if result.error else ""
         line = f"[{counter['done']}] {result.status:<8} {result.module} ({result.duration_ms} ms)"

@@ -133,9 +133,13 @@ def _run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
     context.set_forkserver_preload(["services.compiler.engine.job"])
     workers = max(1, min(jobs, len(pending)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(run_job, job) for job in pending]
+        futures = {pool.submit(run_job, job): job for job in pending}
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except Exception as died:  # e.g. a worker killed by the OOM killer: report, go on
+                failure = f"worker process failed: {type(died).__name__}: {died}"
+                yield JobOutcome(futures[future].module, 0, failure)
 
 
 def _write_output(tree, out, toolchain, cache, results, keys, kept_as_source, marker) -> None:
