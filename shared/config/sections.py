@@ -8,9 +8,10 @@ hold them (`auth_env`), and the values are read by whoever pushes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 OCI_COMPONENT_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$"
@@ -132,6 +133,16 @@ class WebhookConfig(Section):
     repository: str | None = None
     branches: list[str] = ["*"]
     tags: bool = False
+    # Clone from here instead of the URL the provider's payload gives (an internal mirror, or a
+    # local path for the quick start). No credentials in it: tokens come from KILN_GIT_TOKEN.
+    clone_url: str | None = None
+
+    @field_validator("clone_url")
+    @classmethod
+    def _no_credentials_in_clone_url(cls, value: str | None) -> str | None:
+        if value and re.search(r"://[^/@]+:[^/@]*@", value):
+            raise ValueError("clone_url must not contain credentials (set KILN_GIT_TOKEN instead)")
+        return value
 
 
 class KeysConfig(Section):

@@ -222,3 +222,13 @@ def test_keys_dir_inside_source_tree_is_refused(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml", NO_ENV)
+
+
+def test_clone_url_refuses_credentials():
+    from pydantic import ValidationError
+
+    from shared.config.sections import WebhookConfig
+
+    assert WebhookConfig(clone_url="file:///srv/mirror/mono.git").clone_url == "file:///srv/mirror/mono.git"
+    with pytest.raises(ValidationError, match="must not contain credentials"):
+        WebhookConfig(clone_url="https://user:hunter22@git.example/mono.git")
