@@ -63,10 +63,13 @@ def timeline(build: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[st
     """One bar per step, placed on the build's time axis (percent offset and width)."""
     spans = []
     for step in steps:
-        start = _time(step.get("started_at"))
-        end = _time(step.get("finished_at"))
-        if start is None and end is not None and step.get("duration_ms") is not None:
-            start = end.timestamp() - step["duration_ms"] / 1000
+        start, end = _time(step.get("started_at")), _time(step.get("finished_at"))
+        took = (step.get("duration_ms") or 0) / 1000
+        if start is None and end is not None:
+            start = end - took
+        if start is not None and end is not None:
+            # Stages report their own duration; trust it over clocks of different machines.
+            end = max(end, start + took)
         spans.append((step, start, end))
     origin = _time(build.get("started_at")) or _time(build.get("requested_at"))
     known = [s for _, s, _ in spans if s is not None]
