@@ -1,0 +1,218 @@
+"""Where everything of a local stack lives, how its services are configured, start and stop."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pymysql
+
+from scripts.stack import processes
+from scripts.stack.processes import ROOT, Process
+
+EXAMPLE_CONFIG = ROOT / "examples" / "monorepo" / "config.yaml"
+SERVICES = ("gateway", "compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter")
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+@dataclass
+class Stack:
+    state: Path
+    vhost: str
+    database: str
+    gateway_port: int
+    smtp_port: int
+    prefix: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- where things are ---------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def repo(self) -> Path:
+        return self.state / "repo"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state / "keys" / "demo"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.state / "mail"
+
+    @property
+    def amqp_url(self) -> str:
+        base = urlsplit(self.env.get("KILN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+        return urlunsplit(base._replace(path="/" + self.vhost))
+
+    @property
+    def database_url(self) -> str:
+        base = urlsplit(self.env.get("KILN_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/"))
+        return urlunsplit(base._replace(path="/" + self.database, query="charset=utf8mb4"))
+
+    def secrets(self) -> dict[str, str]:
+        """Generated once per state dir (mode 600): the API token and the webhook secret."""
+        path = self.state / "secrets.json"
+        if not path.is_file():
+            self.state.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                json.dumps(
+                    {"api_token": secrets.token_urlsafe(24), "webhook_secret": secrets.token_urlsafe(24)}
+                )
+            )
+            path.chmod(0o600)
+        return json.loads(path.read_text())
+
+    # -- configuration of every process ----------------------------------------------------------
+
+    def service_env(self) -> dict[str, str]:
+        keep = {k: v for k, v in self.env.items() if not k.startswith("KILN_")}
+        dev = {k: v for k, v in self.env.items() if k.startswith(("KILN_REGISTRY", "KILN_BASE_IMAGE"))}
+        shared_secrets = self.secrets()
+        return {
+            **keep,
+            **dev,
+            "PYTHONUNBUFFERED": "1",
+            "KILN_AMQP_URL": self.amqp_url,
+            "KILN_DATABASE_URL": self.database_url,
+            "KILN_CONFIG_PATH": str(EXAMPLE_CONFIG),
+            # config overrides (docs/configuration.md): keys outside the tree, clone the local repo
+            "KILN_KEYS_DIR": str(self.keys_dir),
+            "KILN_WEBHOOKS_CLONE_URL": f"file://{self.repo}",
+            "KILN_API_TOKEN": shared_secrets["api_token"],
+            "KILN_BITBUCKET_CLOUD_SECRET": shared_secrets["webhook_secret"],
+            "KILN_TRIVY": self.env.get("KILN_TRIVY", str(ROOT / ".venv" / "bin" / "trivy")),
+            "KILN_TRIVY_DB_DOWNLOAD": "false",
+            "KILN_SMTP_HOST": "127.0.0.1",
+            "KILN_SMTP_PORT": str(self.smtp_port),
+            "KILN_SMTP_STARTTLS": "false",
+            "KILN_BUILD_URL_TEMPLATE": f"{self.gateway_url}/ui/builds/{{build_id}}",
+            "KILN_DEPLOYER_NAME_PREFIX": self.prefix,
+            "KILN_DEPLOYER_STATE_DIR": str(self.state / "deployer"),
+        }
+
+    def process_table(self) -> list[Process]:
+        port = str(self.gateway_port)
+        return [
+            Process(
+                "mailcatcher",
+                ["scripts/stack/mailcatcher.py", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)],
+            ),
+            Process("gateway", ["-m", "services.gateway", "--host", "127.0.0.1", "--port", port]),
+            Process("compiler", ["-m", "services.compiler", "worker"]),
+            Process("imager-amd64", ["-m", "services.imager", "--platform", "linux/amd64"]),
+            Process("imager-arm64", ["-m", "services.imager", "--platform", "linux/arm64"]),
+            Process("scanner", ["-m", "services.scanner"]),
+            Process("deployer", ["-m", "services.deployer"]),
+            Process("reporter", ["-m", "services.reporter"]),
+        ]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        from shared.config import generate_keys
+        from shared.db import upgrade
+
+        say(f"RabbitMQ vhost {self.vhost}, MariaDB database {self.database}")
+        for args in (
+            ["add_vhost", self.vhost],
+            [
+                "set_permissions",
+                "-p",
+                self.vhost,
+                urlsplit(self.amqp_url).username or "guest",
+                ".*",
+                ".*",
+                ".*",
+            ],
+        ):
+            result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True)
+            if result.returncode != 0 and "already exists" not in result.stdout + result.stderr:
+                raise SystemExit(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+        parts = urlsplit(self.database_url)
+        with (
+            pymysql.connect(
+                host=parts.hostname,
+                port=parts.port or 3306,
+                user=parts.username or "root",
+                password=parts.password or "",
+            ) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4")
+        upgrade(self.database_url)
+        if not (self.keys_dir / "demo_private.pem").is_file():
+            say(f"PEM keys of package demo in {self.keys_dir} (outside the source tree)")
+            generate_keys(self.keys_dir, "demo")
+        from scripts.stack.example import prepare_repo
+
+        prepare_repo(self.repo)
+
+    def start(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        alive = processes.running(self.state)
+        env = self.service_env()
+        for process in self.process_table():
+            if process.name in alive:
+                continue
+            say(f"starting {process.name}")
+            processes.start(process, self.state, env)
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            dead = [p.name for p in self.process_table() if p.name not in processes.running(self.state)]
+            if dead:
+                tail = processes.log_tail(self.state, dead[0])
+                raise SystemExit(f"{dead[0]} exited at start; its log ({self.state}/logs):\n{tail}")
+            try:
+                if httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
+                    say(f"every service is up; gateway at {self.gateway_url}")
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise SystemExit(f"gateway not ready after {timeout_s:.0f}s; see {self.state}/logs/gateway.log")
+
+    def down(self) -> None:
+        stopped = processes.stop_all(self.state)
+        say(f"stopped {', '.join(stopped) or 'nothing (no process was running)'}")
+        import docker
+
+        client = docker.from_env()
+        for container in client.containers.list(all=True):
+            if container.name.startswith(self.prefix):
+                container.remove(force=True)
+                say(f"removed container {container.name}")
+
+    def print_status(self) -> None:
+        alive = processes.running(self.state)
+        for process in self.process_table():
+            state = f"pid {alive[process.name]}" if process.name in alive else "stopped"
+            print(f"  {process.name:14} {state:12} log: {self.state}/logs/{process.name}.log")
+        print(f"  dashboard: {self.gateway_url}/   mail: {self.mail_dir}")
+
+    def print_summary(self, build_id: str, status: str) -> None:
+        reports = sorted(self.mail_dir.glob("*.html"))
+        print()
+        say(f"build {build_id} {status}")
+        print(f"    dashboard: {self.gateway_url}/ui/builds/{build_id}")
+        print(
+            f"    report:    {reports[-1] if reports else '(no email yet: see ' + str(self.mail_dir) + ')'}"
+        )
+        print(f"    logs:      {self.state}/logs/")
+        print("    stop with: ./kiln-dev down")
