@@ -1,0 +1,52 @@
+"""Shared setup for the imager's integration tests: compiled example artifacts and worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "monorepo"
+PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(
+            f"{name} is not set: run `./kiln-dev services` and `source .kiln/dev.env` (or ./kiln-dev test)"
+        )
+    return value
+
+
+def compile_example(out: Path) -> dict[str, Path]:
+    """The compiler as a subprocess (a service never imports another): one tree per platform."""
+    command = [sys.executable, "-m", "services.compiler", "compile", str(EXAMPLE), "--out", str(out)]
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {platform: out / platform.split("/")[1] for platform in PLATFORMS}
+
+
+def start_worker(platform: str, env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.imager", "--platform", platform, *extra],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
