@@ -1,7 +1,7 @@
 """Compiler service entry: `python -m services.compiler <subcommand>`.
 
-`compile` is the standalone command (no bus, no database). The bus worker is added as another
-subcommand beside it.
+`worker` (the default) consumes build.requested on the bus: see docs/compiler.md, "The compiler
+service". `compile` is the standalone command (no bus, no database).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from .engine import (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.compiler")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command")
+    worker_cmd = commands.add_parser("worker", help="consume build.requested (the default)")
+    worker_cmd.set_defaults(run=run_worker)
     compile_cmd = commands.add_parser("compile", help="compile a directory of Python packages")
     compile_cmd.add_argument("src", type=Path, help="a package directory or a directory of packages")
     compile_cmd.add_argument("--out", type=Path, required=True, help="directory receiving the compiled tree")
@@ -52,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     compile_cmd.set_defaults(run=run_compile)
     return parser
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from shared.bus import run_service
+    from shared.logging import setup_logging
+    from shared.settings import load_settings
+
+    from .bootstrap import bootstrap
+    from .settings import CompilerSettings
+
+    settings = load_settings(CompilerSettings)
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    service = bootstrap(settings)
+    asyncio.run(run_service(service.bus(), service.start, health_port=settings.health_port))
+    return 0
 
 
 def run_compile(args: argparse.Namespace) -> int:
@@ -111,7 +130,7 @@ def print_summary(report: CompileReport) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return getattr(args, "run", run_worker)(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""TreeCompiler on the compile engine (services/compiler/engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from services.compiler.engine import CompileReport, ModuleCache, compile_tree
+
+
+class EngineCompiler:
+    def __init__(self, cache: ModuleCache, jobs: int):
+        self.cache = cache
+        self._jobs = jobs
+
+    def compile(
+        self,
+        src: Path,
+        out: Path,
+        *,
+        platforms: list[str],
+        factories: list[str],
+        fallback_to_source: Iterable[str],
+    ) -> CompileReport:
+        return compile_tree(
+            src,
+            out,
+            platforms=platforms,
+            jobs=self._jobs,
+            cache=self.cache,
+            factories=factories,
+            fallback_to_source=fallback_to_source,
+        )

@@ -1,0 +1,103 @@
+"""The one place that wires the compiler service: settings -> git, engine, artifact store,
+skip-compile index, cancellation, idempotency guard, and the handler table.
+
+Unit tests call `bootstrap(settings, fetcher=..., compiler=..., store=...)` with fakes; the
+worker calls it with settings alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.compiler.adapters.artifact_store import SharedArtifactStore
+from services.compiler.adapters.engine_compiler import EngineCompiler
+from services.compiler.adapters.git_source import GitSource
+from services.compiler.engine import ModuleCache
+from services.compiler.handlers import BuildSettings, on_build_requested
+from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
+from services.compiler.reuse import ArtifactIndex
+from services.compiler.settings import OWN_ENV_NAMES, CompilerSettings
+from shared.artifacts import FILE_SCHEME
+from shared.bus import Bus, SqlIdempotencyGuard
+from shared.bus import topology as t
+from shared.bus.cancellation import CancelWatch
+from shared.bus.dispatch import HandlerTable
+from shared.bus.idempotency import IdempotencyGuard
+from shared.events import BuildRequested
+from shared.registry import RegistryClient
+
+SOURCE = "compiler"
+
+
+@dataclass
+class CompilerService:
+    settings: CompilerSettings
+    handlers: HandlerTable
+    cancel: CancelWatch = field(default_factory=CancelWatch)
+    guard: IdempotencyGuard | None = None
+
+    def bus(self) -> Bus:
+        return Bus(self.settings.amqp_url, source=SOURCE, instance=self.settings.instance)
+
+    async def start(self, bus: Bus) -> None:
+        await self.cancel.start(bus)
+        await bus.consume(t.COMPILER_BUILDS, self.handlers, guard=self.guard)
+
+
+def config_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for config.yaml overrides, minus the compiler's own settings (which
+    shared.config would otherwise read as unknown options of the `compile` section)."""
+    return {name: value for name, value in environ.items() if name not in OWN_ENV_NAMES}
+
+
+def artifact_store_from(settings: CompilerSettings) -> SharedArtifactStore:
+    if settings.artifact_store and settings.artifact_store.startswith(FILE_SCHEME):
+        return SharedArtifactStore(settings.artifact_store)
+    client = RegistryClient.from_settings(settings)
+    return SharedArtifactStore(settings.artifact_store or f"{client.host}/kiln", client)
+
+
+def bootstrap(
+    settings: CompilerSettings,
+    *,
+    fetcher: SourceFetcher | None = None,
+    compiler: TreeCompiler | None = None,
+    store: ArtifactStore | None = None,
+    environ: Mapping[str, str] | None = None,
+    guard: IdempotencyGuard | None = None,
+    with_database: bool = True,
+) -> CompilerService:
+    cache = ModuleCache(settings.compile_cache)
+    cancel = CancelWatch()
+    if guard is None and with_database:
+        from shared.db import make_engine, make_sessions
+
+        guard = SqlIdempotencyGuard(make_sessions(make_engine(settings.database_url)))
+    build_settings = BuildSettings(
+        config_file=settings.compiler_config_file,
+        work_dir=settings.work_dir,
+        default_base_images={
+            "linux/amd64": settings.base_image_amd64,
+            "linux/arm64": settings.base_image_arm64,
+        },
+        config_env=config_env(os.environ if environ is None else environ),
+    )
+    handlers: HandlerTable = {
+        BuildRequested: functools.partial(
+            on_build_requested,
+            fetcher=fetcher
+            or GitSource(
+                token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
+            ),
+            compiler=compiler or EngineCompiler(cache, settings.compile_jobs or os.cpu_count() or 1),
+            store=store or artifact_store_from(settings),
+            index=ArtifactIndex(cache.root),
+            settings=build_settings,
+            is_cancelled=cancel.is_cancelled,
+            cancel_reason=cancel.reason,
+        )
+    }
+    return CompilerService(settings=settings, handlers=handlers, cancel=cancel, guard=guard)

@@ -1,0 +1,219 @@
+"""The compiler's three stages of a build: config (fetch + validate), keys, compile (+ push).
+
+Each returns (result, detail) or raises StageFailed with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.compiler.engine import CompileReport
+from services.compiler.fanout import ImagePlan, PlanError, plan_images
+from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
+from services.compiler.reuse import ArtifactIndex
+from services.compiler.source import factory_view, find_credential_files, source_digest
+from services.compiler.stage_runner import StageFailed
+from services.compiler.tiers_bundle import (
+    MissingRequirements,
+    requirement_files,
+    tiers_document,
+    write_tiers_bundle,
+)
+from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_config
+from shared.events import BuildRequested
+from shared.events.compile import Artifact, FactorySetTiming, ModuleResult
+
+
+@dataclass(frozen=True)
+class PreparedBuild:
+    """What stage config established: the tree, its config, and the images to request."""
+
+    root: Path
+    view: Path
+    config: KilnConfig
+    package: PackageConfig
+    factory_dirs: dict[str, str]
+    requirements: dict[str, Path]
+    images: list[ImagePlan]
+
+
+@dataclass(frozen=True)
+class CompileOutcome:
+    ok: bool
+    source_digest: str
+    modules: tuple[ModuleResult, ...] = ()
+    sets: tuple[FactorySetTiming, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    skipped: bool = False
+    duration_ms: int = 0
+
+
+def config_stage(
+    event: BuildRequested,
+    work_dir: Path,
+    *,
+    fetcher: SourceFetcher,
+    config_file: str,
+    config_env: Mapping[str, str],
+    default_base_images: Mapping[str, str | None],
+) -> tuple[PreparedBuild, dict]:
+    try:
+        root = fetcher.fetch(event.source, work_dir)
+    except FetchFailed as exc:
+        raise StageFailed(f"fetching the source failed: {exc}") from None
+    try:
+        config = load_config(root / config_file, env=config_env)
+    except ConfigError as exc:
+        errors = [f"{path}: {message}" for path, message in exc.errors]
+        raise StageFailed(f"{config_file} is invalid:\n" + "\n".join(errors), {"errors": errors}) from None
+    if event.package not in config.packages:
+        known = ", ".join(sorted(config.packages))
+        raise StageFailed(f"no package {event.package!r} in {config_file} (known: {known})")
+    package = config.packages[event.package]
+    try:
+        paths = {name: config.factories[name].path for name in package.factories}
+        factory_dirs = factory_view(root, paths, work_dir / "view")
+        requirements = requirement_files(config, root)
+        images = plan_images(
+            event, config, package, factory_dirs=factory_dirs, default_base_images=default_base_images
+        )
+    except (PlanError, MissingRequirements, ValueError) as exc:
+        raise StageFailed(str(exc)) from None
+    detail = {
+        "package": event.package,
+        "source": "path" if event.source.path else "git",
+        "factories": len(factory_dirs),
+        "services": len(package.enabled_services()),
+        "services_off": sorted(set(package.services) - set(package.enabled_services())),
+        "images": len(images),
+    }
+    return PreparedBuild(root, work_dir / "view", config, package, factory_dirs, requirements, images), detail
+
+
+def keys_stage(event: BuildRequested, prepared: PreparedBuild) -> tuple[None, dict]:
+    private, public = key_paths(prepared.package.keys.dir, event.package)
+    missing = [str(p) for p in (private, public) if not p.is_file()]
+    planted = find_credential_files(prepared.root)
+    problems = []
+    if missing:
+        problems.append(
+            f"missing key file(s) {', '.join(missing)} (keys.dir is {prepared.package.keys.dir}; create "
+            f"them with: python -m shared.config keys generate --package {event.package} --dir DIR)"
+        )
+    if planted:
+        problems.append(
+            "key or credential files inside the build context (remove them from the repository "
+            f"and rotate them): {', '.join(planted)}"
+        )
+    if problems:
+        raise StageFailed("; ".join(problems), {"missing": missing, "credential_files": planted})
+    return None, {"private_key": str(private), "public_key": str(public), "credential_files": 0}
+
+
+def compile_stage(
+    event: BuildRequested,
+    build_id: str,
+    prepared: PreparedBuild,
+    work_dir: Path,
+    *,
+    compiler: TreeCompiler,
+    store: ArtifactStore,
+    index: ArtifactIndex,
+) -> tuple[CompileOutcome, dict]:
+    platforms = list(event.options.platforms)
+    fallback = sorted(prepared.package.compile.fallback_to_source)
+    digest = source_digest(
+        prepared.view,
+        prepared.requirements.values(),
+        {"fallback": fallback, "tiers": tiers_document(prepared.config, prepared.requirements)},
+    )
+    note = None
+    if event.options.skip_compile:
+        reused = index.find(store.location, digest, platforms)
+        if reused and all(store.exists(a) for a in reused):
+            detail = {
+                "reused": True,
+                "source_digest": digest,
+                "artifacts": {a.platform: a.digest for a in reused},
+            }
+            return CompileOutcome(True, digest, artifacts=tuple(reused), skipped=True), detail
+        note = "skip_compile requested, but no earlier artifacts exist for this source: compiled"
+    report = compiler.compile(
+        prepared.view,
+        work_dir / "out",
+        platforms=platforms,
+        factories=sorted(set(prepared.factory_dirs.values())),
+        fallback_to_source=fallback,
+    )
+    modules, sets = event_results(report, platforms)
+    detail = {**_counts(report), "platforms": platforms, "source_digest": digest}
+    if note:
+        detail["note"] = note
+    if not report.ok:
+        failed = "\n".join(
+            f"{m.file}:{m.line}: {m.error}" if m.line else f"{m.file}: {m.error}" for m in report.failed
+        )
+        outcome = CompileOutcome(False, digest, modules, sets, duration_ms=report.duration_ms)
+        raise StageFailed(
+            f"{len(report.failed)} module(s) failed to compile:\n{failed}", detail, compile_result=outcome
+        )
+    artifacts = []
+    for platform in platforms:
+        out = report.outputs[platform]
+        write_tiers_bundle(out, prepared.config, prepared.requirements)
+        artifacts.append(
+            store.push(out, package=event.package, build=build_id, platform=platform, source_digest=digest)
+        )
+    index.record(store.location, digest, artifacts)
+    detail["artifacts"] = {a.platform: a.digest for a in artifacts}
+    return CompileOutcome(
+        True, digest, modules, sets, tuple(artifacts), duration_ms=report.duration_ms
+    ), detail
+
+
+def event_results(
+    report: CompileReport, platforms: list[str]
+) -> tuple[tuple[ModuleResult, ...], tuple[FactorySetTiming, ...]]:
+    """The engine compiles a module for every platform at once: one result, reported per platform."""
+    modules = tuple(
+        ModuleResult(
+            module=m.module,
+            factory=m.factory,
+            platform=platform,
+            status=m.status,
+            duration_ms=m.duration_ms,
+            error=m.error,
+            file=m.file,
+            line=m.line,
+        )
+        for platform in platforms
+        for m in report.modules
+    )
+    sets = tuple(
+        FactorySetTiming(
+            factory=s.factory,
+            platform=platform,
+            modules=s.modules,
+            ok=s.ok,
+            failed=s.failed,
+            cached=s.cached,
+            duration_ms=s.duration_ms,
+        )
+        for platform in platforms
+        for s in report.sets
+    )
+    return modules, sets
+
+
+def _counts(report: CompileReport) -> dict[str, int]:
+    statuses = [m.status for m in report.modules]
+    return {
+        "modules": len(statuses),
+        "compiled": statuses.count("ok"),
+        "cached": statuses.count("cached"),
+        "fallback": statuses.count("fallback"),
+        "failed": statuses.count("error"),
+        "duration_ms": report.duration_ms,
+    }

@@ -1,0 +1,98 @@
+"""The image jobs a build fans out to: one per enabled service x platform.
+
+Planned in stage `config` (so a bad name or a missing base image fails before the compile),
+completed with the artifact after the compile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.config import KilnConfig, PackageConfig
+from shared.events import BuildRequested, ImageRequested
+from shared.events.compile import Artifact, TargetPlatform
+from shared.naming import FALLBACK_KEY, build_tag, image_repository, version_for_branch
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """An ImageRequested waiting for its artifact."""
+
+    fields: dict
+
+    @property
+    def target(self) -> TargetPlatform:
+        return TargetPlatform(target=self.fields["target"], platform=self.fields["platform"])
+
+    def request(self, artifact: Artifact) -> ImageRequested:
+        return ImageRequested(**self.fields, artifact=artifact)
+
+
+def build_version(event: BuildRequested, config: KilnConfig) -> str:
+    """The version of the build: as requested, else from the branch; a build without a ref
+    (a local path) gets the map's fallback version."""
+    if event.version:
+        return event.version
+    ref = event.source.ref.removeprefix("refs/heads/")
+    if ref:
+        return version_for_branch(ref, config.version_map)
+    if FALLBACK_KEY not in config.version_map:
+        raise PlanError("the build has no branch and version_map has no '*' entry; pass a version")
+    return config.version_map[FALLBACK_KEY]
+
+
+def plan_images(
+    event: BuildRequested,
+    config: KilnConfig,
+    package: PackageConfig,
+    *,
+    factory_dirs: Mapping[str, str],
+    default_base_images: Mapping[str, str | None],
+) -> list[ImagePlan]:
+    """Every image of the build; services whose feature is off are not built."""
+    version = build_version(event, config)
+    registry = package.deployment.registry
+    tags = ("latest",) if event.build_number is None else ("latest", build_tag(event.build_number))
+    plans = []
+    for name, service in sorted(package.enabled_services().items()):
+        for platform in event.options.platforms:
+            base_image = package.deployment.base_images.get(platform) or default_base_images.get(platform)
+            if not base_image and not service.dockerfile:
+                arch = platform.split("/")[1].upper()
+                raise PlanError(
+                    f"service {name} needs a base image for {platform}: set "
+                    f"deployment.base_images in config.yaml or KILN_BASE_IMAGE_{arch}"
+                )
+            fields = {
+                "target": name,
+                "platform": platform,
+                "base_image": base_image or "",
+                "tier": service.tier,
+                "factories": _kept_factories(name, service.factories, factory_dirs),
+                "command": tuple(service.command),
+                "port": service.port,
+                "health_path": service.health,
+                "dockerfile": service.dockerfile,
+                "repository": image_repository(
+                    registry.host, registry.project, version, name, event.package, platform, registry.tenant
+                ),
+                "tags": tags,
+                "skip_push": event.options.skip_push,
+            }
+            plans.append(ImagePlan(fields))
+    return plans
+
+
+def _kept_factories(service: str, factories: list[str], factory_dirs: Mapping[str, str]) -> tuple[str, ...]:
+    """The package directories the image keeps (a factory's directory may differ from its name)."""
+    unknown = [f for f in factories if f not in factory_dirs]
+    if unknown:
+        raise PlanError(
+            f"service {service} keeps factories the package does not compile: {', '.join(unknown)}"
+        )
+    return tuple(factory_dirs[f] for f in factories)

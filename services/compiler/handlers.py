@@ -1,0 +1,112 @@
+"""`build.requested` -> stages config, keys, compile -> `compile.completed` -> image requests.
+
+Contract: the handler returns normally for every outcome of a build (succeeded, failed,
+cancelled); failures are reported as events. Only a failure to publish escapes, and the bus
+retries the message. A redelivered request re-runs the same steps, emitting the same event ids
+(ctx.emit derives them), and the compile cache makes the rerun cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.compiler.build_stages import CompileOutcome, compile_stage, config_stage, keys_stage
+from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
+from services.compiler.reuse import ArtifactIndex
+from services.compiler.stage_runner import BuildCancelled, Emitter, StageFailed, StageRunner
+from shared.events import BuildFinished, BuildRequested, CompileCompleted
+
+log = logging.getLogger("kiln.compiler")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What a build needs from the service's settings."""
+
+    config_file: str = "config.yaml"
+    work_dir: str | None = None
+    default_base_images: Mapping[str, str | None] = field(default_factory=dict)
+    # The environment config.yaml overrides are read from (KILN_KEYS_DIR, ...).
+    config_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def on_build_requested(
+    event: BuildRequested,
+    ctx: Emitter,
+    *,
+    fetcher: SourceFetcher,
+    compiler: TreeCompiler,
+    store: ArtifactStore,
+    index: ArtifactIndex,
+    settings: BuildSettings,
+    is_cancelled: Callable[[str], bool] = lambda _build: False,
+    cancel_reason: Callable[[str], str] = lambda _build: "",
+) -> None:
+    started = time.monotonic()
+    stages = StageRunner(ctx, is_cancelled, cancel_reason)
+    with tempfile.TemporaryDirectory(prefix="kiln-compile-", dir=settings.work_dir) as scratch:
+        work = Path(scratch)
+        try:
+            prepared = stages.run(
+                "config",
+                lambda: config_stage(
+                    event,
+                    work,
+                    fetcher=fetcher,
+                    config_file=settings.config_file,
+                    config_env=settings.config_env,
+                    default_base_images=settings.default_base_images,
+                ),
+            )
+            stages.run("keys", lambda: keys_stage(event, prepared))
+            outcome = stages.run(
+                "compile",
+                lambda: compile_stage(
+                    event, ctx.build_id, prepared, work, compiler=compiler, store=store, index=index
+                ),
+            )
+            stages.stop_if_cancelled("image")
+        except BuildCancelled as cancelled:
+            log.info("build %s cancelled before stage %s", ctx.build_id, cancelled)
+            return
+        except StageFailed as failure:
+            _end_failed(ctx, failure, started)
+            return
+    targets = tuple(plan.target for plan in prepared.images)
+    ctx.emit(_completed(outcome, targets))
+    artifacts = {a.platform: a for a in outcome.artifacts}
+    for plan in prepared.images:
+        ctx.emit(plan.request(artifacts[plan.fields["platform"]]))
+    log.info("build %s: compiled, %d image(s) requested", ctx.build_id, len(prepared.images))
+
+
+def _completed(outcome: CompileOutcome, targets: tuple = ()) -> CompileCompleted:
+    return CompileCompleted(
+        ok=outcome.ok,
+        skipped=outcome.skipped,
+        modules=outcome.modules,
+        sets=outcome.sets,
+        artifacts=outcome.artifacts,
+        targets=targets,
+        duration_ms=outcome.duration_ms,
+        source_digest=outcome.source_digest,
+    )
+
+
+def _end_failed(ctx: Emitter, failure: StageFailed, started: float) -> None:
+    """The compiler ends a build that failed in its stages (the deployer ignores ok=False)."""
+    result = failure.compile_result or CompileOutcome(ok=False, source_digest="")
+    ctx.emit(_completed(result))
+    ctx.emit(
+        BuildFinished(
+            status="failed",
+            duration_ms=int((time.monotonic() - started) * 1000),
+            failed_stage=failure.stage,
+            error=failure.error,
+        )
+    )

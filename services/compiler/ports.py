@@ -1,0 +1,46 @@
+"""The compiler's side effects, as narrow ports: fetching a source, compiling, storing artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from services.compiler.engine import CompileReport
+from shared.events.build import Source
+from shared.events.compile import Artifact
+
+
+class FetchFailed(Exception):
+    """The source could not be fetched; the message is already free of secrets."""
+
+
+class SourceFetcher(Protocol):
+    def fetch(self, source: Source, work_dir: Path) -> Path:
+        """Return the root of the source tree at the pushed commit (may be inside work_dir)."""
+        ...
+
+
+class TreeCompiler(Protocol):
+    def compile(
+        self,
+        src: Path,
+        out: Path,
+        *,
+        platforms: list[str],
+        factories: list[str],
+        fallback_to_source: Iterable[str],
+    ) -> CompileReport: ...
+
+
+class ArtifactStore(Protocol):
+    @property
+    def location(self) -> str:
+        """Where artifacts go (part of the skip-compile index key)."""
+        ...
+
+    def push(
+        self, tree: Path, *, package: str, build: str, platform: str, source_digest: str
+    ) -> Artifact: ...
+
+    def exists(self, artifact: Artifact) -> bool: ...
