@@ -99,7 +99,7 @@ push_base_image() { # arch: to the local registry, so workers on other hosts can
   step "docker push $remote_image"
   docker tag "$local_image" "$remote_image"
   docker push -q "$remote_image" >/dev/null ||
-    die "docker push $remote_image failed" "read .kiln/registry/registry.log"
+    die "docker push $remote_image failed" "read $REGISTRY_LOG"
   echo "$image_id" >"$stamp"
 }
 

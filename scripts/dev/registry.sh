@@ -3,7 +3,9 @@
 
 REGISTRY_ADDRESS=127.0.0.1:5000
 REGISTRY_USERNAME=kiln
-REGISTRY_DIR="$KILN_STATE_DIR/registry"
+# The registry is a machine-wide service (one port 5000), so its state is the machine's, not a
+# checkout's: every clone on this machine (CI's fresh clone included) shares it and its password.
+REGISTRY_DIR="${KILN_REGISTRY_DIR:-/var/lib/kiln-dev/registry}"
 REGISTRY_PASSWORD_FILE="$REGISTRY_DIR/password"
 REGISTRY_PIDFILE="$REGISTRY_DIR/registry.pid"
 REGISTRY_LOG="$REGISTRY_DIR/registry.log"
@@ -24,7 +26,7 @@ registry_accepts_our_password() { [[ $(registry_status auth) == 200 ]]; }
 ensure_registry_credentials() {
   mkdir -p "$REGISTRY_DIR/data"
   if [[ ! -s $REGISTRY_PASSWORD_FILE ]]; then
-    step "generating the registry password (.kiln/registry/password)"
+    step "generating the registry password ($REGISTRY_PASSWORD_FILE)"
     (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$REGISTRY_PASSWORD_FILE")
   fi
   # bcrypt at htpasswd's default cost: the registry checks it on every request of a push.
@@ -63,17 +65,17 @@ ensure_registry() {
   case $(registry_status) in
   401)
     registry_accepts_our_password ||
-      die "something on $REGISTRY_ADDRESS answers but refuses the password in .kiln/registry/password" \
+      die "something on $REGISTRY_ADDRESS answers but refuses the password in $REGISTRY_PASSWORD_FILE" \
         "stop that registry (./kiln-dev down stops the one kiln-dev started) and re-run ./kiln-dev services"
     step "registry: answering on $REGISTRY_ADDRESS"
     ;;
   000)
     command -v docker-registry >/dev/null || die "docker-registry is not installed" "run ./kiln-dev install"
-    step "starting the registry on $REGISTRY_ADDRESS (log: .kiln/registry/registry.log)"
+    step "starting the registry on $REGISTRY_ADDRESS (log: $REGISTRY_LOG)"
     setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml" >>"$REGISTRY_LOG" 2>&1 </dev/null &
     echo $! >"$REGISTRY_PIDFILE"
     wait_until 30 "the registry" registry_accepts_our_password ||
-      die "the registry did not accept our credentials within 30 s" "read .kiln/registry/registry.log"
+      die "the registry did not accept our credentials within 30 s" "read $REGISTRY_LOG"
     ;;
   *)
     die "$REGISTRY_ADDRESS answers HTTP $(registry_status) without auth, so it is not our registry" \
@@ -84,7 +86,7 @@ ensure_registry() {
   local login_output
   login_output=$(registry_password |
     docker login -u "$REGISTRY_USERNAME" --password-stdin "$REGISTRY_ADDRESS" 2>&1) ||
-    die "docker login $REGISTRY_ADDRESS failed: $login_output" "read .kiln/registry/registry.log"
+    die "docker login $REGISTRY_ADDRESS failed: $login_output" "read $REGISTRY_LOG"
 }
 
 registry_has_tag() { # repository tag
