@@ -19,6 +19,7 @@ KILN_APT_PACKAGES=(
   gcc-aarch64-linux-gnu    # cross-compiles Cython C for arm64
   libpython3.11-dev:arm64  # arm64 Python headers for that cross compile
   chromium                 # Playwright browser tests
+  docker-compose           # validates docker-compose.yml in the tests (docker-compose config)
   python3-venv
 )
 
