@@ -1,0 +1,305 @@
+"""on_build_requested through the real bootstrap with fakes for the source, the compile engine
+and the artifact store: stage events, fan-out rules, key checks, failures, cancel, reuse."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from services.compiler.adapters.git_source import GitSource
+from services.compiler.bootstrap import bootstrap
+from services.compiler.engine import CompileReport
+from services.compiler.engine.report import FactorySetTiming, ModuleResult
+from services.compiler.ports import FetchFailed
+from services.compiler.settings import CompilerSettings
+from services.compiler.tiers_bundle import TIERS_FILE
+from shared.bus import MemoryIdempotencyGuard
+from shared.config import generate_keys
+from shared.events import (
+    BuildFinished,
+    BuildRequested,
+    CompileCompleted,
+    ImageRequested,
+    StageFinished,
+    StageStarted,
+)
+from shared.events.build import Options, Source
+from shared.events.compile import Artifact
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
+BASES = {"base_image_amd64": "base:amd64", "base_image_arm64": "base:arm64"}
+
+
+@dataclass
+class FakeContext:
+    build_id: str = "11111111-2222-3333-4444-555555555555"
+    emitted: list = field(default_factory=list)
+
+    def emit(self, event):
+        self.emitted.append(event)
+
+    def of(self, kind):
+        return [e for e in self.emitted if isinstance(e, kind)]
+
+    def stage(self, name):
+        return next(e for e in self.of(StageFinished) if e.stage == name)
+
+
+@dataclass
+class FakeFetcher:
+    root: Path
+    error: Exception | None = None
+
+    def fetch(self, source, work_dir):
+        if self.error:
+            raise self.error
+        return self.root
+
+
+@dataclass
+class FakeCompiler:
+    failures: dict = field(default_factory=dict)  # module -> (file, line, message)
+    calls: list = field(default_factory=list)
+
+    def compile(self, src, out, *, platforms, factories, fallback_to_source):
+        self.calls.append(factories)
+        outputs = {p: out / p.split("/")[1] for p in platforms}
+        for directory in outputs.values():
+            directory.mkdir(parents=True)
+        modules = [ModuleResult(f"{f}.main", f, "ok", 5, file=f"{f}/main.py") for f in factories]
+        for module, (file, line, message) in self.failures.items():
+            modules.append(ModuleResult(module, module.split(".")[0], "error", 3, message, file, line))
+        sets = [FactorySetTiming(f, 1, 1, 0, 0, 5) for f in factories]
+        return CompileReport(outputs=outputs, modules=modules, sets=sets, duration_ms=42)
+
+
+@dataclass
+class FakeStore:
+    location: str = "file:///fake"
+    pushed: list = field(default_factory=list)
+
+    def push(self, tree, *, package, build, platform, source_digest):
+        self.pushed.append((platform, (tree / TIERS_FILE).read_text(), build))
+        digest = "sha256:" + str(len(self.pushed)) * 64
+        return Artifact(platform=platform, reference=f"file:///fake/{package}@{digest}", digest=digest)
+
+    def exists(self, artifact):
+        return True
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".ruff_cache", "__pycache__"))
+    return root
+
+
+@pytest.fixture
+def keys(tmp_path) -> Path:
+    generate_keys(tmp_path / "keys", "demo")
+    return tmp_path / "keys"
+
+
+def run_build(
+    tmp_path,
+    root,
+    keys_dir,
+    event=None,
+    *,
+    env=None,
+    fetcher=None,
+    compiler=None,
+    store=None,
+    cancelled=False,
+    base_images=None,
+):
+    images = {**BASES, **(base_images or {})}
+    settings = CompilerSettings(compile_cache=str(tmp_path / "cache"), work_dir=str(tmp_path), **images)
+    environ = {"KILN_KEYS_DIR": str(keys_dir), **(env or {})}
+    service = bootstrap(
+        settings,
+        fetcher=fetcher or FakeFetcher(root),
+        compiler=compiler or FakeCompiler(),
+        store=store or FakeStore(),
+        environ=environ,
+        guard=MemoryIdempotencyGuard(),
+    )
+    if cancelled:
+        service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = "user asked"
+    ctx = FakeContext()
+    handler = service.handlers[BuildRequested]
+    handler(event or BuildRequested(package="demo", source=Source(path=str(root))), ctx)
+    return ctx
+
+
+def test_a_build_runs_three_stages_then_requests_every_enabled_image(tmp_path, source, keys):
+    store = FakeStore()
+    ctx = run_build(tmp_path, source, keys, store=store)
+    assert [(type(e).__name__, e.stage) for e in ctx.of(StageStarted)] == [
+        ("StageStarted", "config"),
+        ("StageStarted", "keys"),
+        ("StageStarted", "compile"),
+    ]
+    assert [e.status for e in ctx.of(StageFinished)] == ["succeeded"] * 3
+    (completed,) = ctx.of(CompileCompleted)
+    assert completed.ok and len(completed.artifacts) == 2
+    assert {(t.target, t.platform) for t in completed.targets} == {
+        (s, p)
+        for s in ("report", "scheduler", "storage-worker", "webhook")
+        for p in ("linux/amd64", "linux/arm64")
+    }
+    assert {m.platform for m in completed.modules} == {"linux/amd64", "linux/arm64"}
+    requests = ctx.of(ImageRequested)
+    assert len(requests) == 8
+    webhook = next(r for r in requests if r.target == "webhook" and r.platform == "linux/amd64")
+    assert webhook.repository == "127.0.0.1:5000/kiln/prism-webhook-demo"
+    assert webhook.base_image == "base:amd64"
+    assert webhook.health_path == "/healthz" and webhook.port == 8080
+    assert webhook.factories == ("core", "webhook") and webhook.tier == "minimal"
+    assert webhook.artifact.platform == "linux/amd64"
+    assert webhook.tags == ("latest",)
+    assert ctx.of(BuildFinished) == []
+    tiers = store.pushed[0][1]
+    assert '"minimal"' in tiers and "#" not in tiers
+
+
+def test_feature_off_arm_names_tags_and_configured_base_images(tmp_path, source, keys):
+    config = source / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "      platforms: [linux/amd64, linux/arm64]\n",
+            "      platforms: [linux/amd64, linux/arm64]\n      base_images: {linux/arm64: mine:arm}\n",
+        )
+    )
+    event = BuildRequested(
+        package="demo", build_number=7, source=Source(path=str(source), ref="refs/heads/main")
+    )
+    ctx = run_build(tmp_path, source, keys, event, env={"KILN_FEATURES_REPORTS": "false"})
+    requests = ctx.of(ImageRequested)
+    assert "report" not in {r.target for r in requests}
+    arm = next(r for r in requests if r.target == "scheduler" and r.platform == "linux/arm64")
+    assert arm.repository == "127.0.0.1:5000/kiln/axion-scheduler-demo-arm"
+    assert arm.base_image == "mine:arm"
+    assert arm.tags == ("latest", "b7")
+    amd = next(r for r in requests if r.target == "scheduler" and r.platform == "linux/amd64")
+    assert amd.base_image == "base:amd64" and amd.repository.endswith("axion-scheduler-demo")
+    assert "report" not in {t.target for t in ctx.of(CompileCompleted)[0].targets}
+
+
+def test_a_missing_base_image_fails_stage_config(tmp_path, source, keys):
+    ctx = run_build(tmp_path, source, keys, base_images={"base_image_arm64": None})
+    assert ctx.stage("config").status == "failed"
+    assert "KILN_BASE_IMAGE_ARM64" in ctx.stage("config").error
+
+
+def test_a_key_planted_in_the_tree_fails_stage_keys_naming_it(tmp_path, source, keys):
+    (source / "core" / "deploy.pem").write_text("not really a key\n")
+    (source / "storage" / "notes.txt").write_text(
+        "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
+    )
+    ctx = run_build(tmp_path, source, keys)
+    failed = ctx.stage("keys")
+    assert failed.status == "failed"
+    assert "core/deploy.pem" in failed.error and "storage/notes.txt" in failed.error
+    assert failed.detail["credential_files"] == ["core/deploy.pem", "storage/notes.txt"]
+    (finished,) = ctx.of(BuildFinished)
+    assert finished.failed_stage == "keys" and finished.status == "failed"
+    assert ctx.of(CompileCompleted)[0].ok is False
+    assert ctx.of(ImageRequested) == []
+
+
+def test_missing_keys_fail_naming_the_expected_paths(tmp_path, source):
+    ctx = run_build(tmp_path, source, tmp_path / "nowhere")
+    error = ctx.stage("keys").error
+    assert str(tmp_path / "nowhere" / "demo_private.pem") in error
+    assert str(tmp_path / "nowhere" / "demo_public.pem") in error
+
+
+def test_a_module_that_fails_fails_the_build_with_file_and_line(tmp_path, source, keys):
+    compiler = FakeCompiler(failures={"core.broken": ("core/broken.py", 3, "invalid syntax")})
+    ctx = run_build(tmp_path, source, keys, compiler=compiler)
+    assert ctx.stage("compile").status == "failed"
+    assert "core/broken.py:3: invalid syntax" in ctx.stage("compile").error
+    (completed,) = ctx.of(CompileCompleted)
+    assert completed.ok is False
+    broken = [m for m in completed.modules if m.status == "error"]
+    assert {(m.file, m.line, m.platform) for m in broken} == {
+        ("core/broken.py", 3, "linux/amd64"),
+        ("core/broken.py", 3, "linux/arm64"),
+    }
+    assert ctx.of(BuildFinished)[0].failed_stage == "compile"
+    assert ctx.of(ImageRequested) == []
+
+
+def test_an_invalid_config_fails_stage_config_with_every_error(tmp_path, source, keys):
+    config = source / "config.yaml"
+    config.write_text(config.read_text().replace("port: 8080", "port: 99999").replace("replicas", "replica"))
+    ctx = run_build(tmp_path, source, keys)
+    failed = ctx.stage("config")
+    assert failed.status == "failed" and "port" in failed.error
+    assert len(failed.detail["errors"]) >= 1
+    assert ctx.of(BuildFinished)[0].failed_stage == "config"
+
+
+def test_an_unknown_package_and_an_unexpected_crash_end_as_failed_stages(tmp_path, source, keys):
+    ctx = run_build(tmp_path, source, keys, BuildRequested(package="nope", source=Source(path=str(source))))
+    assert "no package 'nope'" in ctx.stage("config").error
+    ctx = run_build(tmp_path, source, keys, fetcher=FakeFetcher(source, error=RuntimeError("disk on fire")))
+    assert ctx.stage("config").error == "unexpected RuntimeError: disk on fire"
+    assert ctx.of(BuildFinished)[0].status == "failed"
+
+
+def test_a_cancelled_build_reports_the_stage_cancelled_and_stops(tmp_path, source, keys):
+    ctx = run_build(tmp_path, source, keys, cancelled=True)
+    (cancelled,) = ctx.of(StageFinished)
+    assert (cancelled.stage, cancelled.status) == ("config", "cancelled")
+    assert "user asked" in cancelled.error
+    assert ctx.of(BuildFinished) == [] and ctx.of(StageStarted) == []
+
+
+def test_skip_compile_reuses_the_artifacts_of_the_same_source(tmp_path, source, keys):
+    compiler = FakeCompiler()
+    first = run_build(tmp_path, source, keys, compiler=compiler)
+    event = BuildRequested(
+        package="demo", source=Source(path=str(source)), options=Options(skip_compile=True)
+    )
+    again = run_build(tmp_path, source, keys, event, compiler=compiler)
+    assert len(compiler.calls) == 1
+    (completed,) = again.of(CompileCompleted)
+    assert completed.skipped and completed.artifacts == first.of(CompileCompleted)[0].artifacts
+    assert again.stage("compile").detail["reused"] is True
+    (source / "core" / "text.py").write_text("CHANGED = 1\n")
+    changed = run_build(tmp_path, source, keys, event, compiler=compiler)
+    assert len(compiler.calls) == 2
+    assert "no earlier artifacts" in changed.stage("compile").detail["note"]
+
+
+def test_clone_failures_never_show_the_token(tmp_path, source, keys):
+    token = "ghp_s3cretT0kenValue123456"
+    seen = []
+
+    def fake_git(command, **kwargs):
+        seen.append((command, kwargs["env"]))
+        if "fetch" in command:
+            return subprocess.CompletedProcess(
+                command, 128, "", f"fatal: could not read from https://x:{token}@example.com/r.git ({token})"
+            )
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    from pydantic import SecretStr
+
+    git = GitSource(token=SecretStr(token), run=fake_git)
+    with pytest.raises(FetchFailed) as failure:
+        git.fetch(Source(repo_url="https://example.com/r.git", commit="abc123"), tmp_path / "w")
+    assert token not in str(failure.value) and "git fetch failed (exit 128)" in str(failure.value)
+    assert all(token not in " ".join(command) for command, _ in seen)
+    assert seen[1][1]["KILN_GIT_ASKPASS_TOKEN"] == token and seen[1][1]["GIT_ASKPASS"]
+
+    ctx = run_build(tmp_path, source, keys, fetcher=FakeFetcher(source, error=failure.value))
+    error = ctx.stage("config").error
+    assert error.startswith("fetching the source failed: git fetch failed")
+    assert token not in repr(ctx.emitted)
