@@ -34,7 +34,7 @@ class PushResult:
 @dataclass(frozen=True)
 class RegistryAuth:
     username: str | None
-    password: str | None
+    password: str | None = field(default=None, repr=False)  # never in a traceback or log line
 
     def as_docker(self) -> dict[str, str] | None:
         if not self.username:

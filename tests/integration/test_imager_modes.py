@@ -1,0 +1,180 @@
+"""Plain Dockerfile mode, bad input, registry auth failure and prune, on the real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+import tarfile
+import uuid
+
+import aio_pika
+import pytest
+
+from services.imager.adapters.docker_engine import DockerEngineBuilder
+from services.imager.ports import RegistryAuth
+from shared.artifacts import push_artifact
+from shared.bus import Bus
+from shared.bus import topology as t
+from shared.bus.errors import ERROR_HEADER
+from shared.events.compile import Artifact, ImageRequested
+from shared.registry import RegistryClient
+from tests.integration.imager_support import ROOT, required_env, start_worker, stop_worker
+from tests.integration.test_imager_pipeline import Recorder
+
+pytestmark = pytest.mark.integration
+PROJECT = f"kilnit{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    client = RegistryClient(
+        required_env("KILN_REGISTRY_URL"),
+        required_env("KILN_REGISTRY_USERNAME"),
+        required_env("KILN_REGISTRY_PASSWORD"),
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def plain_artifact(tmp_path_factory) -> Artifact:
+    """A repository with its own Dockerfile, stored in a shared directory (file:// store)."""
+    src = tmp_path_factory.mktemp("plain")
+    base = required_env("KILN_BASE_IMAGE_AMD64")
+    (src / "Dockerfile").write_text(f'FROM {base}\nCOPY app.py /srv/app.py\nCMD ["python3", "/srv/app.py"]\n')
+    (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    (src / "deploy.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot for images\n")
+    store = tmp_path_factory.mktemp("store")
+    stored = push_artifact(src, store=f"file://{store}", package="plain", build="b1", platform="linux/amd64")
+    return Artifact(platform="linux/amd64", reference=stored.reference, digest=stored.digest)
+
+
+@pytest.fixture(scope="module")
+def workers(amqp_url, database_url, tmp_path_factory):
+    work = tmp_path_factory.mktemp("imager-modes")
+    env = {
+        "KILN_AMQP_URL": amqp_url,
+        "KILN_DATABASE_URL": database_url,
+        "KILN_IMAGER_WORK_DIR": str(work),
+        "KILN_PROVE_STAY_UP_S": "2",
+    }
+    good = start_worker("linux/amd64", env, work / "amd64.log", "--no-manifests")
+    wrong = {**env, "KILN_REGISTRY_PASSWORD": f"wrong-{uuid.uuid4().hex}"}
+    bad = start_worker("linux/arm64", wrong, work / "arm64-bad-creds.log", "--no-manifests")
+    yield work
+    stop_worker(good)
+    stop_worker(bad)
+
+
+def plain_job(artifact: Artifact, registry: RegistryClient, name: str, **overrides) -> ImageRequested:
+    values = dict(
+        target=name,
+        platform="linux/amd64",
+        artifact=artifact,
+        base_image=required_env("KILN_BASE_IMAGE_AMD64"),
+        dockerfile="Dockerfile",
+        repository=f"{registry.host}/{PROJECT}/{name}",
+        tags=("latest", "b1"),
+    )
+    values.update(overrides)
+    return ImageRequested(**values)
+
+
+async def run_jobs(amqp_url, jobs, wait_for: str, count: int, timeout: float = 90):
+    bus = await Bus(amqp_url, source="test").connect()
+    recorder = Recorder()
+    await bus.subscribe_transient(f"imager-modes-{uuid.uuid4().hex[:4]}", ["#"], recorder)
+    build_id = str(uuid.uuid4())
+    for job in jobs:
+        await bus.emit(job, build_id=build_id, package="plain")
+    try:
+        return await recorder.wait(wait_for, build_id, count, timeout=timeout)
+    finally:
+        await bus.stop(grace_s=5)
+
+
+async def test_plain_dockerfile_is_built_as_is_proven_and_pushed_without_secrets(
+    amqp_url, workers, plain_artifact, registry
+):
+    (pushed,) = await run_jobs(
+        amqp_url, [plain_job(plain_artifact, registry, "plain")], ".image.pushed.v1", 1
+    )
+    assert pushed.data["proven"]
+    repo = f"{PROJECT}/plain"
+    assert registry.manifest_digest(repo, "latest") == pushed.data["digest"]
+    listing = subprocess.run(
+        ["docker", "run", "--rm", f"{registry.host}/{repo}:b1", "ls", "/srv"], capture_output=True, text=True
+    )
+    assert listing.stdout.split() == ["app.py"]
+
+
+async def test_failing_build_step_reports_image_failed_with_log_tail(
+    amqp_url, workers, plain_artifact, registry
+):
+    job = plain_job(plain_artifact, registry, "nobase", dockerfile="Missing.Dockerfile")
+    (failed,) = await run_jobs(amqp_url, [job], ".image.failed.v1", 1)
+    assert "Missing.Dockerfile" in failed.data["error"] or failed.data["log_tail"]
+    assert len(failed.data["log_tail"]) <= 50
+
+
+async def test_registry_auth_failure_is_retried_then_dead_lettered_with_a_clear_error(
+    amqp_url, workers, plain_artifact, registry
+):
+    job = plain_job(plain_artifact, registry, "badcreds", platform="linux/arm64")
+    bus = await Bus(amqp_url, source="test").connect()
+    await bus.emit(job, build_id=str(uuid.uuid4()), package="plain")
+    await bus.stop(grace_s=5)
+    dlq = t.imager_queue("arm64").dead_letter_queue
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(dlq, ensure=False)
+        deadline = asyncio.get_running_loop().time() + 60  # 4 retries: 1+2+4+8 s of back-off
+        message = None
+        while message is None and asyncio.get_running_loop().time() < deadline:
+            message = await queue.get(no_ack=True, fail=False)
+            await asyncio.sleep(0.5)
+    assert message is not None, "the job never reached the dead-letter queue"
+    error = message.headers[ERROR_HEADER]
+    assert "gave up" in error and "KILN_REGISTRY_PASSWORD" in error
+
+
+def tiny_image(builder: DockerEngineBuilder, reference: str, number: int) -> None:
+    buffer = io.BytesIO()
+    dockerfile = f"FROM {required_env('KILN_BASE_IMAGE_AMD64')}\nLABEL n={number}\n".encode()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    builder.build(buffer.getvalue(), reference, platform="linux/amd64")
+
+
+def test_registry_prune_keeps_exactly_the_newest_n_builds(registry):
+    builder = DockerEngineBuilder()
+    auth = RegistryAuth(required_env("KILN_REGISTRY_USERNAME"), required_env("KILN_REGISTRY_PASSWORD"))
+    repo = f"{PROJECT}/prune-me"
+    for number in range(1, 6):
+        reference = f"{registry.host}/{repo}:b{number}"
+        tiny_image(builder, reference, number)
+        builder.push(reference, auth)
+    command = [sys.executable, "-m", "services.imager", "registry-prune", "--repo", repo, "--keep", "2"]
+    dry = subprocess.run([*command, "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert sorted(registry.list_tags(repo)) == ["b1", "b2", "b3", "b4", "b5"]
+    real = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert real.returncode == 0, real.stderr
+    assert sorted(registry.list_tags(repo)) == ["b4", "b5"]
+
+
+def test_preflight_reports_daemon_and_registry_reachable():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.imager", "preflight"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "docker: ok" in result.stdout and "registry" in result.stdout
