@@ -22,8 +22,11 @@ def split_reference(reference: str) -> tuple[str, str]:
 
 
 class DockerEngineBuilder:
-    def __init__(self, client: docker.DockerClient | None = None, *, timeout_s: int = 900):
+    def __init__(
+        self, client: docker.DockerClient | None = None, *, timeout_s: int = 900, no_cache: bool = False
+    ):
         self.client = client or docker.from_env(timeout=timeout_s)
+        self.no_cache = no_cache  # benchmarks only: a cold build
 
     def build(
         self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
@@ -40,6 +43,7 @@ class DockerEngineBuilder:
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=self.no_cache,
                 decode=True,
             )
             for chunk in stream:
