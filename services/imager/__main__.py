@@ -74,6 +74,7 @@ def run_worker(args: argparse.Namespace) -> int:
     arch = settings.platform.split("/", 1)[1]
 
     async def start(bus):
+        await imager.cancel.start(bus)
         await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard)
         if not args.no_manifests:
             await bus.consume(t.IMAGER_MANIFESTS, imager.manifests, guard=guard)

@@ -15,6 +15,7 @@ from services.imager.settings import ImagerSettings
 from services.imager.tier_venv import TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
 from shared.bus import Bus
+from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
 from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
@@ -30,6 +31,7 @@ class Imager:
     jobs: HandlerTable
     manifests: HandlerTable
     sessions: sessionmaker | None
+    cancel: CancelWatch
 
 
 def make_builder(settings: ImagerSettings) -> ImageBuilder:
@@ -65,6 +67,7 @@ def bootstrap(
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     REDACT.add(*settings.secret_values().values())
     registry = registry or RegistryClient.from_settings(settings)
+    cancel = CancelWatch()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
 
     def fetch_artifact(artifact: Artifact, dest: Path) -> Path:
@@ -79,6 +82,7 @@ def bootstrap(
         work_dir=settings.imager_work_dir,
         auth=RegistryAuth(settings.registry_username, password),
         config_path=settings.config_path,
+        is_cancelled=cancel.is_cancelled,
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))
@@ -89,7 +93,9 @@ def bootstrap(
             CompileCompleted: functools.partial(on_compile_completed, sessions=sessions, registry=registry),
             ImagePushed: functools.partial(on_image_pushed, sessions=sessions, registry=registry),
         }
-    return Imager(settings=settings, deps=deps, jobs=jobs, manifests=manifests, sessions=sessions)
+    return Imager(
+        settings=settings, deps=deps, jobs=jobs, manifests=manifests, sessions=sessions, cancel=cancel
+    )
 
 
 def make_bus(settings: ImagerSettings) -> Bus:

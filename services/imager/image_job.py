@@ -41,6 +41,8 @@ class ImagerDeps:
     work_dir: Path
     auth: RegistryAuth
     config_path: str | None = None
+    # Set from the process's CancelWatch: checked at the stage boundaries (before build, before push).
+    is_cancelled: Callable[[str], bool] = lambda _build_id: False
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     if done is not None and not event.skip_push:
         job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
         return
+    if deps.is_cancelled(job.build_id):
+        job.emit(StageFinished(stage="image", status="cancelled", **where))
+        return
     job.emit(StageStarted(stage="image", **where))
     started = time.monotonic()
     local_ref = f"{event.repository}:{first_tag}"
@@ -97,6 +102,9 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     )
     if event.skip_push:
         job.emit(StageFinished(stage="push", status="skipped", **where))
+        return
+    if deps.is_cancelled(job.build_id):  # proven but not pushed: nothing half-published
+        job.emit(StageFinished(stage="push", status="cancelled", **where))
         return
     job.emit(StageStarted(stage="push", **where))
     started = time.monotonic()

@@ -1,0 +1,142 @@
+"""run_image_job's contract with fakes: never `latest` unless proven, build tag first, redelivery
+answered from the registry, cancellation at stage boundaries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from services.imager.image_job import LABEL_BUILD_ID, ImagerDeps, JobContext, run_image_job
+from services.imager.ports import BuiltImage, ProofResult, PushResult, RegistryAuth
+from services.imager.tier_venv import TierVenvCache
+from shared.events.compile import Artifact, ImageRequested
+from shared.registry import NotFound
+
+
+class FakeBuilder:
+    def __init__(self):
+        self.built, self.pushed = [], []
+
+    def build(self, context_tar, reference, *, platform, dockerfile="Dockerfile"):
+        self.built.append(reference)
+        return BuiltImage(image_id="sha256:img", reference=reference, size_bytes=10)
+
+    def tag(self, image_id, reference):
+        pass
+
+    def push(self, reference, auth):
+        self.pushed.append(reference)
+        return PushResult(digest="sha256:" + "a" * 64, size_bytes=1)
+
+    def remove(self, reference):
+        pass
+
+
+class FakeProver:
+    def __init__(self, result):
+        self.result = result
+
+    def prove(self, reference, *, platform, port, health_path):
+        return self.result
+
+
+class FakeRegistry:
+    host = "reg:5000"
+
+    def __init__(self, labels=None):
+        self.labels = labels
+
+    def get_manifest(self, repo, ref):
+        if self.labels is None:
+            raise NotFound("no such tag")
+        return "m", "sha256:" + "b" * 64, json.dumps({"config": {"digest": "sha256:c"}}).encode()
+
+    def get_blob(self, repo, digest):
+        return json.dumps({"config": {"Labels": self.labels}}).encode()
+
+    def image_size(self, repo, ref):
+        return 1234
+
+
+def make_deps(tmp_path: Path, prover_result, registry=None, cancelled=False):
+    def fetch(artifact, dest):
+        (dest / "core").mkdir(parents=True)
+        (dest / "core" / "__init__.so").write_bytes(b"x")
+        return dest
+
+    builder = FakeBuilder()
+    deps = ImagerDeps(
+        builder=builder,
+        prover=FakeProver(prover_result),
+        registry=registry or FakeRegistry(),
+        fetch_artifact=fetch,
+        tiers=TierVenvCache(tmp_path / "tiers"),
+        work_dir=tmp_path / "work",
+        auth=RegistryAuth("u", "p"),
+        is_cancelled=lambda _b: cancelled,
+    )
+    return deps, builder
+
+
+def job() -> ImageRequested:
+    return ImageRequested(
+        target="scheduler",
+        platform="linux/amd64",
+        artifact=Artifact(platform="linux/amd64", reference="file:///x@sha256:" + "d" * 64),
+        base_image="kiln-base:bookworm-amd64",
+        factories=("core",),
+        command=("python3", "-m", "core.scheduler"),
+        repository="reg:5000/kiln/axion-scheduler-demo",
+        tags=("latest", "b3"),
+    )
+
+
+def run(deps):
+    emitted = []
+    run_image_job(job(), JobContext("build-1", "demo", emitted.append), deps)
+    return [
+        type(e).__name__ + ":" + getattr(e, "stage", "") + ":" + getattr(e, "status", "") for e in emitted
+    ], emitted
+
+
+def test_proven_image_pushes_build_tag_then_latest(tmp_path):
+    deps, builder = make_deps(tmp_path, ProofResult(ok=True, reason="up"))
+    names, emitted = run(deps)
+    assert builder.pushed == [
+        "reg:5000/kiln/axion-scheduler-demo:b3",
+        "reg:5000/kiln/axion-scheduler-demo:latest",
+    ]
+    assert names[-1] == "ImagePushed::" and emitted[-1].size_bytes == 1234 and emitted[-1].tag == "b3"
+    assert "StageFinished:push:succeeded" in names
+
+
+def test_image_that_does_not_start_is_never_pushed(tmp_path):
+    proof = ProofResult(ok=False, reason="missing factory: x imports y", log=["token=abcdefghijkl", "boom"])
+    deps, builder = make_deps(tmp_path, proof)
+    names, emitted = run(deps)
+    assert builder.pushed == []
+    failed = next(e for e in emitted if type(e).__name__ == "ImageFailed")
+    assert "x imports y" in failed.error and "abcdefghijkl" not in " ".join(failed.log_tail)
+    assert "StageFinished:image:failed" in names
+
+
+def test_redelivered_job_already_pushed_by_this_build_is_answered_without_building(tmp_path):
+    deps, builder = make_deps(
+        tmp_path, ProofResult(ok=True), FakeRegistry(labels={LABEL_BUILD_ID: "build-1"})
+    )
+    names, _ = run(deps)
+    assert builder.built == [] and names == ["ImagePushed::"]
+
+
+def test_same_tag_from_another_build_is_rebuilt(tmp_path):
+    deps, builder = make_deps(tmp_path, ProofResult(ok=True), FakeRegistry(labels={LABEL_BUILD_ID: "other"}))
+    run(deps)
+    assert builder.built and builder.pushed
+
+
+def test_cancelled_build_stops_at_the_boundary(tmp_path):
+    deps, builder = make_deps(tmp_path, ProofResult(ok=True), cancelled=True)
+    names, _ = run(deps)
+    assert builder.built == [] and names == ["StageFinished:image:cancelled"]
+    shutil.rmtree(tmp_path / "work", ignore_errors=True)
