@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port or settings.port,
         log_config=None,  # keep our redacting handler
         proxy_headers=True,
+        # Open SSE streams never finish by themselves; do not wait for them forever on SIGTERM.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.gateway.api import builds, health, live, trigger
+from services.gateway.dashboard import views as dashboard
 from services.gateway.deps import GatewayDeps
 from services.gateway.webhooks import routes as webhooks
 
@@ -35,10 +36,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.deps = deps
+    app.mount("/static", dashboard.static, name="static")
     for module in _routers():
         app.include_router(module.router)
     return app
 
 
 def _routers():
-    return [health, webhooks, trigger, builds, live]
+    return [health, webhooks, trigger, builds, live, dashboard]

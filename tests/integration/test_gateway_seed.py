@@ -80,6 +80,8 @@ def seed_build(
     build_id = str(uuid.uuid4())
     start = datetime.now(UTC).replace(tzinfo=None)
     envelopes = build_envelopes(build_id, package)
+    if status in ("queued", "running"):
+        envelopes = [e for e in envelopes if e.type != BuildFinished.ce_type()]
     with sessions() as session:
         session.add(
             BuildRun(

@@ -32,5 +32,6 @@ async def running_gateway(amqp_url: str, database_url: str):
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:
+        app.state.deps.live.close()  # open SSE streams would hold uvicorn's graceful shutdown
         server.should_exit = True
         await asyncio.wait_for(task, 20)

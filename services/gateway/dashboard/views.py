@@ -1,0 +1,93 @@
+"""Dashboard pages. Data comes from the same queries as the JSON API; templates only lay it out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from services.gateway.api.db import in_session
+from services.gateway.auth import ReadAccess
+from services.gateway.deps import Deps
+from services.gateway.diff import BuildNotFound, build_diff
+from services.gateway.runs import build_detail, list_builds
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["mb"] = lambda size: f"{(size or 0) / 1_000_000:.1f} MB"
+templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1f}s"
+templates.env.filters["short"] = lambda value: (value or "")[:8]
+templates.env.filters["branch"] = lambda ref: (ref or "").removeprefix("refs/heads/")
+static = StaticFiles(directory=HERE / "static")
+router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
+
+
+@router.get("/", response_class=HTMLResponse)
+async def builds_page(
+    request: Request,
+    deps: Deps,
+    package: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    listing = await in_session(
+        deps, list_builds, package=package or None, status=status or None, limit=50, offset=(page - 1) * 50
+    )
+    context = {"listing": listing, "package": package or "", "status": status or "", "page": page}
+    return templates.TemplateResponse(request, "builds.html", context)
+
+
+@router.get("/ui/builds/{build_id}", response_class=HTMLResponse)
+async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLResponse:
+    detail = await in_session(deps, build_detail, build_id)
+    if detail is None:
+        raise HTTPException(404, f"no build {build_id}")
+    context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail)}
+    return templates.TemplateResponse(request, "build.html", context)
+
+
+@router.get("/ui/diff", response_class=HTMLResponse)
+async def diff_page(request: Request, deps: Deps, a: str, b: str) -> HTMLResponse:
+    try:
+        diff = await in_session(deps, build_diff, a, b)
+    except BuildNotFound as exc:
+        raise HTTPException(404, f"no build {exc}") from None
+    return templates.TemplateResponse(request, "diff.html", {"diff": diff})
+
+
+def timeline(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Steps as bars: left offset and width in percent of the build's wall time."""
+    steps = [s for s in detail["steps"] if s.get("started_at")]
+    if not steps:
+        return []
+    starts = [datetime.fromisoformat(s["started_at"]) for s in steps]
+    ends = [
+        datetime.fromisoformat(s["finished_at"]) if s.get("finished_at") else start
+        for s, start in zip(steps, starts, strict=True)
+    ]
+    origin, end = min(starts), max(ends)
+    total = max((end - origin).total_seconds(), 0.001)
+    bars = []
+    for step, start, stop in zip(steps, starts, ends, strict=True):
+        left = (start - origin).total_seconds() / total * 100
+        width = max((stop - start).total_seconds() / total * 100, 0.8)
+        bars.append({**step, "left": round(left, 2), "width": round(min(width, 100 - left), 2)})
+    return bars
+
+
+def image_grid(detail: dict[str, Any]) -> dict[str, Any]:
+    """Images per service (rows) by platform (columns), with the scan of the same image."""
+    scans = {(s["target"], s["platform"]): s for s in detail["scans"]}
+    platforms = sorted({i["platform"] for i in detail["images"]})
+    rows: dict[str, dict[str, Any]] = {}
+    for image in detail["images"]:
+        rows.setdefault(image["target"], {})[image["platform"]] = {
+            **image,
+            "scan": scans.get((image["target"], image["platform"])),
+        }
+    return {"platforms": platforms, "rows": rows}
