@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.gateway.api import builds, health, live, trigger
+from services.gateway.api import builds, health, live, subscriptions, trigger
 from services.gateway.dashboard import views as dashboard
 from services.gateway.deps import GatewayDeps
 from services.gateway.webhooks import routes as webhooks
@@ -43,4 +43,4 @@ def create_app(
 
 
 def _routers():
-    return [health, webhooks, trigger, builds, live, dashboard]
+    return [health, webhooks, trigger, builds, live, subscriptions, dashboard]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from services.gateway.app import create_app
@@ -16,13 +17,16 @@ from services.gateway.live import LiveHub
 from services.gateway.ports import DeliveryLedger, Publisher
 from services.gateway.settings import GatewaySettings
 from services.gateway.starter import BuildStarter
-from shared.bus import Bus
+from services.gateway.subscriptions.delivery import SubscriptionDeliverer
+from shared.bus import Bus, SqlIdempotencyGuard, topology
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
 
 log = logging.getLogger("kiln.gateway")
 # Enough connections for 50 concurrent webhook deliveries without queueing on the pool.
 DB_POOL = {"pool_size": 20, "max_overflow": 40}
+# A subscriber slower than this counts as failed for that attempt (it is retried with back-off).
+SUBSCRIBER_TIMEOUT_S = 10.0
 
 
 def load_pipeline_config(settings: GatewaySettings) -> KilnConfig | None:
@@ -68,12 +72,19 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
         bus=bus,
     )
 
+    http = httpx.AsyncClient(timeout=SUBSCRIBER_TIMEOUT_S, follow_redirects=False)
+    deliverer = SubscriptionDeliverer(sessions, http)
+
     async def start() -> None:
         await bus.connect()
         await bus.subscribe_transient("live", ["#"], deps.live.on_message)
+        await bus.consume(
+            topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers(), guard=SqlIdempotencyGuard(sessions)
+        )
 
     async def stop() -> None:
         deps.live.close()
         await bus.stop(grace_s=10)
+        await http.aclose()
 
     return create_app(deps, on_startup=start, on_shutdown=stop)
