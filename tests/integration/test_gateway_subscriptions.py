@@ -74,7 +74,7 @@ async def test_signed_filtered_retried_and_visible(amqp_url, database_url):
 
             for event in (StageStarted(stage="compile"), BuildFinished(status="succeeded")):
                 await publisher.publish(Envelope.new(event, source="test", build_id=build_id))
-            for _ in range(200):
+            for _ in range(300):
                 paths = [p for p, h, b in receiver.received if json.loads(b)["buildid"] == build_id]
                 if sorted(paths) == ["/finished", "/flaky", "/flaky"]:
                     break
