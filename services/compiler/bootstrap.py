@@ -19,7 +19,7 @@ from services.compiler.engine import ModuleCache
 from services.compiler.handlers import BuildSettings, on_build_requested
 from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
-from services.compiler.settings import OWN_ENV_NAMES, CompilerSettings
+from services.compiler.settings import CompilerSettings
 from shared.artifacts import FILE_SCHEME
 from shared.bus import Bus, SqlIdempotencyGuard
 from shared.bus import topology as t
@@ -47,12 +47,6 @@ class CompilerService:
         await bus.consume(t.COMPILER_BUILDS, self.handlers, guard=self.guard)
 
 
-def config_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment for config.yaml overrides, minus the compiler's own settings (which
-    shared.config would otherwise read as unknown options of the `compile` section)."""
-    return {name: value for name, value in environ.items() if name not in OWN_ENV_NAMES}
-
-
 def artifact_store_from(settings: CompilerSettings) -> SharedArtifactStore:
     if settings.artifact_store and settings.artifact_store.startswith(FILE_SCHEME):
         return SharedArtifactStore(settings.artifact_store)
@@ -70,7 +64,7 @@ def bootstrap(
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
 ) -> CompilerService:
-    cache = ModuleCache(settings.compile_cache)
+    cache = ModuleCache(settings.compiler_cache)
     cancel = CancelWatch()
     if guard is None and with_database:
         from shared.db import make_engine, make_sessions
@@ -83,7 +77,7 @@ def bootstrap(
             "linux/amd64": settings.base_image_amd64,
             "linux/arm64": settings.base_image_arm64,
         },
-        config_env=config_env(os.environ if environ is None else environ),
+        config_env=dict(os.environ if environ is None else environ),
     )
     handlers: HandlerTable = {
         BuildRequested: functools.partial(
@@ -92,7 +86,7 @@ def bootstrap(
             or GitSource(
                 token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
             ),
-            compiler=compiler or EngineCompiler(cache, settings.compile_jobs or os.cpu_count() or 1),
+            compiler=compiler or EngineCompiler(cache, settings.compiler_jobs or os.cpu_count() or 1),
             store=store or artifact_store_from(settings),
             index=ArtifactIndex(cache.root),
             settings=build_settings,

@@ -14,15 +14,11 @@ class CompilerSettings(KilnSettings):
     git_username: str = "x-access-token"
     git_timeout_s: float = Field(300, gt=0)
     compiler_config_file: str = Field("config.yaml", description="config file, relative to the source root")
-    compile_cache: str | None = Field(None, description="engine cache dir; empty = the engine's default")
-    compile_jobs: int = Field(0, ge=0, description="compile processes; 0 = one per core")
+    # KILN_COMPILER_* (not KILN_COMPILE_*): that prefix is the config's `compile` section override.
+    compiler_cache: str | None = Field(None, description="engine cache dir; empty = the engine's default")
+    compiler_jobs: int = Field(0, ge=0, description="compile processes; 0 = one per core")
     # "host[:port]/project" (OCI artifacts) or "file:///dir" (one host); empty = "{registry}/kiln".
     artifact_store: str | None = None
     base_image_amd64: str | None = None
     base_image_arm64: str | None = None
     work_dir: str | None = Field(None, description="where sources are fetched; empty = system temp")
-
-
-# Settings names that look like config.yaml overrides of the `compile` section to
-# shared.config.env_override; they must not reach load_config (see bootstrap.config_env).
-OWN_ENV_NAMES = frozenset({"KILN_COMPILE_CACHE", "KILN_COMPILE_JOBS"})

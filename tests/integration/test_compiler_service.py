@@ -55,7 +55,7 @@ async def start_service(amqp_url, database_url, tmp_path, compile_cache, **overr
     values = {
         "amqp_url": amqp_url,
         "database_url": database_url,
-        "compile_cache": str(compile_cache),
+        "compiler_cache": str(compile_cache),
         "artifact_store": f"file://{tmp_path / 'artifacts'}",
         "work_dir": str(tmp_path),
         "instance": f"test-{uuid.uuid4().hex[:6]}",

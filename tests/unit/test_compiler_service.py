@@ -118,7 +118,7 @@ def run_build(
     base_images=None,
 ):
     images = {**BASES, **(base_images or {})}
-    settings = CompilerSettings(compile_cache=str(tmp_path / "cache"), work_dir=str(tmp_path), **images)
+    settings = CompilerSettings(compiler_cache=str(tmp_path / "cache"), work_dir=str(tmp_path), **images)
     environ = {"KILN_KEYS_DIR": str(keys_dir), **(env or {})}
     service = bootstrap(
         settings,
