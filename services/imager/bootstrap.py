@@ -38,7 +38,9 @@ def make_builder(settings: ImagerSettings) -> ImageBuilder:
     if settings.image_builder == "buildah":
         from services.imager.adapters.buildah import BuildahBuilder
 
-        return BuildahBuilder(insecure_registry=settings.registry_insecure)
+        password = settings.registry_password.get_secret_value() if settings.registry_password else None
+        auth = RegistryAuth(settings.registry_username, password)
+        return BuildahBuilder(insecure_registry=settings.registry_insecure, auth=auth)
     from services.imager.adapters.docker_engine import DockerEngineBuilder
 
     return DockerEngineBuilder()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -178,3 +179,21 @@ def test_preflight_reports_daemon_and_registry_reachable():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "docker: ok" in result.stdout and "registry" in result.stdout
+
+
+def test_buildah_backend_builds_and_pushes_without_a_daemon(plain_artifact, registry, tmp_path):
+    from services.imager.adapters.buildah import BuildahBuilder
+    from services.imager.build_context import directory_context
+    from shared.artifacts import pull_artifact
+
+    auth = RegistryAuth(required_env("KILN_REGISTRY_USERNAME"), required_env("KILN_REGISTRY_PASSWORD"))
+    builder = BuildahBuilder(auth=auth)
+    source = pull_artifact(plain_artifact.reference, tmp_path / "src")
+    reference = f"{registry.host}/{PROJECT}/buildah:b1"
+    built = builder.build(directory_context(source), reference, platform="linux/amd64")
+    builder.tag(built.image_id, f"{registry.host}/{PROJECT}/buildah:latest")
+    pushed = builder.push(reference, auth)
+    assert registry.manifest_digest(f"{PROJECT}/buildah", "b1") == pushed.digest
+    _, _, body = registry.get_manifest(f"{PROJECT}/buildah", pushed.digest)
+    config = json.loads(registry.get_blob(f"{PROJECT}/buildah", json.loads(body)["config"]["digest"]))
+    assert config["architecture"] == "amd64" and config["config"]["Cmd"] == ["python3", "/srv/app.py"]

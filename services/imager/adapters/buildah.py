@@ -19,20 +19,30 @@ _GLOBAL = ["--storage-driver", "vfs"]
 
 
 def bud_command(
-    context_dir: Path, reference: str, platform: str, dockerfile: str, *, insecure: bool = True
+    context_dir: Path,
+    reference: str,
+    platform: str,
+    dockerfile: str,
+    *,
+    insecure: bool = True,
+    auth: RegistryAuth | None = None,
 ) -> list[str]:
     """The base image comes from a registry (pulled once into buildah's store): no daemon to ask."""
     arch = platform.split("/", 1)[1]
     return [
         "buildah", *_GLOBAL, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
         "--layers", f"--tls-verify={str(not insecure).lower()}",
+        *(["--creds", f"{auth.username}:{auth.password or ''}"] if auth and auth.username else []),
         "-f", str(context_dir / dockerfile), "-t", reference, str(context_dir),
     ]  # fmt: skip
 
 
 class BuildahBuilder:
-    def __init__(self, *, insecure_registry: bool = True, timeout_s: int = 900):
+    def __init__(
+        self, *, insecure_registry: bool = True, auth: RegistryAuth | None = None, timeout_s: int = 900
+    ):
         self.insecure_registry = insecure_registry
+        self.auth = auth  # for pulling the base image from a private registry
         self.timeout_s = timeout_s
 
     def _run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -45,7 +55,14 @@ class BuildahBuilder:
             with tarfile.open(fileobj=BytesIO(context_tar)) as tar:
                 tar.extractall(scratch, filter="tar")
             result = self._run(
-                bud_command(Path(scratch), reference, platform, dockerfile, insecure=self.insecure_registry)
+                bud_command(
+                    Path(scratch),
+                    reference,
+                    platform,
+                    dockerfile,
+                    insecure=self.insecure_registry,
+                    auth=self.auth,
+                )
             )
         log = (result.stdout + result.stderr).splitlines()
         if result.returncode != 0:
