@@ -19,17 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from services.reporter.history_process import DatabaseAway
 from shared.bus import EventContext, PermanentError
 from shared.events import Envelope, Event
 
 log = logging.getLogger("kiln.reporter.history")
 
 # Connection-level failures: the database is away, not the data wrong.
-DATABASE_AWAY = (OperationalError, InterfaceError)
+DATABASE_AWAY = (OperationalError, InterfaceError, DatabaseAway)
 
 WriteBatch = Callable[[list[Envelope]], int]
 
@@ -43,6 +46,7 @@ class BatchingIngestor:
         max_wait_ms: int = 100,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
+        executor: Executor | None = None,
     ):
         self._write = write
         self.max_batch = max_batch
@@ -53,9 +57,13 @@ class BatchingIngestor:
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        # A process (see history_process.py), or else a thread of its own: the default pool is
+        # busy with the bus's per-message guard calls.
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer")
         self.written = 0
         self.batches = 0
         self.outage_retries = 0
+        self.write_seconds = 0.0
 
     async def handle(self, event: Event, ctx: EventContext) -> None:
         """The handler for every event type on the history queue."""
@@ -74,10 +82,14 @@ class BatchingIngestor:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._run(), name="reporter-history-writer")
 
+    async def _in_thread(self, envelopes: list[Envelope]) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, envelopes)
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
@@ -97,7 +109,9 @@ class BatchingIngestor:
         delay = self.retry_initial_s
         while True:
             try:
-                await asyncio.to_thread(self._write, envelopes)
+                started = time.perf_counter()
+                await self._in_thread(envelopes)
+                self.write_seconds += time.perf_counter() - started
                 break
             except DATABASE_AWAY as exc:
                 self.outage_retries += 1
@@ -118,7 +132,7 @@ class BatchingIngestor:
     async def _write_one_by_one(self, batch: list[tuple[Envelope, asyncio.Future[None]]]) -> None:
         for envelope, future in batch:
             try:
-                await asyncio.to_thread(self._write, [envelope])
+                await self._in_thread([envelope])
             except DATABASE_AWAY:
                 # Gone mid-way: hand the rest back to the normal path, which waits for it.
                 await self._write_batch([(envelope, future)])

@@ -16,6 +16,7 @@ from services.reporter.handlers import (
     on_build_requested,
     on_event_for_cdevents,
 )
+from services.reporter.history_process import history_process, write_in_child
 from services.reporter.history_writer import write_batch
 from services.reporter.notify import Notifier
 from services.reporter.ports import CDEventPublisher, CommitStatusPoster, Mailer
@@ -92,8 +93,15 @@ def bootstrap(
         sender=settings.smtp_from,
         bitbucket_server_url=settings.bitbucket_server_url,
     )
+    if settings.history_writer == "process":
+        write, executor = write_in_child, history_process(settings.database_url)
+    else:
+        executor = None
     history = BatchingIngestor(
-        write, max_batch=settings.history_batch_size, max_wait_ms=settings.history_batch_wait_ms
+        write,
+        max_batch=settings.history_batch_size,
+        max_wait_ms=settings.history_batch_wait_ms,
+        executor=executor,
     )
     return Reporter(
         settings=settings, sessions=sessions, history=history, notifier=notifier, publisher=publisher

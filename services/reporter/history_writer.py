@@ -9,9 +9,10 @@ columns already updated: the order of the assignment lists below is part of the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, or_, select
+from sqlalchemy import Connection, and_, case, func, literal_column, or_, select
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.orm import Session
 
@@ -37,8 +38,12 @@ def write_batch(session: Session, envelopes: list[Envelope]) -> int:
     fresh = [e for e in unique if e.id not in known]
     if fresh:
         received = datetime.now(UTC).replace(tzinfo=None)
-        session.execute(insert(EventLog).prefix_with("IGNORE"), [_log_row(e, received) for e in fresh])
-        _write_projection(session, project(fresh))
+        # Core, not the ORM bulk path: one executemany (one multi-row INSERT) per table and batch.
+        connection = session.connection()
+        connection.execute(
+            insert(EventLog.__table__).prefix_with("IGNORE"), [_log_row(e, received) for e in fresh]
+        )
+        _write_projection(connection, project(fresh))
     session.commit()
     return len(fresh)
 
@@ -61,11 +66,11 @@ def _log_row(envelope: Envelope, received: datetime) -> dict[str, Any]:
     }
 
 
-def _write_projection(session: Session, p: Projection) -> None:
+def _write_projection(connection: Connection, p: Projection) -> None:
     if p.runs:
-        session.execute(_run_upsert(), list(p.runs.values()))
+        connection.execute(_run_upsert(), list(p.runs.values()))
     if p.steps:
-        session.execute(_step_upsert(), p.steps)
+        connection.execute(_step_upsert(), p.steps)
     for table, rows in (
         (BuildCompile, p.compiles),
         (BuildCompileSet, p.compile_sets),
@@ -73,13 +78,14 @@ def _write_projection(session: Session, p: Projection) -> None:
         (BuildImage, p.images),
     ):
         if rows:
-            session.execute(_replace_upsert(table, rows[0].keys()), rows)
+            connection.execute(_replace_upsert(table, tuple(rows[0])), rows)
     if p.audits:
-        session.execute(insert(Audit).prefix_with("IGNORE"), p.audits)
+        connection.execute(insert(Audit.__table__).prefix_with("IGNORE"), p.audits)
 
 
-def _replace_upsert(table: type, columns) -> Any:
-    stmt = insert(table)
+@cache
+def _replace_upsert(table: type, columns: tuple[str, ...]) -> Any:
+    stmt = insert(table.__table__)
     keys = {"build_id", "target", "platform", "module", "factory"}
     return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in columns if c not in keys})
 
@@ -100,8 +106,9 @@ def _value(new_column: Any, name: str) -> Any:
 JSON_COLUMNS = {"platforms", "options", "detail", "log_tail"}
 
 
+@cache
 def _run_upsert() -> Any:
-    stmt = insert(BuildRun)
+    stmt = insert(BuildRun.__table__)
     new, old = stmt.inserted, BuildRun.__table__.c
     # A newer build.finished (a replayed stage finishing again) wins; otherwise terminal sticks.
     newer_finish = and_(
@@ -138,8 +145,9 @@ def _run_upsert() -> Any:
     return stmt.on_duplicate_key_update(assignments)
 
 
+@cache
 def _step_upsert() -> Any:
-    stmt = insert(BuildStep)
+    stmt = insert(BuildStep.__table__)
     new, old = stmt.inserted, BuildStep.__table__.c
     newer, older = new.attempt > old.attempt, new.attempt < old.attempt
 

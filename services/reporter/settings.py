@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from shared.settings import KilnSettings
@@ -11,6 +13,8 @@ class ReporterSettings(KilnSettings):
     # History ingestion: a batch closes at this many events or this long after its first one.
     history_batch_size: int = Field(100, ge=1, le=1000)
     history_batch_wait_ms: int = Field(100, ge=1, le=10_000)
+    # "process": write in a child process (uses a second core; the default); "thread": in-process.
+    history_writer: Literal["process", "thread"] = "process"
 
     # The gateway's page of a build: in emails, commit statuses and CDEvents.
     build_url_template: str = "http://127.0.0.1:8000/builds/{build_id}"
