@@ -60,7 +60,12 @@ def compile_tree(
     ccache = find_ccache()
     fingerprint = cython_fingerprint()
     for module in tree.modules:
-        source = module.path.read_bytes()
+        try:
+            source = module.path.read_bytes()
+        except OSError as unreadable:
+            results[module.module] = _result(module, "error", 0, f"cannot read: {unreadable}")
+            notify(results[module.module])
+            continue
         if _has_no_code(source):
             kept_as_source.add(module.module)
             results[module.module] = _result(module, "ok", 0)
