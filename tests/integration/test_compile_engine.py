@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,24 @@ def test_package_directory_as_src_and_human_output(tmp_path, cache):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "shop" / f"prices{SUFFIX}").is_file()
     assert "3 modules" in done.stdout and "shop" in done.stdout
+
+
+def test_concurrent_builds_share_one_cache(tmp_path):
+    src = write_tree(tmp_path / "src")
+    cache = ModuleCache(tmp_path / "shared-cache")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(
+            pool.map(
+                lambda name: compile_tree(
+                    src, tmp_path / name, platforms=["linux/amd64"], jobs=1, cache=cache
+                ),
+                ["out-a", "out-b"],
+            )
+        )
+    assert all(report.ok for report in reports)
+    a, b = (
+        (tmp_path / "out-a" / "shop" / f"prices{SUFFIX}"),
+        (tmp_path / "out-b" / "shop" / f"prices{SUFFIX}"),
+    )
+    assert a.read_bytes() == b.read_bytes()
+    assert not list(cache.root.rglob(".tmp-*")), "no half-written cache entry may remain"
