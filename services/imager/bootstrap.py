@@ -47,14 +47,20 @@ def make_builder(settings: ImagerSettings) -> ImageBuilder:
 
 
 def make_prover(settings: ImagerSettings) -> Prover:
+    """The proof runs where the image was built: the same engine, or buildah without a daemon."""
+    windows = {
+        "stay_up_s": settings.prove_stay_up_s,
+        "timeout_s": settings.prove_timeout_s,
+        "emulated_factor": settings.prove_emulated_factor,
+        "host_platform": host_platform(),
+    }
+    if settings.image_builder == "buildah":
+        from services.imager.adapters.buildah_prover import BuildahProver
+
+        return BuildahProver(**windows)
     from services.imager.adapters.docker_prover import DockerProver
 
-    return DockerProver(
-        stay_up_s=settings.prove_stay_up_s,
-        timeout_s=settings.prove_timeout_s,
-        emulated_factor=settings.prove_emulated_factor,
-        host_platform=host_platform(),
-    )
+    return DockerProver(**windows)
 
 
 def bootstrap(

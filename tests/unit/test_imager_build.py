@@ -150,3 +150,8 @@ def test_traceback_names_importer_and_missing_module():
     source = find_missing_import(SOURCE_TRACE)
     assert (source.importer, source.missing) == ("webhook.server", "core.text.slugify")
     assert find_missing_import("ValueError: nope") is None
+
+
+def test_no_labels_means_no_label_instruction():
+    # an empty LABEL is a build error in buildah
+    assert "LABEL" not in render_dockerfile(spec(labels={}))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services.imager.ports import BuildFailed, BuiltImage, PushResult, RegistryAuth, RegistryAuthFailed
 
-_GLOBAL = ["--storage-driver", "vfs"]
+GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
 
 
 def bud_command(
@@ -30,7 +30,7 @@ def bud_command(
     """The base image comes from a registry (pulled once into buildah's store): no daemon to ask."""
     arch = platform.split("/", 1)[1]
     return [
-        "buildah", *_GLOBAL, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
+        "buildah", *GLOBAL_OPTIONS, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
         "--layers", f"--tls-verify={str(not insecure).lower()}",
         *(["--creds", f"{auth.username}:{auth.password or ''}"] if auth and auth.username else []),
         "-f", str(context_dir / dockerfile), "-t", reference, str(context_dir),
@@ -67,7 +67,9 @@ class BuildahBuilder:
         log = (result.stdout + result.stderr).splitlines()
         if result.returncode != 0:
             raise BuildFailed(f"buildah bud of {reference} failed (exit {result.returncode})", log)
-        inspect = json.loads(self._run(["buildah", *_GLOBAL, "inspect", "--type", "image", reference]).stdout)
+        inspect = json.loads(
+            self._run(["buildah", *GLOBAL_OPTIONS, "inspect", "--type", "image", reference]).stdout
+        )
         size = sum(
             int(layer.get("size", 0) or 0) for layer in inspect.get("OCIv1", {}).get("layers", []) or []
         )
@@ -76,12 +78,12 @@ class BuildahBuilder:
         )
 
     def tag(self, image_id: str, reference: str) -> None:
-        self._run(["buildah", *_GLOBAL, "tag", image_id, reference], check=True)
+        self._run(["buildah", *GLOBAL_OPTIONS, "tag", image_id, reference], check=True)
 
     def push(self, reference: str, auth: RegistryAuth) -> PushResult:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-push-") as scratch:
             digest_file = Path(scratch) / "digest"
-            command = ["buildah", *_GLOBAL, "push", "--digestfile", str(digest_file)]
+            command = ["buildah", *GLOBAL_OPTIONS, "push", "--digestfile", str(digest_file)]
             if self.insecure_registry:
                 command.append("--tls-verify=false")
             if auth.username:
@@ -96,4 +98,4 @@ class BuildahBuilder:
             return PushResult(digest=digest_file.read_text().strip(), size_bytes=0)
 
     def remove(self, reference: str) -> None:
-        self._run(["buildah", *_GLOBAL, "rmi", reference])
+        self._run(["buildah", *GLOBAL_OPTIONS, "rmi", reference])
