@@ -5,6 +5,7 @@ Each returns (result, detail) or raises StageFailed with a reason a person can a
 
 from __future__ import annotations
 
+import platform as host
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,9 @@ def config_stage(
         "services": len(package.enabled_services()),
         "services_off": sorted(set(package.services) - set(package.enabled_services())),
         "images": len(images),
+        # The build host, for log_build_run (the reporter reads these two keys).
+        "host_arch": host.machine(),
+        "host_os": f"{host.system()} {host.release()}",
     }
     return PreparedBuild(root, work_dir / "view", config, package, factory_dirs, requirements, images), detail
 
