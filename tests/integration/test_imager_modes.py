@@ -191,6 +191,10 @@ def test_buildah_backend_builds_and_pushes_without_a_daemon(plain_artifact, regi
     source = pull_artifact(plain_artifact.reference, tmp_path / "src")
     reference = f"{registry.host}/{PROJECT}/buildah:b1"
     built = builder.build(directory_context(source), reference, platform="linux/amd64")
+    from services.imager.adapters.buildah_prover import BuildahProver
+
+    proof = BuildahProver(stay_up_s=2).prove(reference, platform="linux/amd64", port=None, health_path=None)
+    assert proof.ok, proof.reason
     builder.tag(built.image_id, f"{registry.host}/{PROJECT}/buildah:latest")
     pushed = builder.push(reference, auth)
     assert registry.manifest_digest(f"{PROJECT}/buildah", "b1") == pushed.digest
