@@ -1,0 +1,75 @@
+"""A worker killed mid-build: the job is redelivered to another worker, pushed once, tags unique."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from shared.artifacts import push_artifact
+from shared.bus import Bus
+from shared.events.compile import Artifact, ImageRequested
+from shared.registry import RegistryClient
+from tests.integration.imager_support import required_env, start_worker, stop_worker
+from tests.integration.test_imager_pipeline import Recorder
+
+pytestmark = pytest.mark.integration
+
+
+async def test_worker_killed_mid_build_job_is_redelivered_and_pushed_once(amqp_url, database_url, tmp_path):
+    registry = RegistryClient(
+        required_env("KILN_REGISTRY_URL"),
+        required_env("KILN_REGISTRY_USERNAME"),
+        required_env("KILN_REGISTRY_PASSWORD"),
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    base = required_env("KILN_BASE_IMAGE_AMD64")
+    (src / "Dockerfile").write_text(f'FROM {base}\nCOPY app.py /srv/app.py\nCMD ["python3", "/srv/app.py"]\n')
+    (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    stored = push_artifact(
+        src, store=f"file://{tmp_path / 'store'}", package="p", build="b1", platform="linux/amd64"
+    )
+    repo = f"kilnkill{uuid.uuid4().hex[:6]}/svc"
+    job = ImageRequested(
+        target="svc",
+        platform="linux/amd64",
+        artifact=Artifact(platform="linux/amd64", reference=stored.reference, digest=stored.digest),
+        base_image=required_env("KILN_BASE_IMAGE_AMD64"),
+        dockerfile="Dockerfile",
+        repository=f"{registry.host}/{repo}",
+        tags=("latest", "b1"),
+    )
+    env = {
+        "KILN_AMQP_URL": amqp_url,
+        "KILN_DATABASE_URL": database_url,
+        "KILN_IMAGER_WORK_DIR": str(tmp_path / "work"),
+        "KILN_PROVE_STAY_UP_S": "4",  # long enough to be killed inside it
+    }
+    bus = await Bus(amqp_url, source="test").connect()
+    recorder = Recorder()
+    await bus.subscribe_transient("imager-kill", ["#"], recorder)
+    first = start_worker("linux/amd64", env, tmp_path / "first.log", "--no-manifests")
+    second = None
+    try:
+        await asyncio.sleep(3)  # let it start consuming
+        build_id = str(uuid.uuid4())
+        await bus.emit(job, build_id=build_id, package="p")
+        await recorder.wait(".stage.started.v1", build_id, 1, timeout=60)
+        first.kill()  # SIGKILL mid-job: no ack, no graceful stop
+        first.wait(timeout=10)
+        assert not recorder.of(".image.pushed.v1", build_id)
+        second = start_worker("linux/amd64", env, tmp_path / "second.log", "--no-manifests")
+        (pushed,) = await recorder.wait(".image.pushed.v1", build_id, 1, timeout=90)
+        await asyncio.sleep(2)
+        assert len(recorder.of(".image.pushed.v1", build_id)) == 1
+        assert sorted(registry.list_tags(repo)) == ["b1", "latest"]
+        assert registry.manifest_digest(repo, "latest") == pushed.data["digest"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if second is not None:
+            stop_worker(second)
+        await bus.stop(grace_s=5)
+        registry.close()
