@@ -78,9 +78,9 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     async def start() -> None:
         await bus.connect()
         await bus.subscribe_transient("live", ["#"], deps.live.on_message)
-        await bus.consume(
-            topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers(), guard=SqlIdempotencyGuard(sessions)
-        )
+        if settings.subscriptions_worker:
+            guard = SqlIdempotencyGuard(sessions)
+            await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers(), guard=guard)
 
     async def stop() -> None:
         deps.live.close()

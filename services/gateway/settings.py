@@ -25,3 +25,5 @@ class GatewaySettings(KilnSettings):
     max_webhook_body: int = Field(MAX_WEBHOOK_BODY, ge=1024)
     # A redelivery whose first attempt is still "pending" after this long is taken over (crash safety).
     pending_takeover_s: float = Field(60.0, gt=0)
+    # Deliver HTTP subscriptions from this process (turn off to run them in a separate replica).
+    subscriptions_worker: bool = True

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from anyio import to_thread
 
+from services.gateway.batching import Coalescer
 from services.gateway.ports import DeliveryLedger, Publisher
 from shared.config import KilnConfig
 from shared.events import BuildRequested, Envelope
@@ -47,30 +48,46 @@ class BuildStarter:
         self._publisher = publisher
         self._ledger = ledger
         self._config = config
+        # Concurrent requests share database transactions (batching.py); results stay per request.
+        self._reserve: Coalescer[str, bool] = Coalescer(ledger.reserve)
+        self._numbers: Coalescer[str, int] = Coalescer(ledger.build_numbers)
+        self._confirm: Coalescer[str, None] = Coalescer(self._confirm_keys)
 
     async def start(self, orders: list[BuildOrder], *, delivery_key: str | None = None) -> StartResult:
-        if delivery_key and not (await to_thread.run_sync(self._ledger.reserve, [delivery_key]))[0]:
+        if delivery_key and not (await self._reserve.submit([delivery_key]))[0]:
             return StartResult(build_ids=[], duplicates=len(orders))
         keys = [o.dedupe_key for o in orders if o.dedupe_key]
-        fresh_by_key = dict(zip(keys, await to_thread.run_sync(self._ledger.reserve, keys), strict=True))
+        fresh_by_key = dict(zip(keys, await self._reserve.submit(keys), strict=True))
         todo = [o for o in orders if o.dedupe_key is None or fresh_by_key[o.dedupe_key]]
-        numbers = await to_thread.run_sync(self._ledger.build_numbers, [o.package for o in todo])
+        try:
+            numbers = await self._numbers.submit([o.package for o in todo])
+        except Exception:
+            await self._release([o.dedupe_key for o in todo], delivery_key)
+            raise
         envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
         outcomes = await asyncio.gather(
             *(self._publisher.publish(e) for e in envelopes), return_exceptions=True
         )
         published = [e.buildid for e, r in zip(envelopes, outcomes, strict=True) if r is None]
-        failed = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is not None and o.dedupe_key]
         ok_keys = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is None and o.dedupe_key]
-        await to_thread.run_sync(self._ledger.confirm, ok_keys, published)
         if len(published) < len(envelopes):
             errors = [r for r in outcomes if r is not None]
             log.error("broker refused %d build.requested: %s", len(errors), errors[0])
-            await to_thread.run_sync(self._ledger.release, failed + ([delivery_key] if delivery_key else []))
+            failed = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is not None]
+            await self._confirm.submit(ok_keys)
+            await self._release(failed, delivery_key)
             raise PublishFailed(f"broker did not confirm {len(errors)} of {len(envelopes)} build requests")
-        if delivery_key:
-            await to_thread.run_sync(self._ledger.confirm, [delivery_key], published)
+        await self._confirm.submit(ok_keys + ([delivery_key] if delivery_key else []))
         return StartResult(build_ids=published, duplicates=len(orders) - len(todo))
+
+    def _confirm_keys(self, keys: list[str]) -> list[None]:
+        self._ledger.confirm(keys)
+        return [None] * len(keys)
+
+    async def _release(self, keys: list[str | None], delivery_key: str | None) -> None:
+        forget = [k for k in [*keys, delivery_key] if k]
+        if forget:
+            await to_thread.run_sync(self._ledger.release, forget)
 
     def envelope(self, order: BuildOrder, number: int) -> Envelope:
         version_map = self._config.version_map if self._config else DEFAULT_VERSION_MAP

@@ -38,7 +38,7 @@ class MemoryLedger:
             self.keys.setdefault(key, "pending")
         return fresh
 
-    def confirm(self, keys: list[str], build_ids: list[str]) -> None:
+    def confirm(self, keys: list[str]) -> None:
         for key in keys:
             self.keys[key] = "published"
 
