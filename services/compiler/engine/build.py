@@ -135,7 +135,8 @@ def _run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
     pending = sorted(pending, key=lambda job: job.source.stat().st_size, reverse=True)
     # forkserver: workers never inherit the caller's threads (the bus worker runs an event loop).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["services.compiler.engine.job"])
+    # Cython's compiler is imported once in the fork server, not once per worker.
+    context.set_forkserver_preload(["services.compiler.engine.job", "Cython.Compiler.Main"])
     workers = max(1, min(jobs, len(pending)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(run_job, job): job for job in pending}
