@@ -103,11 +103,20 @@ def diff(client: GatewayClient, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"duration: {_change(result['duration_ms'])} ms")
-    for section in ("stages", "images", "scans"):
+    print(f"status: {_change(result['status'])}   duration: {_change(result['duration_ms'])} ms")
+    for section in ("stages", "images"):
         for row in result[section]:
-            if row["changed"] or row["only_in"]:
-                print(f"{section[:-1]} {_ident(row)}: " + _row_changes(row))
+            changes = _row_changes(row)
+            if changes:
+                print(f"{section[:-1]} {_ident(row)}: {changes}")
+    for kind in ("newly_failing", "fixed", "changed"):
+        for module in result.get("modules", {}).get(kind, []):
+            print(f"module {module['module']} ({module['platform']}): {kind.replace('_', ' ')}")
+    for kind in ("new", "fixed"):
+        for finding in result.get("vulnerabilities", {}).get(kind, []):
+            print(f"vulnerability {kind}: {finding['id']} {finding.get('severity')} in {finding['target']}")
+    for name, change in result.get("config", {}).items():
+        print(f"config {name}: {_change(change)}")
     return 0
 
 
@@ -154,8 +163,6 @@ def _ident(row: dict[str, Any]) -> str:
 
 
 def _row_changes(row: dict[str, Any]) -> str:
-    if row["only_in"]:
-        return f"only in {row['only_in']}"
     return ", ".join(
-        f"{name} {_change(v)}" for name, v in row.items() if isinstance(v, dict) and v.get("a") != v.get("b")
+        f"{name} {_change(v)}" for name, v in row.items() if isinstance(v, dict) and v.get("changed")
     )

@@ -10,10 +10,10 @@ from fastapi.responses import PlainTextResponse
 from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess, WriteAccess
 from services.gateway.deps import Deps
-from services.gateway.diff import BuildNotFound, build_diff
-from services.gateway.replay import STAGE_TRIGGERS, NothingToReplay, replay_envelopes
+from services.gateway.replay import NothingToReplay, replay_envelopes
 from services.gateway.runs import build_detail, build_events, build_logs, list_builds, registry_overview
 from shared.events import BuildCancelRequested, Envelope
+from shared.history import STAGE_TRIGGERS, BuildNotFound, build_diff
 
 router = APIRouter(tags=["builds"])
 BuildStatus = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")]

@@ -14,8 +14,8 @@ from fastapi.templating import Jinja2Templates
 from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
-from services.gateway.diff import BuildNotFound, build_diff
 from services.gateway.runs import build_detail, list_builds
+from shared.history import BuildNotFound, build_diff
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
