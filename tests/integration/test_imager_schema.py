@@ -1,0 +1,19 @@
+"""The imager's migration creates exactly what its models declare (MariaDB, migrated by Alembic)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import services.imager.models  # noqa: F401  (registers the imager tables on Base.metadata)
+from shared.db.models import Base
+
+pytestmark = pytest.mark.integration
+
+
+def test_imager_migration_matches_models(db_engine):
+    with db_engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    ours = [d for d in diffs if "imager_" in repr(d)]
+    assert ours == [], ours
