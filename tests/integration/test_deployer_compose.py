@@ -28,11 +28,13 @@ RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kt{RUN}-"
 
 
-def _context(factories: list[str]) -> io.BytesIO:
-    """A build context: Dockerfile + the chosen factories as source under /app."""
+def _context(factories: list[str], module: str) -> io.BytesIO:
+    """A build context: Dockerfile + the chosen factories as source under /app, CMD running
+    `module` (as the imager's images do: the image, not the deployer, knows its command)."""
     dockerfile = f"FROM {BASE_IMAGE}\nWORKDIR /app\nENV PYTHONPATH=/app PYTHONUNBUFFERED=1\n" + "".join(
         f"COPY {f} /app/{f}\n" for f in factories
     )
+    dockerfile += f'CMD ["python3", "-m", "{module}"]\n'
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         data = dockerfile.encode()
@@ -57,15 +59,24 @@ def client():
 
 @pytest.fixture(scope="module")
 def images(client):
-    good = f"{PREFIX}demo:good"
-    broken = f"{PREFIX}demo:broken"
-    client.images.build(
-        fileobj=_context(["core", "webhook", "storage"]), custom_context=True, tag=good, rm=True
-    )
+    good = {
+        "webhook": (["core", "webhook"], "webhook.server"),
+        "scheduler": (["core"], "core.scheduler"),
+        "storage-worker": (["core", "storage"], "storage.worker"),
+    }
+    tags = {}
+    for service, (factories, module) in good.items():
+        tags[service] = f"{PREFIX}demo-{service}:good"
+        client.images.build(
+            fileobj=_context(factories, module), custom_context=True, tag=tags[service], rm=True
+        )
     # No webhook factory: `python3 -m webhook.server` exits at once with ModuleNotFoundError.
-    client.images.build(fileobj=_context(["core", "storage"]), custom_context=True, tag=broken, rm=True)
-    yield good, broken
-    for tag in (good, broken):
+    broken = f"{PREFIX}demo-webhook:broken"
+    client.images.build(
+        fileobj=_context(["core"], "webhook.server"), custom_context=True, tag=broken, rm=True
+    )
+    yield tags, broken
+    for tag in (*tags.values(), broken):
         client.images.remove(tag, force=True)
 
 
@@ -100,7 +111,7 @@ def test_deploy_verify_then_broken_release_rolls_back(config, substrate, images,
     services = sorted(config.package("demo").enabled_services())
     assert services == ["scheduler", "storage-worker", "webhook"]
 
-    inputs, first = _release(config, substrate, dict.fromkeys(services, good))
+    inputs, first = _release(config, substrate, good)
     assert first.healthy, first.error
     assert first.deployed.revision == 1
     webhook = next(c for c in first.verified.checks if c.service == "webhook")
@@ -111,7 +122,7 @@ def test_deploy_verify_then_broken_release_rolls_back(config, substrate, images,
     assert container.attrs["NetworkSettings"]["Networks"].keys() == {f"{PREFIX}demo"}
     first_id = client.containers.get(f"{PREFIX}demo-scheduler").id
 
-    _, second = _release(config, substrate, {**dict.fromkeys(services, good), "webhook": broken})
+    _, second = _release(config, substrate, {**good, "webhook": broken})
     assert not second.healthy
     assert second.deployed.revision == 2
     assert second.verified.rolled_back and second.verified.rollback_revision == 1
@@ -120,7 +131,7 @@ def test_deploy_verify_then_broken_release_rolls_back(config, substrate, images,
     assert any("ModuleNotFoundError" in line for line in second.log_tail), second.log_tail
 
     restored = substrate.current(inputs.topology)
-    assert restored.revision == 1 and restored.images["webhook"] == good
+    assert restored.revision == 1 and restored.images["webhook"] == good["webhook"]
     up, state = substrate.running(inputs.topology, inputs.topology.service("webhook"))
     assert up, state
     assert client.containers.get(f"{PREFIX}demo-scheduler").id != first_id  # replaced, not left over

@@ -165,7 +165,9 @@ class ComposeSubstrate:
             environment.setdefault("PORT", str(svc.port))
         container = self._client.containers.create(
             image,
-            command=list(svc.command) or None,
+            # A Kiln-built image carries its command (through the launcher compiled modules need);
+            # only infra images from elsewhere get the configured command.
+            command=list(svc.command) if svc.kind == "infra" and svc.command else None,
             name=name,
             environment=environment,
             labels={
