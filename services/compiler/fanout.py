@@ -83,6 +83,7 @@ def plan_images(
                 ),
                 "tags": tags,
                 "skip_push": event.options.skip_push,
+                "commit": event.source.commit,
             }
             plans.append(ImagePlan(fields))
     return plans

@@ -79,6 +79,8 @@ class ImageRequested(Event):
     repository: str
     tags: tuple[str, ...] = ("latest",)
     skip_push: bool = False
+    # The source commit, for the image's revision label (added in v1, additively).
+    commit: str = ""
 
     def routing_key(self) -> str:
         return f"{self.base_routing_key()}.{arch_of(self.platform)}"
