@@ -115,7 +115,12 @@ async def _start(provider: Provider, push: Push, request: Request, deps: Gateway
     orders = [
         BuildOrder(
             package=p.package,
-            source=Source(repo_url=push.clone_url, ref=p.change.ref, commit=p.change.commit),
+            # webhooks.clone_url (a mirror, or a local repository) wins over the provider's URL.
+            source=Source(
+                repo_url=deps.config.packages[p.package].webhooks.clone_url or push.clone_url,
+                ref=p.change.ref,
+                commit=p.change.commit,
+            ),
             options=Options(
                 platforms=tuple(deps.config.packages[p.package].deployment.platforms), notify="raci"
             ),
