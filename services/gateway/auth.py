@@ -23,11 +23,11 @@ def _check(deps: Deps, authorization: str | None) -> None:
         )
 
 
-def require_token(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_token(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
     _check(deps, authorization)
 
 
-def require_read(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_read(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
     if deps.settings.read_requires_token:
         _check(deps, authorization)
 

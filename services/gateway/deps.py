@@ -25,7 +25,8 @@ class GatewayDeps:
     bus: Any = None  # the Bus, when connected (readiness, live feed, subscriptions)
 
 
-def get_deps(request: Request) -> GatewayDeps:
+async def get_deps(request: Request) -> GatewayDeps:
+    # async: a sync dependency would cost a thread-pool hop on every request
     return request.app.state.deps
 
 

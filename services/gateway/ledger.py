@@ -14,6 +14,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.gateway.models import DeliveryKey
+from services.gateway.ports import Claim, ClaimRequest
 from shared.db import next_build_number
 from shared.db.models import BuildCounter
 
@@ -31,14 +32,39 @@ class SqlDeliveryLedger:
         self._sessions = sessions
         self._takeover = timedelta(seconds=pending_takeover_s)
 
-    def reserve(self, keys: list[str]) -> list[bool]:
-        """True for each key seen for the first time (or whose first attempt died pending)."""
+    def claim(self, requests: list[ClaimRequest]) -> list[Claim]:
+        """One transaction for a whole batch: delivery keys first, then the order keys of fresh
+        deliveries, then build numbers for fresh orders (each phase in sorted order)."""
         now = _now()
-        fresh = [False] * len(keys)
         with self._sessions() as session:
-            for index in sorted(range(len(keys)), key=lambda i: key_hash(keys[i])):
-                fresh[index] = self._reserve_one(session, keys[index], now)
+            delivery_keys = [r.delivery_key for r in requests if r.delivery_key]
+            delivery_fresh = iter(self._reserve_many(session, delivery_keys, now))
+            live = [r.delivery_key is None or next(delivery_fresh) for r in requests]
+            order_keys = [k for r, ok in zip(requests, live, strict=True) if ok for k in r.keys if k]
+            key_fresh = iter(self._reserve_many(session, order_keys, now))
+            fresh = [
+                tuple(ok and (key is None or next(key_fresh)) for key in r.keys)
+                for r, ok in zip(requests, live, strict=True)
+            ]
+            wanted = [
+                p
+                for r, f in zip(requests, fresh, strict=True)
+                for p, new in zip(r.packages, f, strict=True)
+                if new
+            ]
+            numbers = iter(self._build_numbers(session, wanted))
             session.commit()
+        return [Claim(fresh=f, numbers=tuple(next(numbers) if new else None for new in f)) for f in fresh]
+
+    def _reserve_many(self, session: Session, keys: list[str], now: datetime) -> list[bool]:
+        """Per key: new? A key twice in one batch (concurrent redeliveries) is new only once."""
+        fresh = [False] * len(keys)
+        claimed: set[str] = set()
+        for index in sorted(range(len(keys)), key=lambda i: key_hash(keys[i])):
+            key = keys[index]
+            if key not in claimed:
+                claimed.add(key)
+                fresh[index] = self._reserve_one(session, key, now)
         return fresh
 
     def _reserve_one(self, session: Session, key: str, now: datetime) -> bool:
@@ -79,11 +105,12 @@ class SqlDeliveryLedger:
             session.execute(delete(DeliveryKey).where(DeliveryKey.key_hash.in_([key_hash(k) for k in keys])))
             session.commit()
 
-    def build_numbers(self, packages: list[str]) -> list[int]:
-        """Numbers in request order, increasing per package. Own short transaction: the counter's
-        row lock is never held while waiting for the broker."""
+    @staticmethod
+    def _build_numbers(session: Session, packages: list[str]) -> list[int]:
+        """Numbers in request order, increasing per package. The counter's row lock lasts until
+        this batch's commit, never while waiting for the broker."""
         first: dict[str, int] = {}
-        with self._sessions() as session:
+        if packages:
             for package, count in sorted(Counter(packages).items()):
                 first[package] = next_build_number(session, package)  # creates and locks the row
                 if count > 1:  # the rest of this batch's numbers under the same lock
@@ -92,7 +119,6 @@ class SqlDeliveryLedger:
                         .where(BuildCounter.package == package)
                         .values(last_number=BuildCounter.last_number + (count - 1))
                     )
-            session.commit()
         numbers = []
         for package in packages:
             numbers.append(first[package])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from anyio import to_thread
 
 from services.gateway.batching import Coalescer
-from services.gateway.ports import DeliveryLedger, Publisher
+from services.gateway.ports import Claim, ClaimRequest, DeliveryLedger, Publisher
 from shared.config import KilnConfig
 from shared.events import BuildRequested, Envelope
 from shared.events.build import Options, Source, Trigger
@@ -49,21 +49,21 @@ class BuildStarter:
         self._ledger = ledger
         self._config = config
         # Concurrent requests share database transactions (batching.py); results stay per request.
-        self._reserve: Coalescer[str, bool] = Coalescer(ledger.reserve)
-        self._numbers: Coalescer[str, int] = Coalescer(ledger.build_numbers)
+        self._claim: Coalescer[ClaimRequest, Claim] = Coalescer(ledger.claim)
         self._confirm: Coalescer[str, None] = Coalescer(self._confirm_keys)
 
     async def start(self, orders: list[BuildOrder], *, delivery_key: str | None = None) -> StartResult:
-        if delivery_key and not (await self._reserve.submit([delivery_key]))[0]:
+        request = ClaimRequest(
+            delivery_key=delivery_key,
+            keys=tuple(o.dedupe_key for o in orders),
+            packages=tuple(o.package for o in orders),
+        )
+        (claim,) = await self._claim.submit([request])
+        todo = [o for o, new in zip(orders, claim.fresh, strict=True) if new]
+        numbers = [n for n in claim.numbers if n is not None]
+        if not todo:  # a redelivery, or every ref already built: nothing to publish
+            await self._confirm.submit([delivery_key] if delivery_key else [])
             return StartResult(build_ids=[], duplicates=len(orders))
-        keys = [o.dedupe_key for o in orders if o.dedupe_key]
-        fresh_by_key = dict(zip(keys, await self._reserve.submit(keys), strict=True))
-        todo = [o for o in orders if o.dedupe_key is None or fresh_by_key[o.dedupe_key]]
-        try:
-            numbers = await self._numbers.submit([o.package for o in todo])
-        except Exception:
-            await self._release([o.dedupe_key for o in todo], delivery_key)
-            raise
         envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
         outcomes = await asyncio.gather(
             *(self._publisher.publish(e) for e in envelopes), return_exceptions=True

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.gateway.app import create_app
 from services.gateway.bootstrap import build_deps
+from services.gateway.ports import Claim, ClaimRequest
 from services.gateway.settings import GatewaySettings
 from shared.config import KilnConfig
 from shared.events import Envelope
@@ -32,11 +33,23 @@ class MemoryLedger:
         self.keys: dict[str, str] = {}
         self.counters: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
-    def reserve(self, keys: list[str]) -> list[bool]:
-        fresh = [k not in self.keys for k in keys]
-        for key in keys:
-            self.keys.setdefault(key, "pending")
-        return fresh
+    def claim(self, requests: list[ClaimRequest]) -> list[Claim]:
+        claims = []
+        for request in requests:
+            live = request.delivery_key is None or self._reserve(request.delivery_key)
+            fresh = tuple(live and (key is None or self._reserve(key)) for key in request.keys)
+            numbers = tuple(
+                next(self.counters[p]) if new else None
+                for p, new in zip(request.packages, fresh, strict=True)
+            )
+            claims.append(Claim(fresh=fresh, numbers=numbers))
+        return claims
+
+    def _reserve(self, key: str) -> bool:
+        if key in self.keys:
+            return False
+        self.keys[key] = "pending"
+        return True
 
     def confirm(self, keys: list[str]) -> None:
         for key in keys:
@@ -45,9 +58,6 @@ class MemoryLedger:
     def release(self, keys: list[str]) -> None:
         for key in keys:
             self.keys.pop(key, None)
-
-    def build_numbers(self, packages: list[str]) -> list[int]:
-        return [next(self.counters[p]) for p in packages]
 
 
 def make_secrets() -> dict[str, str]:
