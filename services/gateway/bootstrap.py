@@ -18,7 +18,7 @@ from services.gateway.ports import DeliveryLedger, Publisher
 from services.gateway.settings import GatewaySettings
 from services.gateway.starter import BuildStarter
 from services.gateway.subscriptions.delivery import SubscriptionDeliverer
-from shared.bus import Bus, SqlIdempotencyGuard, topology
+from shared.bus import Bus, topology
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
 
@@ -74,13 +74,15 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
 
     http = httpx.AsyncClient(timeout=SUBSCRIBER_TIMEOUT_S, follow_redirects=False)
     deliverer = SubscriptionDeliverer(sessions, http)
+    deps.subscriptions = deliverer
 
     async def start() -> None:
         await bus.connect()
         await bus.subscribe_transient("live", ["#"], deps.live.on_message)
         if settings.subscriptions_worker:
-            guard = SqlIdempotencyGuard(sessions)
-            await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers(), guard=guard)
+            # No SQL idempotency guard: it would cost two transactions per event on a queue bound
+            # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
+            await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers())
 
     async def stop() -> None:
         deps.live.close()

@@ -23,6 +23,7 @@ class GatewayDeps:
     sessions: sessionmaker[Session] | None
     live: LiveHub
     bus: Any = None  # the Bus, when connected (readiness, live feed, subscriptions)
+    subscriptions: Any = None  # the SubscriptionDeliverer, told when subscriptions change
 
 
 async def get_deps(request: Request) -> GatewayDeps:

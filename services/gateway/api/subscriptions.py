@@ -24,7 +24,9 @@ class NewSubscription(BaseModel):
 @router.post("/subscriptions", status_code=201)
 async def create_subscription(body: NewSubscription, deps: Deps) -> dict[str, Any]:
     """Returns the signing secret once: verify `X-Kiln-Signature` with it."""
-    return await in_session(deps, store.create, str(body.url)[:1000], body.filter)
+    created = await in_session(deps, store.create, str(body.url)[:1000], body.filter)
+    _changed(deps)
+    return created
 
 
 @router.get("/subscriptions")
@@ -36,3 +38,9 @@ async def list_subscriptions(deps: Deps) -> list[dict[str, Any]]:
 async def delete_subscription(subscription_id: int, deps: Deps) -> None:
     if not await in_session(deps, store.deactivate, subscription_id):
         raise HTTPException(404, f"no subscription {subscription_id}")
+    _changed(deps)
+
+
+def _changed(deps: Deps) -> None:
+    if deps.subscriptions is not None:
+        deps.subscriptions.invalidate()

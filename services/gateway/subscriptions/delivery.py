@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -27,6 +28,9 @@ from shared.events.envelope import CONTENT_TYPE
 
 log = logging.getLogger("kiln.gateway.subscriptions")
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+# Every event passes through here: the subscription list is cached this long (and dropped at once
+# when this process changes it), so the common case of "nobody subscribed" costs no query.
+CACHE_TTL_S = 2.0
 
 
 class SubscriptionDeliverer:
@@ -40,10 +44,20 @@ class SubscriptionDeliverer:
         self._sessions = sessions
         self._http = http
         self._delays = tuple(retry_delays_s)
+        self._cache: tuple[float, list[tuple[int, str, str, str]]] | None = None
+
+    def invalidate(self) -> None:
+        self._cache = None
+
+    async def _active(self) -> list[tuple[int, str, str, str]]:
+        now = time.monotonic()
+        if self._cache is None or now - self._cache[0] > CACHE_TTL_S:
+            self._cache = (now, await to_thread.run_sync(self._in_session, store.active))
+        return self._cache[1]
 
     async def deliver(self, envelope: Envelope) -> None:
         key = envelope.routing_key()
-        subscriptions = await to_thread.run_sync(self._in_session, store.active)
+        subscriptions = await self._active()
         matching = [s for s in subscriptions if topic_matches(s[2], key)]
         if matching:
             body = envelope.to_json()
