@@ -27,3 +27,5 @@ class GatewaySettings(KilnSettings):
     pending_takeover_s: float = Field(60.0, gt=0)
     # Deliver HTTP subscriptions from this process (turn off to run them in a separate replica).
     subscriptions_worker: bool = True
+    # A newer push to a branch cancels that branch's builds that are still queued.
+    supersede_queued: bool = False

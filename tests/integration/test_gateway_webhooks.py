@@ -14,6 +14,7 @@ from services.gateway.bootstrap import bootstrap
 from services.gateway.settings import GatewaySettings
 from shared.bus import topology as t
 from shared.events import decode
+from tests.integration.test_gateway_seed import seed_build
 from tests.unit.test_gateway_fakes import make_secrets
 from tests.unit.test_gateway_payloads import (
     cloud_change,
@@ -175,3 +176,19 @@ async def test_health_readiness_metrics_openapi(gateway):
     assert ready.status_code == 200 and ready.json()["broker"] and ready.json()["database"]
     assert "kiln_gateway_webhooks_total" in (await gateway.get("/metrics")).text
     assert "/webhook/github" in (await gateway.get("/openapi.json")).json()["paths"]
+
+
+async def test_newer_push_supersedes_queued_builds_when_configured(amqp_url, database_url, sessions):
+    queued, _ = seed_build(sessions, package="demo", status="queued", ref="refs/heads/helix")
+    running, _ = seed_build(sessions, package="demo", status="running", ref="refs/heads/helix")
+    settings = gateway_settings(amqp_url, database_url).model_copy(update={"supersede_queued": True})
+    app = bootstrap(settings, config=gateway_config())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as gw,
+    ):
+        reply = await send(gw, "github", "push", github_push("refs/heads/helix", commit_hash()))
+    assert reply.status_code == 202
+    assert reply.json()["superseded"] == [queued]  # the running one finishes
+    assert running not in reply.json()["superseded"]

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from services.gateway import metrics
 from services.gateway.deps import Deps, GatewayDeps
 from services.gateway.starter import BuildOrder, PublishFailed
+from services.gateway.supersede import supersede_queued
 from services.gateway.webhooks import bitbucket_cloud, bitbucket_server, github
 from services.gateway.webhooks.changes import Ignored, MalformedPayload, Push
 from services.gateway.webhooks.intake import BodyTooLarge, parse_json, read_body
@@ -140,7 +141,13 @@ async def _start(provider: Provider, push: Push, request: Request, deps: Gateway
     if not result.build_ids:
         return _reply(provider.kind, "duplicate", 200, reason="redelivery: builds already started")
     metrics.BUILDS_REQUESTED.labels(provider.kind).inc(len(result.build_ids))
-    return _reply(provider.kind, "accepted", 202, build_ids=result.build_ids, skipped=skipped)
+    superseded: list[str] = []
+    if deps.settings.supersede_queued and deps.sessions is not None:
+        for order in orders:
+            superseded += await supersede_queued(deps, order.package, order.source.ref, result.build_ids)
+    return _reply(
+        provider.kind, "accepted", 202, build_ids=result.build_ids, skipped=skipped, superseded=superseded
+    )
 
 
 def _endpoint(name: str):
