@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from services.gateway.api import builds, health, live, subscriptions, trigger
 from services.gateway.dashboard import views as dashboard
 from services.gateway.deps import GatewayDeps
 from services.gateway.webhooks import routes as webhooks
+
+log = logging.getLogger("kiln.gateway")
 
 
 def create_app(
@@ -36,10 +41,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.deps = deps
+    app.add_exception_handler(DBAPIError, _database_unavailable)
     app.mount("/static", dashboard.static, name="static")
     for module in _routers():
         app.include_router(module.router)
     return app
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # Reads and subscriptions need MariaDB; when it is down the answer is "retry", not a crash.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse({"detail": "database unavailable, retry shortly"}, status_code=503)
 
 
 def _routers():
