@@ -122,7 +122,7 @@ def follow(stack, build_id: str, timeout_s: float = 1800) -> str:
                         where = " ".join(part for part in key[1:] if part)
                         took = f" {step['duration_ms'] / 1000:.1f}s" if step.get("duration_ms") else ""
                         print(f"    {key[0]:9} {where:28} {step.get('status')}{took}", flush=True)
-                status = (build.get("run") or build).get("status")
+                status = (build.get("build") or {}).get("status")
                 if status in {"succeeded", "failed", "cancelled"}:
                     return status
             time.sleep(2)

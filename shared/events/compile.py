@@ -25,9 +25,9 @@ class FactorySetTiming(Model):
     factory: str
     platform: Platform
     modules: int
-    ok: int
+    ok: int  # modules that compiled, cached ones included (ok + failed == modules)
     failed: int
-    cached: int = 0
+    cached: int = 0  # of the ok ones, how many came from the cache
     duration_ms: int = 0
 
 
