@@ -2,7 +2,7 @@
 # `./kiln-dev down`: stop what kiln-dev started. RabbitMQ and MariaDB belong to the machine
 # (they run before any session starts), so they stay up; caches and .kiln/ stay too.
 
-register_subcommand down "stop the dockerd and registry kiln-dev started (keeps caches and data)"
+register_subcommand down "stop the Kiln services, the dockerd and registry kiln-dev started (keeps caches and data)"
 
 stop_from_pidfile() { # name pidfile
   local name=$1 pidfile=$2 pid
@@ -22,6 +22,7 @@ stop_from_pidfile() { # name pidfile
 }
 
 cmd_down() {
+  stop_stack
   with_state_lock stop_from_pidfile registry "$REGISTRY_PIDFILE"
   # dockerd stops its containers on the way down.
   with_state_lock stop_from_pidfile dockerd "$DOCKERD_PIDFILE"
