@@ -1,0 +1,40 @@
+"""The whole stack, as the quick start runs it, isolated per test run: its own RabbitMQ vhost,
+MariaDB database, gateway and SMTP ports, state directory and container name prefix."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+
+import pymysql
+import pytest
+
+from scripts.stack.layout import Stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    run = uuid.uuid4().hex[:6]
+    stack = Stack(
+        state=tmp_path_factory.mktemp("stack"),
+        vhost=f"kiln-e2e-{run}",
+        database=f"kiln_e2e_{run}",
+        gateway_port=free_port(),
+        smtp_port=free_port(),
+        prefix=f"kiln-e2e-{run}-",
+        env=dict(os.environ),
+    )
+    stack.start()
+    yield stack
+    stack.down()
+    subprocess.run(["rabbitmqctl", "delete_vhost", stack.vhost], capture_output=True)
+    with pymysql.connect(host="127.0.0.1", user="root") as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{stack.database}`")

@@ -1,0 +1,227 @@
+"""The quick start's flow for real: a signed Bitbucket push of the example package goes through
+every service, and every trace it should leave is checked — the rows of every run-history table,
+both platforms' images and the multi-arch index in the registry, healthy containers, the email,
+and a CDEvents feed that validates. Then a one-file change rebuilds exactly one module."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import subprocess
+import sys
+import time
+
+import aio_pika
+import docker
+import pytest
+from sqlalchemy import func, select
+
+from scripts.stack import example
+from shared.cdevents import validate as validate_cdevent
+from shared.db import make_engine, make_sessions
+from shared.db.models import (
+    Audit,
+    BuildCompile,
+    BuildCompileSet,
+    BuildImage,
+    BuildRun,
+    BuildScan,
+    BuildStep,
+    EventLog,
+)
+from shared.registry import RegistryClient
+from shared.settings import KilnSettings
+
+pytestmark = pytest.mark.e2e
+SERVICES = ("report", "scheduler", "storage-worker", "webhook")
+PLATFORMS = ("linux/amd64", "linux/arm64")
+# CDEvents kinds the feed must carry (the type without its schema version).
+CDEVENT_KINDS = {
+    "dev.cdevents.pipelinerun.queued",
+    "dev.cdevents.pipelinerun.started",
+    "dev.cdevents.pipelinerun.finished",
+    "dev.cdevents.taskrun.started",
+    "dev.cdevents.taskrun.finished",
+    "dev.cdevents.artifact.packaged",
+    "dev.cdevents.artifact.published",
+    "dev.cdevents.service.deployed",
+}
+
+
+async def declare_feed(amqp_url: str, name: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("kiln.cdevents", aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(exchange, "#")
+
+
+async def drain_feed(amqp_url: str, name: str) -> list[dict]:
+    connection = await aio_pika.connect(amqp_url)
+    events = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(name)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            events.append(json.loads(message.body))
+    return events
+
+
+@pytest.fixture(scope="module")
+def first_build(stack):
+    asyncio.run(declare_feed(stack.amqp_url, "e2e-cdevents"))
+    started = time.monotonic()
+    (build_id,) = example.trigger(stack)
+    status = example.follow(stack, build_id, timeout_s=1200)
+    print(f"\nend-to-end wall time, cold: {time.monotonic() - started:.1f}s")
+    assert status == "succeeded", f"see the service logs in {stack.state / 'logs'}"
+    return build_id
+
+
+@pytest.fixture(scope="module")
+def sessions(stack):
+    engine = make_engine(stack.database_url)
+    yield make_sessions(engine)
+    engine.dispose()
+
+
+def test_run_history_has_every_row(stack, first_build, sessions):
+    with sessions() as s:
+        run = s.execute(select(BuildRun).where(BuildRun.build_id == first_build)).scalar_one()
+        assert (run.status, run.package, run.trigger_kind) == ("succeeded", "demo", "bitbucket-cloud")
+        assert run.platforms == list(PLATFORMS) and run.host_arch and run.build_number >= 1
+        steps = {
+            (r.stage, r.target, r.platform): r.status
+            for r in s.scalars(select(BuildStep).filter_by(build_id=first_build))
+        }
+        for stage in ("config", "keys", "compile", "deploy", "verify"):
+            assert steps[(stage, "", "")] == "succeeded", stage
+        for stage in ("image", "push", "scan"):
+            for service in SERVICES:
+                for platform in PLATFORMS:
+                    assert steps[(stage, service, platform)] == "succeeded", (stage, service, platform)
+        modules = s.scalars(select(BuildCompile).filter_by(build_id=first_build)).all()
+        assert modules and all(m.status in ("ok", "cached") for m in modules)
+        assert {m.platform for m in modules} == set(PLATFORMS)
+        sets = s.scalars(select(BuildCompileSet).filter_by(build_id=first_build)).all()
+        assert {(x.factory, x.platform) for x in sets} == {
+            (f, p) for f in ("core", "report", "storage", "webhook") for p in PLATFORMS
+        }
+        images = s.scalars(select(BuildImage).filter_by(build_id=first_build)).all()
+        per_platform = [i for i in images if i.platform in PLATFORMS]
+        assert {(i.target, i.platform) for i in per_platform} == {(t, p) for t in SERVICES for p in PLATFORMS}
+        assert all(i.digest.startswith("sha256:") and i.size_bytes > 0 for i in per_platform)
+        indexes = [i for i in images if i.platform not in PLATFORMS]  # one multi-arch index per service
+        assert sorted(i.target for i in indexes) == sorted(SERVICES)
+        scans = s.scalars(select(BuildScan).filter_by(build_id=first_build)).all()
+        assert len(scans) == 8 and {x.verdict for x in scans} == {"pass"}
+        ids = s.scalars(select(EventLog.event_id).filter_by(build_id=first_build)).all()
+        assert len(ids) == len(set(ids)) > 50
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(EventLog)
+                .filter_by(build_id=first_build, routing_key="build.finished")
+            )
+            == 1
+        )
+
+
+def test_audit_of_the_build_is_recorded(stack, first_build, sessions):
+    env = {**stack.service_env()}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.scanner",
+            "audit",
+            "secrets",
+            "--path",
+            str(stack.repo),
+            "--build-id",
+            first_build,
+            "--package",
+            "demo",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with sessions() as s:
+            audits = s.scalars(select(Audit).filter_by(build_id=first_build)).all()
+        if audits:
+            break
+        time.sleep(1)
+    assert [a.mode for a in audits] == ["secrets"]
+
+
+def test_registry_has_both_platforms_and_the_index(stack, first_build, sessions):
+    with sessions() as s:
+        number = s.execute(select(BuildRun.build_number).filter_by(build_id=first_build)).scalar_one()
+    registry = RegistryClient.from_settings(
+        KilnSettings(
+            **{
+                "registry_url": stack.env["KILN_REGISTRY_URL"],
+                "registry_username": stack.env["KILN_REGISTRY_USERNAME"],
+                "registry_password": stack.env["KILN_REGISTRY_PASSWORD"],
+            }
+        )
+    )
+    with registry:
+        for service in SERVICES:
+            repo = f"kiln/axion-{service}-demo"
+            assert f"b{number}" in registry.list_tags(repo)
+            assert f"b{number}" in registry.list_tags(repo + "-arm")
+            media_type, _, body = registry.get_manifest(repo, f"b{number}-multiarch")
+            assert media_type == "application/vnd.oci.image.index.v1+json"
+            platforms = {
+                f"{m['platform']['os']}/{m['platform']['architecture']}"
+                for m in json.loads(body)["manifests"]
+            }
+            assert platforms == set(PLATFORMS)
+
+
+def test_deployed_containers_are_healthy(stack, first_build):
+    client = docker.from_env()
+    webhook = client.containers.get(f"{stack.prefix}demo-webhook")
+    assert webhook.attrs["State"]["Health"]["Status"] in ("healthy", "starting")
+    for service in ("scheduler", "storage-worker", "report"):
+        assert client.containers.get(f"{stack.prefix}demo-{service}").status == "running"
+
+
+def test_report_email_arrived_with_html_and_text(stack, first_build):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(stack.mail_dir.glob("*succeeded*.eml")):
+        time.sleep(1)
+    (eml,) = stack.mail_dir.glob("*succeeded*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert "demo" in message["Subject"] and "dev@example.com" in message["To"]
+    assert "Images per service" in message.get_body(preferencelist=("html",)).get_content()
+    assert "succeeded" in message.get_body(preferencelist=("plain",)).get_content().lower()
+
+
+def test_cdevents_feed_is_valid(stack, first_build):
+    time.sleep(3)  # the feed is published after the history; let the last ones land
+    events = asyncio.run(drain_feed(stack.amqp_url, "e2e-cdevents"))
+    for event in events:
+        validate_cdevent(event)
+    assert {e["context"]["type"].rsplit(".", 3)[0] for e in events} >= CDEVENT_KINDS
+
+
+def test_one_file_change_recompiles_one_module(stack, first_build, sessions):
+    started = time.monotonic()
+    (build_id,) = example.trigger(stack, touch="core/text.py")
+    assert example.follow(stack, build_id, timeout_s=900) == "succeeded"
+    print(f"\nend-to-end wall time after a one-file change: {time.monotonic() - started:.1f}s")
+    with sessions() as s:
+        modules = s.scalars(select(BuildCompile).filter_by(build_id=build_id)).all()
+    for platform in PLATFORMS:
+        recompiled = [m.module for m in modules if m.platform == platform and m.status == "ok"]
+        assert recompiled == ["core.text"], (platform, recompiled)
