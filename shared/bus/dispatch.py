@@ -48,6 +48,8 @@ class Dispatcher:
     ):
         self.spec = spec
         self.handlers = dict(handlers)
+        # Decided once per handler, not per message: does it run on the loop or in a thread?
+        self._on_loop = {model: _is_async(handler) for model, handler in self.handlers.items()}
         self.guard = guard
         self.source = source
         self._publish = publish
@@ -90,7 +92,7 @@ class Dispatcher:
             _loop=asyncio.get_running_loop(),
         )
         try:
-            await _run(handler, envelope.event(), ctx)
+            await _run(handler, envelope.event(), ctx, on_loop=self._on_loop[envelope.model()])
         except (PermanentError, InvalidEvent) as exc:
             await self._dead_letter(message, f"{type(exc).__name__}: {exc}", "permanent")
             return
@@ -127,9 +129,13 @@ async def _call(guard: IdempotencyGuard, method: str, consumer: str, event_id: s
     return bound(consumer, event_id)
 
 
-async def _run(handler: Handler, event: Event, ctx: EventContext) -> None:
+def _is_async(handler: Handler) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "func", None))
+
+
+async def _run(handler: Handler, event: Event, ctx: EventContext, *, on_loop: bool) -> None:
     """Async handlers run on the loop; plain ones in a thread, so long work never blocks heartbeats."""
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "func", None)):
+    if on_loop:
         await handler(event, ctx)  # type: ignore[misc]
     else:
         await asyncio.to_thread(handler, event, ctx)

@@ -24,6 +24,22 @@ HEADER_PREFIX = "cloudEvents_"
 _DERIVED_ID_NAMESPACE = uuid.UUID("6f1d7a52-3c1e-4d8e-9a55-2b4f0c6e9d11")
 
 
+_WIRE_ATTRIBUTES = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "buildid",
+    "package",
+    "attempt",
+    "traceparent",
+    "replayof",
+)
+
+
 class InvalidEvent(Exception):
     """A message that is not a valid Kiln event. Permanent: retrying cannot fix it."""
 
@@ -128,11 +144,16 @@ class Envelope(BaseModel):
         return {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
 
     def wire(self) -> tuple[bytes, dict[str, str | int]]:
-        """Body and headers from one serialisation (the publish path)."""
-        attributes = self.model_dump(mode="json", exclude_none=True)
-        body = json.dumps(attributes, separators=(",", ":")).encode()
-        attributes.pop("data")
-        return body, {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
+        """Body and headers for publishing. Built by hand, not by model_dump: `data` is already
+        JSON-ready (Envelope.new dumped it) and re-walking it is the bus's largest own cost."""
+        attributes: dict[str, Any] = {
+            name: getattr(self, name) for name in _WIRE_ATTRIBUTES if getattr(self, name) is not None
+        }
+        attributes["time"] = self.time.isoformat().replace("+00:00", "Z")
+        attributes.update(self.__pydantic_extra__ or {})
+        headers = {f"{HEADER_PREFIX}{name}": value for name, value in attributes.items()}
+        body = json.dumps({**attributes, "data": self.data}, separators=(",", ":")).encode()
+        return body, headers
 
 
 def decode(body: bytes) -> Envelope:
