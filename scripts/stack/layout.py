@@ -33,6 +33,8 @@ class Stack:
     smtp_port: int
     prefix: str
     env: dict[str, str] = field(default_factory=dict)
+    # Extra KILN_* settings for every service (e.g. other cache directories for a benchmark).
+    overrides: dict[str, str] = field(default_factory=dict)
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ class Stack:
             "KILN_BUILD_URL_TEMPLATE": f"{self.gateway_url}/ui/builds/{{build_id}}",
             "KILN_DEPLOYER_NAME_PREFIX": self.prefix,
             "KILN_DEPLOYER_STATE_DIR": str(self.state / "deployer"),
+            **self.overrides,
         }
 
     def process_table(self) -> list[Process]:

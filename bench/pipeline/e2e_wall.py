@@ -1,0 +1,64 @@
+"""End-to-end wall time of the example package: a cold build (empty compile cache and imager
+work dir: every module compiled, every tier venv prepared), then a one-file change.
+
+    source .kiln/dev.env && python bench/pipeline/e2e_wall.py
+
+Runs its own stack (vhost, database, ports, state dir, container prefix) and removes it after.
+Wall time = from the webhook POST to the build's `build.finished` as seen through the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.stack import example
+from scripts.stack.layout import Stack
+from tests.e2e.conftest import free_port
+
+
+def main() -> None:
+    run = uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as scratch:
+        env = {
+            **os.environ,
+            "KILN_COMPILER_CACHE": f"{scratch}/compile-cache",
+            "KILN_IMAGER_WORK_DIR": f"{scratch}/imager",
+        }
+        stack = Stack(
+            state=Path(scratch) / "stack",
+            vhost=f"kiln-bench-{run}",
+            database=f"kiln_bench_{run}",
+            gateway_port=free_port(),
+            smtp_port=free_port(),
+            prefix=f"kiln-bench-{run}-",
+            env=env,
+        )
+        stack.start()
+        try:
+            figures = {}
+            for name, touch in (("cold", None), ("one-file change", "core/text.py")):
+                started = time.monotonic()
+                (build_id,) = example.trigger(stack, touch=touch)
+                status = example.follow(stack, build_id, timeout_s=1800)
+                figures[name] = (time.monotonic() - started, status)
+            print()
+            for name, (seconds, status) in figures.items():
+                print(f"end-to-end {name:16} {seconds:7.1f} s  ({status})")
+        finally:
+            stack.down()
+            subprocess.run(["rabbitmqctl", "delete_vhost", stack.vhost], capture_output=True)
+            subprocess.run(
+                ["mysql", "-uroot", "-e", f"DROP DATABASE IF EXISTS {stack.database}"], capture_output=True
+            )
+
+
+if __name__ == "__main__":
+    main()
