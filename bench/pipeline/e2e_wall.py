@@ -27,8 +27,7 @@ from tests.e2e.conftest import free_port
 def main() -> None:
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as scratch:
-        env = {
-            **os.environ,
+        cold_caches = {
             "KILN_COMPILER_CACHE": f"{scratch}/compile-cache",
             "KILN_IMAGER_WORK_DIR": f"{scratch}/imager",
         }
@@ -39,7 +38,8 @@ def main() -> None:
             gateway_port=free_port(),
             smtp_port=free_port(),
             prefix=f"kiln-bench-{run}-",
-            env=env,
+            env=dict(os.environ),
+            overrides=cold_caches,
         )
         stack.start()
         try:
