@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared import history
 from shared.db.models import (
     BuildCompileSet,
     BuildImage,
@@ -19,18 +19,9 @@ from shared.db.models import (
 )
 from shared.events import Envelope, InvalidEvent, decode
 from shared.events.build import STAGES
+from shared.history.queries import as_dict
 
 _STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
-
-
-def as_dict(row: Any, *, exclude: tuple[str, ...] = ("id",)) -> dict[str, Any]:
-    values = {}
-    for column in row.__table__.columns:
-        if column.key in exclude:
-            continue
-        value = getattr(row, column.key)
-        values[column.key] = value.isoformat() if isinstance(value, datetime) else value
-    return values
 
 
 def list_builds(
@@ -42,19 +33,10 @@ def list_builds(
     limit: int = 50,
     offset: int = 0,
 ) -> dict[str, Any]:
-    query = select(BuildRun)
-    if package:
-        query = query.where(BuildRun.package == package)
-    if status:
-        query = query.where(BuildRun.status == status)
-    if branch:
-        name = branch.removeprefix("refs/heads/")
-        query = query.where(or_(BuildRun.ref == name, BuildRun.ref == f"refs/heads/{name}"))
-    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = session.execute(
-        query.order_by(BuildRun.requested_at.desc(), BuildRun.id.desc()).limit(limit).offset(offset)
-    ).scalars()
-    return {"total": total, "limit": limit, "offset": offset, "builds": [as_dict(r) for r in rows]}
+    """The API's `branch` filter is shared.history's `ref` (both spellings of a branch match)."""
+    return history.list_builds(
+        session, package=package, status=status, ref=branch, limit=limit, offset=offset
+    )
 
 
 def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
