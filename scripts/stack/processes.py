@@ -48,13 +48,24 @@ def running(state: Path) -> dict[str, int]:
     alive = {}
     for pid_file in sorted((state / "pids").glob("*.pid")):
         pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if exited(pid):
             pid_file.unlink()
             continue
         alive[pid_file.stem] = pid
     return alive
+
+
+def exited(pid: int) -> bool:
+    """True once the process is gone. A process started by this one (the e2e suite starts the
+    stack itself) stays a zombie that `kill(pid, 0)` still finds until it is reaped: reap it."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def stop(name: str, pid: int, state: Path, grace_s: float = 30) -> None:
@@ -62,9 +73,7 @@ def stop(name: str, pid: int, state: Path, grace_s: float = 30) -> None:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if exited(pid):
             break
         time.sleep(0.2)
     else:
