@@ -254,17 +254,6 @@ def test_twenty_builds_at_once_all_complete_with_exact_counts(stack, tap):
 # -- the shared infrastructure goes away mid-build --------------------------------------------------
 
 
-def test_rabbitmq_restart_mid_build(stack, tap):
-    build_id = stack.trigger_rest()
-    tap.wait_stage(build_id, "image", "started")
-    with rabbitmq_stopped():
-        time.sleep(3)
-    counts = assert_complete(stack, tap, build_id, deployed=False)
-    dead = sorted(set(processes.running(stack.state)) ^ {p.name for p in stack.process_table()})
-    assert dead == [], f"exited after the broker restart: {dead}"
-    print(f"\nbroker restarted mid-build: {counts}")
-
-
 def unacked_queues(stack: FaultStack) -> str:
     listing = subprocess.run(
         ["rabbitmqctl", "list_queues", "-q", "-p", stack.vhost, "name", "messages_unacknowledged"],
@@ -272,6 +261,20 @@ def unacked_queues(stack: FaultStack) -> str:
         text=True,
     ).stdout
     return ", ".join(line for line in listing.splitlines() if not line.rstrip().endswith("\t0"))
+
+
+def test_rabbitmq_restart_mid_build(stack, tap):
+    build_id = stack.trigger_rest()
+    tap.wait_stage(build_id, "image", "started")
+    with rabbitmq_stopped():
+        time.sleep(3)
+    try:  # a warm build takes ~10 s: two minutes is ample, and keeps the file within its budget
+        counts = assert_complete(stack, tap, build_id, deployed=False, timeout_s=120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; messages held unacked: {unacked_queues(stack)}") from None
+    dead = sorted(set(processes.running(stack.state)) ^ {p.name for p in stack.process_table()})
+    assert dead == [], f"exited after the broker restart: {dead}"
+    print(f"\nbroker restarted mid-build: {counts}")
 
 
 def test_mariadb_down_30s_mid_build(stack, tap):
