@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -21,6 +22,22 @@ from shared.events.envelope import CONTENT_TYPE
 
 log = logging.getLogger("kiln.bus")
 
+MessageCallback = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+@dataclass
+class _Consumer:
+    """One consumer and how to open it again: `open` returns (channel, queue, consumer tag)."""
+
+    name: str
+    open: Callable[[], Awaitable[tuple[Any, Any, str]]]
+    channel: Any = None
+    queue: Any = None
+    tag: str = ""
+
+    async def start(self) -> None:
+        self.channel, self.queue, self.tag = await self.open()
+
 
 class Bus:
     def __init__(self, amqp_url: str, *, source: str, instance: str | None = None):
@@ -29,7 +46,7 @@ class Bus:
         self.instance = instance or uuid.uuid4().hex[:8]
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
-        self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+        self._consumers: list[_Consumer] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
@@ -42,10 +59,32 @@ class Bus:
             client_properties={"connection_name": f"kiln-{self.source}-{self.instance}"},
             reconnect_interval=2,
         )
-        self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._publisher = await self._open_publisher()
         if declare:
             await declare_topology(self._publisher)
+        self._connection.reconnect_callbacks.add(self._heal)
         return self
+
+    async def _open_publisher(self) -> AbstractRobustChannel:
+        self._exchanges.clear()
+        return await self._require_connection().channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _heal(self, *_: Any) -> None:
+        """After a reconnect aio-pika restores every channel, except one whose close raced a
+        handler in flight (its close callback fails and it stays closed for good: seen when the
+        broker restarted under a running build). Reopen whatever did not come back."""
+        if self._stopping.is_set():
+            return
+        try:
+            if self._publisher is None or self._publisher.is_closed:
+                self._publisher = await self._open_publisher()
+                log.warning("reopened the publishing channel after a reconnect")
+            for consumer in self._consumers:
+                if consumer.channel is None or consumer.channel.is_closed:
+                    await consumer.start()
+                    log.warning("consuming %s again after a reconnect", consumer.name)
+        except Exception:  # the next reconnect or publish tries again
+            log.exception("could not reopen channels after a reconnect")
 
     @property
     def connected(self) -> bool:
@@ -54,11 +93,11 @@ class Bus:
     async def stop(self, grace_s: float = 600) -> None:
         """Stop taking messages, let the ones in hand finish (they ack), then close."""
         self._stopping.set()
-        for queue, tag in self._consumers:
+        for consumer in self._consumers:
             try:
-                await queue.cancel(tag)
+                await consumer.queue.cancel(consumer.tag)
             except Exception:  # already gone with a dead connection; nothing to cancel
-                log.debug("cancel of %s failed", tag, exc_info=True)
+                log.debug("cancel of %s failed", consumer.name, exc_info=True)
         self._consumers.clear()
         if self._in_flight:
             log.info("waiting for %d message(s) in hand", len(self._in_flight))
@@ -111,14 +150,14 @@ class Bus:
         headers: dict[str, Any],
         delay_s: float | None,
     ) -> None:
-        channel = self._require_publisher()
+        channel = await self._publishing_channel()
         await channel.default_exchange.publish(
             copy_for_parking(message, headers, delay_s), routing_key=queue, mandatory=True
         )
 
     async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        channel = await self._publishing_channel()
         if name not in self._exchanges:
-            channel = self._require_publisher()
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         return self._exchanges[name]
 
@@ -126,6 +165,12 @@ class Bus:
         if self._publisher is None:
             raise RuntimeError("Bus.connect() was not called")
         return self._publisher
+
+    async def _publishing_channel(self) -> AbstractRobustChannel:
+        """The publisher channel, reopened first if a reconnect left it closed."""
+        if self._require_publisher().is_closed and self.connected:
+            await self._heal()
+        return self._require_publisher()
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -141,11 +186,17 @@ class Bus:
             publish=self.publish,
             park=self._park,
         )
-        channel = await self._require_connection().channel()
-        await channel.set_qos(prefetch_count=spec.prefetch)
-        queue = await declare_work_queue(channel, spec)
-        tag = await queue.consume(self._tracked(dispatcher), no_ack=False)
-        self._consumers.append((queue, tag))
+        callback = self._tracked(dispatcher)
+
+        async def open_work_queue() -> tuple[Any, Any, str]:
+            channel = await self._require_connection().channel()
+            await channel.set_qos(prefetch_count=spec.prefetch)
+            queue = await declare_work_queue(channel, spec)
+            return channel, queue, await queue.consume(callback, no_ack=False)
+
+        consumer = _Consumer(spec.name, open_work_queue)
+        await consumer.start()
+        self._consumers.append(consumer)
         log.info("consuming %s (prefetch %d)", spec.name, spec.prefetch)
 
     async def subscribe_transient(
@@ -158,15 +209,22 @@ class Bus:
     ) -> str:
         """An exclusive, auto-deleted queue for this process only (live views, cancel signals).
         Messages are acked on receipt: these consumers observe, they do not own work."""
-        channel = await self._require_connection().channel()
-        await channel.set_qos(prefetch_count=100)
-        exchanges = await declare_exchanges(channel)
         name = t.transient_queue_name(self.source, purpose, self.instance)
-        queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
-        for key in bindings:
-            await queue.bind(exchanges[exchange], routing_key=key)
-        tag = await queue.consume(self._tracked(callback), no_ack=True)
-        self._consumers.append((queue, tag))
+        tracked = self._tracked(callback)
+        keys = list(bindings)
+
+        async def open_transient_queue() -> tuple[Any, Any, str]:
+            channel = await self._require_connection().channel()
+            await channel.set_qos(prefetch_count=100)
+            exchanges = await declare_exchanges(channel)
+            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            for key in keys:
+                await queue.bind(exchanges[exchange], routing_key=key)
+            return channel, queue, await queue.consume(tracked, no_ack=True)
+
+        consumer = _Consumer(name, open_transient_queue)
+        await consumer.start()
+        self._consumers.append(consumer)
         return name
 
     def _tracked(

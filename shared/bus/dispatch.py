@@ -80,7 +80,7 @@ class Dispatcher:
             )
             return
         consumer = self.spec.name
-        if await _call(self.guard, "seen", consumer, envelope.id):
+        if await self._guard("seen", consumer, envelope.id):
             log.info("duplicate %s %s ignored by %s", envelope.type, envelope.id, consumer)
             await message.ack()
             return
@@ -99,8 +99,26 @@ class Dispatcher:
         except Exception as exc:
             await self._retry_or_give_up(message, exc)
             return
-        await _call(self.guard, "mark", consumer, envelope.id)
+        await self._guard("mark", consumer, envelope.id)
         await message.ack()
+
+    async def _guard(self, method: str, consumer: str, event_id: str) -> bool | None:
+        """The idempotency guard, waiting out an outage of its database while holding the message.
+
+        Holding (not parking, not requeueing) costs no retry and no delivery count, and with the
+        consumer's prefetch the queue simply waits; the outage is bounded by GUARD_WAIT_S, after
+        which the error propagates and the message is redelivered when the channel goes."""
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                return await _call(self.guard, method, consumer, event_id)
+            except Exception as exc:
+                if waited >= t.GUARD_WAIT_S:
+                    raise
+                log.warning("%s: idempotency guard unavailable (%s); waiting %.0fs", consumer, exc, delay)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 10.0)
 
     async def _retry_or_give_up(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         retries = int((message.headers or {}).get(RETRIES_HEADER, 0) or 0)

@@ -31,10 +31,13 @@ DEAD_LETTER_EXCHANGE = "kiln.dlx"
 # RabbitMQ redelivers a message whose consumer died before acking; after this many deliveries
 # the quorum queue dead-letters it, so a message that kills its consumer cannot loop forever.
 DELIVERY_LIMIT = 5
-# Handler failures classified transient are retried this many times, with exponential back-off.
-MAX_RETRIES = 4
+# Handler failures classified transient are retried this many times, with exponential back-off
+# (1, 2, 4 … capped at 60 s: about 3 minutes in all, longer than a database or broker restart).
+MAX_RETRIES = 8
 RETRY_BASE_DELAY_S = 1.0
 RETRY_MAX_DELAY_S = 60.0
+# How long a consumer holds a message while its idempotency guard's database is unreachable.
+GUARD_WAIT_S = 600.0
 
 ARCHITECTURES = ("amd64", "arm64")
 CANCEL_KEY = "build.cancel.requested"
