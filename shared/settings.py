@@ -33,6 +33,8 @@ class KilnSettings(BaseSettings):
     registry_insecure: bool = True
     instance: str | None = Field(None, description="name of this process in logs and queue names")
     health_port: int | None = Field(None, description="workers answer /healthz and /readyz here")
+    # First back-off of a failed handler (doubling, capped at 60 s, 8 retries): the retry budget.
+    retry_base_delay_s: float = Field(1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -1,4 +1,6 @@
-"""Fixtures for real infrastructure, isolated per test run: a RabbitMQ vhost and a MariaDB database.
+"""Fixtures for real infrastructure, isolated: a RabbitMQ vhost per test module (the work queues
+are real, so one module's leftover events must not reach another module's consumers) and a
+MariaDB database per run (tests scope their queries by their own build ids).
 
 A test that needs a real service fails when the service is missing; it never skips.
 The base URLs come from KILN_AMQP_URL / KILN_DATABASE_URL (./kiln-dev writes them), with the
@@ -27,9 +29,10 @@ def _rabbitmqctl(*args: str) -> None:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr or result.stdout}")
 
 
-@pytest.fixture(scope="session")
-def amqp_vhost() -> Iterator[str]:
-    vhost = f"kiln-test-{RUN_ID}"
+@pytest.fixture(scope="module")
+def amqp_vhost(request) -> Iterator[str]:
+    module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40]
+    vhost = f"kiln-test-{RUN_ID}-{module}"
     user = urlsplit(BASE_AMQP_URL).username or "guest"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
@@ -37,7 +40,7 @@ def amqp_vhost() -> Iterator[str]:
     _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def amqp_url(amqp_vhost: str) -> str:
     parts = urlsplit(BASE_AMQP_URL)
     return urlunsplit(parts._replace(path="/" + quote(amqp_vhost, safe="")))

@@ -40,7 +40,7 @@ class CompilerService:
     guard: IdempotencyGuard | None = None
 
     def bus(self) -> Bus:
-        return Bus(self.settings.amqp_url, source=SOURCE, instance=self.settings.instance)
+        return Bus.from_settings(self.settings, source=SOURCE)
 
     async def start(self, bus: Bus) -> None:
         await self.cancel.start(bus)

@@ -65,7 +65,7 @@ def _worker(settings: DeployerSettings) -> int:
 
     sessions = make_sessions(make_engine(settings.database_url))
     handlers = bootstrap(settings, sessions)
-    bus = Bus(settings.amqp_url, source="deployer", instance=settings.instance)
+    bus = Bus.from_settings(settings, source="deployer")
 
     async def start(bus: Bus) -> None:
         await bus.consume(DEPLOYER_GATE, handlers, guard=SqlIdempotencyGuard(sessions))

@@ -62,7 +62,7 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
         if getattr(settings, f"{provider}_secret") is None:
             log.warning("KILN_%s_SECRET is not set: its deliveries are accepted unsigned", provider.upper())
     sessions = make_sessions(make_engine(settings.database_url, **DB_POOL))
-    bus = Bus(settings.amqp_url, source="gateway", instance=settings.instance)
+    bus = Bus.from_settings(settings, source="gateway")
     deps = build_deps(
         settings,
         publisher=bus,

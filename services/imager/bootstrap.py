@@ -107,4 +107,4 @@ def bootstrap(
 
 
 def make_bus(settings: ImagerSettings) -> Bus:
-    return Bus(settings.amqp_url, source="imager", instance=settings.instance)
+    return Bus.from_settings(settings, source="imager")

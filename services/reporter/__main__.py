@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     reporter = bootstrap(settings)
     if args.command in (None, "worker"):
-        bus = Bus(settings.amqp_url, source="reporter", instance=settings.instance)
+        bus = Bus.from_settings(settings, source="reporter")
 
         async def serve() -> None:
             try:

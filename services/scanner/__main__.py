@@ -97,7 +97,7 @@ def _describe(result: AuditResult) -> str:
 
 
 async def _emit(settings: ScannerSettings, build_id: str, package: str, results: list[AuditResult]) -> None:
-    bus = await Bus(settings.amqp_url, source=SOURCE, instance=settings.instance).connect()
+    bus = await Bus.from_settings(settings, source=SOURCE).connect()
     try:
         await bus.emit(StageStarted(stage="audit"), build_id=build_id, package=package)
         for result in results:

@@ -36,7 +36,7 @@ class Scanner:
     guard: IdempotencyGuard | None = None
 
     def bus(self) -> Bus:
-        return Bus(self.settings.amqp_url, source=SOURCE, instance=self.settings.instance)
+        return Bus.from_settings(self.settings, source=SOURCE)
 
     async def start(self, bus: Bus) -> None:
         await self.cancel.start(bus)

@@ -40,8 +40,16 @@ class _Consumer:
 
 
 class Bus:
-    def __init__(self, amqp_url: str, *, source: str, instance: str | None = None):
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        source: str,
+        instance: str | None = None,
+        retry_base_delay_s: float | None = None,
+    ):
         self.amqp_url = amqp_url
+        self.retry_base_delay_s = retry_base_delay_s
         self.source = source
         self.instance = instance or uuid.uuid4().hex[:8]
         self._connection: AbstractRobustConnection | None = None
@@ -50,6 +58,16 @@ class Bus:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, source: str) -> Bus:
+        """The usual way a service makes its bus: URL, instance name and retry budget from settings."""
+        return cls(
+            settings.amqp_url,
+            source=source,
+            instance=settings.instance,
+            retry_base_delay_s=settings.retry_base_delay_s,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -185,6 +203,7 @@ class Bus:
             source=self.source,
             publish=self.publish,
             park=self._park,
+            retry_base_delay_s=self.retry_base_delay_s,
         )
         callback = self._tracked(dispatcher)
 

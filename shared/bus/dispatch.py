@@ -45,7 +45,9 @@ class Dispatcher:
         source: str,
         publish: Callable[[Envelope], Awaitable[None]],
         park: Callable[[str, AbstractIncomingMessage, dict[str, Any], float | None], Awaitable[None]],
+        retry_base_delay_s: float | None = None,
     ):
+        self.retry_base_delay_s = retry_base_delay_s
         self.spec = spec
         self.handlers = dict(handlers)
         # Decided once per handler, not per message: does it run on the loop or in a thread?
@@ -126,7 +128,7 @@ class Dispatcher:
         if retries >= t.MAX_RETRIES:
             await self._dead_letter(message, f"gave up after {retries + 1} attempts: {reason}", "exhausted")
             return
-        delay = t.retry_delay_s(retries)
+        delay = t.retry_delay_s(retries, self.retry_base_delay_s)
         log.warning("%s failed (%s); retry %d in %.1fs", self.spec.name, reason, retries + 1, delay)
         headers = {RETRIES_HEADER: retries + 1, ERROR_HEADER: reason[:1000]}
         await self._park(self.spec.retry_queue, message, headers, delay)

@@ -133,5 +133,5 @@ def transient_queue_name(service: str, purpose: str, instance: str) -> str:
     return f"kiln.{service}.{purpose}.{instance}"
 
 
-def retry_delay_s(retries_done: int) -> float:
-    return min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * (2**retries_done))
+def retry_delay_s(retries_done: int, base_s: float | None = None) -> float:
+    return min(RETRY_MAX_DELAY_S, (base_s or RETRY_BASE_DELAY_S) * (2**retries_done))

@@ -64,7 +64,7 @@ def test_models_write_and_read(sessions):
         run = session.execute(select(BuildRun).where(BuildRun.build_id == "run-1")).scalar_one()
         assert run.platforms == ["linux/amd64", "linux/arm64"] and run.options == {"skip_deploy": True}
         assert run.requested_at == now  # microseconds survive (DATETIME(6))
-        module = session.execute(select(BuildCompile)).scalar_one()
+        module = session.execute(select(BuildCompile).where(BuildCompile.build_id == "run-1")).scalar_one()
         assert module.line == 3 and len(module.error) == 5000
 
 
@@ -93,7 +93,8 @@ def test_event_log_holds_large_bodies(sessions):
             )
         )
         session.commit()
-        assert len(session.execute(select(EventLog.body)).scalar_one()) == len(body)
+        stored = session.execute(select(EventLog.body).where(EventLog.event_id == "ev-big")).scalar_one()
+        assert len(stored) == len(body)
 
 
 def test_build_numbers_increase_per_package_under_concurrency(sessions):
