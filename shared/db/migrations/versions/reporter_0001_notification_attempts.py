@@ -27,13 +27,17 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
             "updated_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            sa.DateTime()
+            .with_variant(mysql.DATETIME(fsp=6), "mariadb")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql"),
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("event_id", "channel", "target", name="uq_notification"),
     )
-    op.create_index(op.f("ix_reporter_notification_build_id"), "reporter_notification", ["build_id"], unique=False)
+    op.create_index(
+        op.f("ix_reporter_notification_build_id"), "reporter_notification", ["build_id"], unique=False
+    )
 
 
 def downgrade() -> None:
