@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 from services.reporter.bootstrap import bootstrap
-from services.reporter.email_report import render_html, render_text
-from services.reporter.report_view import report_view
 from services.reporter.settings import ReporterSettings
 from shared.bus import Bus, run_service
 from shared.history import BuildNotFound, build_detail, build_diff
 from shared.logging import setup_logging
+from shared.report import render_html, render_text, report_view
 from shared.settings import load_settings
 
 

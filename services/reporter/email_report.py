@@ -1,30 +1,12 @@
-"""Renders the report (Jinja2 templates in `templates/`) into a multipart email: text + HTML."""
+"""The report (shared.report: the same view and templates the gateway serves) as a multipart email."""
 
 from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-TEMPLATES = Path(__file__).parent / "templates"
-
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["html", "html.j2"]),
-    undefined=StrictUndefined,  # a template naming a value the view lacks fails the test, not the reader
-    trim_blocks=False,
-)
-
-
-def render_html(view: dict[str, Any]) -> str:
-    return _env.get_template("report.html.j2").render(**view)
-
-
-def render_text(view: dict[str, Any]) -> str:
-    return _env.get_template("report.txt.j2").render(**view)
+from shared.report import render_html, render_text
 
 
 def report_message(view: dict[str, Any], *, sender: str, recipients: list[str]) -> EmailMessage:

@@ -21,11 +21,11 @@ from services.reporter.adapters.commit_status import NoToken
 from services.reporter.email_report import report_message
 from services.reporter.models import NotificationAttempt
 from services.reporter.ports import CommitState, CommitStatus, CommitStatusPoster, Mailer
-from services.reporter.report_view import report_view
 from shared.bus import TransientError
 from shared.db.models import EventLog
 from shared.events import Envelope
 from shared.history import build_detail
+from shared.report import report_view
 
 log = logging.getLogger("kiln.reporter.notify")
 

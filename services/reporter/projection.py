@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.db.models import MANIFEST_PLATFORM
 from shared.events import (
     AuditCompleted,
     BuildFinished,
@@ -27,7 +28,6 @@ from shared.events import (
 )
 
 TERMINAL_BUILD = ("succeeded", "failed", "cancelled")
-MANIFEST_PLATFORM = "multi-arch"
 RUN_FIELDS = [
     "build_number",
     "version",

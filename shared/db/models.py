@@ -127,6 +127,10 @@ class BuildScan(Base):
     scanned_at: Mapped[datetime | None] = mapped_column(PreciseTime)
 
 
+# log_build_image.platform of a row that records a multi-arch index rather than one platform's image.
+MANIFEST_PLATFORM = "multi-arch"
+
+
 class BuildImage(Base):
     __tablename__ = "log_build_image"
     __table_args__ = (UniqueConstraint("build_id", "target", "platform", name="uq_image"),)

@@ -82,6 +82,15 @@ async def test_detail_events_logs_registry(gateway, sessions):
     assert (await gateway.get("/builds/nope")).status_code == 404
 
 
+async def test_report_page_is_the_mailed_report(gateway, sessions):
+    build_id, _ = seed_build(sessions, package="apireport")
+    page = await gateway.get(f"/ui/builds/{build_id}/report")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Images per service and platform" in page.text and "Step timeline" in page.text
+    assert f"/ui/builds/{build_id}" in page.text  # the report links back to the build page
+    assert (await gateway.get("/ui/builds/nope/report")).status_code == 404
+
+
 async def test_diff(gateway, sessions):
     a, _ = seed_build(sessions, package="apidiff", size_mb=50)
     b, _ = seed_build(sessions, package="apidiff", size_mb=40)

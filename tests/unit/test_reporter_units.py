@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from services.reporter.batching import BatchingIngestor
 from services.reporter.handlers import on_event_for_cdevents
 from services.reporter.notify import repository_path
-from services.reporter.report_view import human_duration, human_size, timeline
 from shared.bus import EventContext, PermanentError
 from shared.cdevents import InvalidCDEvent, translate, validate
 from shared.events import Envelope, StageStarted
+from shared.report.view import human_duration, human_size, timeline
 from tests.unit.samples import SAMPLES
 from tests.unit.test_reporter_stream import full_build_stream
 

@@ -15,7 +15,9 @@ from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
 from services.gateway.runs import build_detail, list_builds
+from shared import history
 from shared.history import BuildNotFound, build_diff
+from shared.report import render_html, report_view
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -49,6 +51,16 @@ async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLRespons
         raise HTTPException(404, f"no build {build_id}")
     context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail)}
     return templates.TemplateResponse(request, "build.html", context)
+
+
+@router.get("/ui/builds/{build_id}/report", response_class=HTMLResponse)
+async def report_page(request: Request, deps: Deps, build_id: str) -> HTMLResponse:
+    """The build's report, exactly as mailed (same view and templates: shared.report)."""
+    detail = await in_session(deps, history.build_detail, build_id)
+    if detail is None:
+        raise HTTPException(404, f"no build {build_id}")
+    page_url = str(request.url_for("build_page", build_id=build_id))
+    return HTMLResponse(render_html(report_view(detail, build_url=page_url)))
 
 
 @router.get("/ui/diff", response_class=HTMLResponse)

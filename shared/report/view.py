@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.reporter.projection import MANIFEST_PLATFORM
+from shared.db.models import MANIFEST_PLATFORM
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 NOT_RECORDED = "-"
