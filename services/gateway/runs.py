@@ -10,18 +10,13 @@ from sqlalchemy.orm import Session
 
 from shared import history
 from shared.db.models import (
-    BuildCompileSet,
     BuildImage,
     BuildRun,
-    BuildScan,
     BuildStep,
     EventLog,
 )
 from shared.events import Envelope, InvalidEvent, decode
-from shared.events.build import STAGES
-from shared.history.queries import as_dict
-
-_STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
+from shared.history.queries import STAGE_ORDER, as_dict
 
 
 def list_builds(
@@ -40,30 +35,15 @@ def list_builds(
 
 
 def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
-    run = session.execute(select(BuildRun).where(BuildRun.build_id == build_id)).scalar_one_or_none()
-    if run is None:
+    """shared.history's detail, as the API and dashboard show it: steps in start order within a
+    stage (the live timeline), scans as summaries (findings are served per scan, not here)."""
+    detail = history.build_detail(session, build_id)
+    if detail is None:
         return None
-    steps = [as_dict(s) for s in _rows(session, BuildStep, build_id)]
-    steps.sort(key=lambda s: (_STAGE_ORDER.get(s["stage"], 99), s["started_at"] or "", s["target"]))
-    sets = [as_dict(s) for s in _rows(session, BuildCompileSet, build_id)]
-    images = [as_dict(i) for i in _rows(session, BuildImage, build_id)]
-    scans = [as_dict(s, exclude=("id", "findings")) for s in _rows(session, BuildScan, build_id)]
-    return {
-        "build": as_dict(run),
-        "steps": steps,
-        "compile": _compile_matrix(sets),
-        "images": sorted(images, key=lambda i: (i["target"], i["platform"])),
-        "scans": sorted(scans, key=lambda s: (s["target"], s["platform"])),
-        "deploy": [s for s in steps if s["stage"] in ("deploy", "verify")],
-    }
-
-
-def _compile_matrix(sets: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per factory set, per platform: modules, ok, failed, cached, duration."""
-    factories = sorted({s["factory"] for s in sets})
-    platforms = sorted({s["platform"] for s in sets})
-    cells = {f"{s['factory']}|{s['platform']}": s for s in sets}
-    return {"factories": factories, "platforms": platforms, "cells": cells}
+    detail["steps"].sort(key=lambda s: (STAGE_ORDER.get(s["stage"], 99), s["started_at"] or "", s["target"]))
+    detail["scans"] = [{k: v for k, v in scan.items() if k != "findings"} for scan in detail["scans"]]
+    detail["deploy"] = [s for s in detail["steps"] if s["stage"] in ("deploy", "verify")]
+    return detail
 
 
 def _rows(session: Session, model: Any, build_id: str) -> list[Any]:
@@ -115,7 +95,7 @@ def build_logs(session: Session, build_id: str) -> list[str]:
     """The log tails the stages reported, one line each, prefixed with where they came from."""
     lines: list[str] = []
     steps = sorted(
-        _rows(session, BuildStep, build_id), key=lambda s: (_STAGE_ORDER.get(s.stage, 99), s.target)
+        _rows(session, BuildStep, build_id), key=lambda s: (STAGE_ORDER.get(s.stage, 99), s.target)
     )
     for step in steps:
         where = "/".join(p for p in (step.stage, step.target, step.platform) if p)
