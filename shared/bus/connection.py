@@ -134,7 +134,10 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, exchange: str = t.EVENTS_EXCHANGE) -> None:
         """Persistent, mandatory, and awaited until the broker confirms it."""
-        target = await self._exchange(exchange)
+        # The cached exchange unless the publisher channel went away: one dict lookup per event.
+        target = self._exchanges.get(exchange)
+        if target is None or self._require_publisher().is_closed:
+            target = await self._exchange(exchange)
         body, headers = envelope.wire()
         message = aio_pika.Message(
             body=body,

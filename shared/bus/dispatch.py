@@ -53,6 +53,7 @@ class Dispatcher:
         # Decided once per handler, not per message: does it run on the loop or in a thread?
         self._on_loop = {model: _is_async(handler) for model, handler in self.handlers.items()}
         self.guard = guard
+        self._guard_blocks = getattr(guard, "blocking", True)
         self.source = source
         self._publish = publish
         self._park = park
@@ -69,7 +70,8 @@ class Dispatcher:
         except InvalidEvent as exc:
             await self._dead_letter(message, f"invalid event: {exc}", "invalid")
             return
-        handler = self.handlers.get(envelope.model())
+        model = envelope.model()
+        handler = self.handlers.get(model)
         if handler is None:  # bound broadly (e.g. `#`), but not ours to handle
             await message.ack()
             return
@@ -94,7 +96,7 @@ class Dispatcher:
             _loop=asyncio.get_running_loop(),
         )
         try:
-            await _run(handler, envelope.event(), ctx, on_loop=self._on_loop[envelope.model()])
+            await _run(handler, envelope.event(), ctx, on_loop=self._on_loop[model])
         except (PermanentError, InvalidEvent) as exc:
             await self._dead_letter(message, f"{type(exc).__name__}: {exc}", "permanent")
             return
@@ -110,6 +112,8 @@ class Dispatcher:
         Holding (not parking, not requeueing) costs no retry and no delivery count, and with the
         consumer's prefetch the queue simply waits; the outage is bounded by GUARD_WAIT_S, after
         which the error propagates and the message is redelivered when the channel goes."""
+        if not self._guard_blocks:  # in memory: never unavailable, no thread hop, nothing to wait out
+            return getattr(self.guard, method)(consumer, event_id)
         delay, waited = 0.5, 0.0
         while True:
             try:
@@ -142,11 +146,8 @@ class Dispatcher:
 
 
 async def _call(guard: IdempotencyGuard, method: str, consumer: str, event_id: str) -> bool | None:
-    """Database guards block, so they run in a thread; in-memory ones are called directly."""
-    bound = getattr(guard, method)
-    if getattr(guard, "blocking", True):
-        return await asyncio.to_thread(bound, consumer, event_id)
-    return bound(consumer, event_id)
+    """Database guards block, so they run in a thread."""
+    return await asyncio.to_thread(getattr(guard, method), consumer, event_id)
 
 
 def _is_async(handler: Handler) -> bool:

@@ -115,3 +115,21 @@ def test_replay_gets_a_new_id_and_points_at_the_original():
 
 def test_bad_traceparent_starts_a_new_trace():
     assert trace_id(child_traceparent("garbage")) is not None
+
+
+def test_envelope_new_builds_what_model_construct_would():
+    """Envelope.new assembles the model without pydantic's constructor (bench/bus): it must be
+    indistinguishable from one that pydantic built and validated."""
+    event = BuildRequested(package="demo", source=Source(repository="r", ref="refs/heads/main", commit="c0"))
+    fast = Envelope.new(event, source="gateway", build_id="b1", package="demo")
+    constructed = Envelope.model_construct(**{name: getattr(fast, name) for name in Envelope.model_fields})
+    assert fast.__dict__ == constructed.__dict__
+    assert fast.model_fields_set == constructed.model_fields_set
+    assert fast.__pydantic_extra__ == constructed.__pydantic_extra__ == {}
+    validated = Envelope.model_validate(fast.model_dump())
+    assert validated.model_dump() == fast.model_dump()
+    assert fast.event() is event
+    body, _ = fast.wire()
+    assert decode(body) == fast
+    assert json.loads(body) == json.loads(fast.to_json())
+    assert fast.replayed().event() == event
