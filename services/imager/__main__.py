@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from services.imager import commands
@@ -18,6 +19,8 @@ from services.imager.settings import ImagerSettings
 from shared.bus import SqlIdempotencyGuard, run_service
 from shared.bus import topology as t
 from shared.settings import load_settings
+
+log = logging.getLogger("kiln.imager")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,12 +78,22 @@ def run_worker(args: argparse.Namespace) -> int:
 
     async def start(bus):
         await imager.cancel.start(bus)
+        await asyncio.to_thread(warm_up_registry, imager.deps.registry)
         await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard)
         if not args.no_manifests:
             await bus.consume(t.IMAGER_MANIFESTS, imager.manifests, guard=guard)
 
     asyncio.run(run_service(bus, start))
     return 0
+
+
+def warm_up_registry(registry) -> None:
+    """Authenticate and open the HTTP connection before the first job, so the first image's
+    hand-off does not pay for it; a registry that is down now is reported, not fatal (jobs retry)."""
+    try:
+        registry.ping()
+    except Exception as exc:
+        log.warning("registry %s not reachable at start (%s); jobs will retry against it", registry.host, exc)
 
 
 if __name__ == "__main__":

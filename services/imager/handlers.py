@@ -18,7 +18,7 @@ def on_image_requested(event: ImageRequested, ctx: EventContext, *, deps: Imager
     if event.platform != platform:
         raise PermanentError(f"job for {event.platform} reached a {platform} worker (routing is per arch)")
     try:
-        run_image_job(event, JobContext(ctx.build_id, ctx.package, ctx.emit), deps)
+        run_image_job(event, JobContext(ctx.build_id, ctx.package, ctx.emit, ctx.maybe_handled_before), deps)
     except (RegistryAuthFailed, RegistryAuthError) as exc:
         # Not permanent on purpose: credentials get fixed/rotated; bounded retries, then the DLQ.
         raise RegistryAuthFailed(

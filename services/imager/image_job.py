@@ -50,6 +50,8 @@ class JobContext:
     build_id: str
     package: str
     emit: Callable[[Event], object]
+    # From EventContext.maybe_handled_before: redelivered, retried or replayed.
+    maybe_ran_before: bool = True
 
 
 class ImageRejected(Exception):
@@ -74,7 +76,9 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     where = {"target": event.target, "platform": event.platform}
     repo = repository_path(event.repository)
     first_tag = immutable_tags(event)[0]
-    done = _already_pushed(deps.registry, repo, first_tag, job.build_id)
+    # Only a job that may have run before can find its image pushed already; a first delivery
+    # skips the registry round trip, which would otherwise delay stage.started (the hand-off).
+    done = _already_pushed(deps.registry, repo, first_tag, job.build_id) if job.maybe_ran_before else None
     if done is not None and not event.skip_push:
         job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
         return

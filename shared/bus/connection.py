@@ -199,6 +199,7 @@ class Bus:
         self, spec: t.QueueSpec, handlers: HandlerTable, *, guard: IdempotencyGuard | None = None
     ) -> None:
         """Start consuming `spec`'s queue with manual ack and the queue's prefetch."""
+        await _warm_up(guard)
         dispatcher = Dispatcher(
             spec=spec,
             handlers=handlers,
@@ -268,3 +269,15 @@ class Bus:
         if self._connection is None:
             raise RuntimeError("Bus.connect() was not called")
         return self._connection
+
+
+async def _warm_up(guard: IdempotencyGuard | None) -> None:
+    """Connect the guard's database before the first message. A failure is not fatal here: the
+    dispatcher waits out an unavailable guard while holding the message (dispatch.py)."""
+    warm_up = getattr(guard, "warm_up", None)
+    if warm_up is None:
+        return
+    try:
+        await asyncio.to_thread(warm_up)
+    except Exception as exc:
+        log.warning("idempotency guard not reachable yet (%s); its first event will wait for it", exc)

@@ -21,6 +21,10 @@ class EventContext:
     _publish: PublishFn
     _loop: asyncio.AbstractEventLoop
     _emitted: int = field(default=0)
+    # False only for an event's first delivery that is not a retry or a replay: then no earlier
+    # attempt can have left work behind, and a handler may skip its recovery lookups (the imager's
+    # "is this build's image already in the registry?"), which sit on the stage hand-off path.
+    maybe_handled_before: bool = True
 
     @property
     def build_id(self) -> str:

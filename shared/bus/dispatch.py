@@ -75,7 +75,8 @@ class Dispatcher:
         if handler is None:  # bound broadly (e.g. `#`), but not ours to handle
             await message.ack()
             return
-        deliveries = int((message.headers or {}).get("x-delivery-count", 0) or 0)
+        headers = message.headers or {}
+        deliveries = int(headers.get("x-delivery-count", 0) or 0)
         if deliveries >= t.DELIVERY_LIMIT - 1:
             await self._dead_letter(
                 message,
@@ -94,6 +95,9 @@ class Dispatcher:
             source=self.source,
             _publish=self._publish,
             _loop=asyncio.get_running_loop(),
+            maybe_handled_before=bool(
+                message.redelivered or deliveries or headers.get(RETRIES_HEADER) or envelope.replayof
+            ),
         )
         try:
             await _run(handler, envelope.event(), ctx, on_loop=self._on_loop[model])

@@ -128,11 +128,38 @@ async def test_killed_consumer_message_is_redelivered_and_handled_once(bus, amqp
         proc.wait()
     effects: list[str] = []
     guard = SqlIdempotencyGuard(sessions)
-    await bus.consume(killable, {BuildRequested: lambda e, ctx: effects.append(ctx.envelope.id)}, guard=guard)
+    handled_before: list[bool] = []
+
+    def handler(event: BuildRequested, ctx) -> None:
+        effects.append(ctx.envelope.id)
+        handled_before.append(ctx.maybe_handled_before)
+
+    await bus.consume(killable, {BuildRequested: handler}, guard=guard)
     await wait_for(lambda: effects)
     await bus.publish(envelope)  # and a duplicate delivery afterwards changes nothing
     await asyncio.sleep(0.5)
     assert effects == [envelope.id]
+    assert handled_before == [True]  # the redelivery knows an earlier attempt may have left work
+
+
+async def test_handlers_know_a_first_delivery_from_a_retry_or_a_replay(bus, monkeypatch):
+    monkeypatch.setattr(t, "RETRY_BASE_DELAY_S", 0.05)
+    spec = unique_spec("first-delivery")
+    seen: list[tuple[str, bool]] = []
+
+    def handler(event: BuildRequested, ctx) -> None:
+        seen.append((event.package, ctx.maybe_handled_before))
+        if event.package == "flaky" and len([p for p, _ in seen if p == "flaky"]) == 1:
+            raise RuntimeError("transient")
+
+    await bus.consume(spec, {BuildRequested: handler})
+    first = await bus.emit(BuildRequested(package="first"), build_id="b-first")
+    await wait_for(lambda: ("first", False) in seen)
+    await bus.emit(BuildRequested(package="flaky"), build_id="b-flaky")
+    await wait_for(lambda: [p for p, _ in seen].count("flaky") == 2)
+    await bus.publish(first.replayed())
+    await wait_for(lambda: len(seen) == 4)
+    assert seen == [("first", False), ("flaky", False), ("flaky", True), ("first", True)]
 
 
 async def test_poison_message_goes_to_dlq_with_reason_and_consumer_keeps_serving(bus, amqp_url, monkeypatch):

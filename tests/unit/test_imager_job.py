@@ -129,6 +129,17 @@ def test_redelivered_job_already_pushed_by_this_build_is_answered_without_buildi
     assert builder.built == [] and names == ["ImagePushed::"]
 
 
+def test_first_delivery_builds_without_asking_the_registry_first(tmp_path):
+    class NoLookups(FakeRegistry):
+        def get_manifest(self, repo, ref):
+            raise AssertionError("a first delivery cannot find its own image: no registry round trip")
+
+    deps, builder = make_deps(tmp_path, ProofResult(ok=True), NoLookups())
+    emitted = []
+    run_image_job(job(), JobContext("build-1", "demo", emitted.append, maybe_ran_before=False), deps)
+    assert builder.pushed and type(emitted[0]).__name__ == "StageStarted"
+
+
 def test_same_tag_from_another_build_is_rebuilt(tmp_path):
     deps, builder = make_deps(tmp_path, ProofResult(ok=True), FakeRegistry(labels={LABEL_BUILD_ID: "other"}))
     run(deps)
