@@ -1,7 +1,8 @@
 """Compiler service entry: `python -m services.compiler <subcommand>`.
 
 `worker` (the default) consumes build.requested on the bus: see docs/compiler.md, "The compiler
-service". `compile` is the standalone command (no bus, no database).
+service". `compile` is the standalone command (no bus, no database). `cache stats|prune` shows
+and shrinks the compile cache (cache_command.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import os
 import sys
 from pathlib import Path
 
+from . import cache_command
 from .engine import (
     CompileReport,
-    ModuleCache,
     ModuleResult,
     OutputNotOurs,
     ToolchainMissing,
     compile_tree,
-    default_cache_dir,
     host_platform,
 )
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with several, DIR/<arch> per platform",
     )
     compile_cmd.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
-    compile_cmd.add_argument("--cache", type=Path, default=None, help=f"default: {default_cache_dir()}")
+    cache_command.add_cache_options(compile_cmd, bound_flag="--cache-max-bytes")
     compile_cmd.add_argument(
         "--factory", action="append", dest="factories", help="only this top-level package"
     )
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compile_cmd.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     compile_cmd.set_defaults(run=run_compile)
+    cache_command.register(commands)
     return parser
 
 
@@ -95,7 +96,7 @@ def run_compile(args: argparse.Namespace) -> int:
             args.out,
             platforms=args.platforms or [host_platform()],
             jobs=max(1, args.jobs),
-            cache=ModuleCache(args.cache),
+            cache=cache_command.cache_from(args),
             factories=args.factories,
             fallback_to_source=set(args.fallback_to_source),
             progress=show_progress,

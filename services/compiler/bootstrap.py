@@ -64,7 +64,7 @@ def bootstrap(
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
 ) -> CompilerService:
-    cache = ModuleCache(settings.compiler_cache)
+    cache = ModuleCache(settings.compiler_cache, max_bytes=settings.compiler_cache_max_bytes)
     cancel = CancelWatch()
     if guard is None and with_database:
         from shared.db import make_engine, make_sessions

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import ByteSize, Field, SecretStr
 
+from services.compiler.engine.cache import DEFAULT_MAX_BYTES
 from shared.settings import KilnSettings
 
 
@@ -16,6 +17,8 @@ class CompilerSettings(KilnSettings):
     compiler_config_file: str = Field("config.yaml", description="config file, relative to the source root")
     # KILN_COMPILER_* (not KILN_COMPILE_*): that prefix is the config's `compile` section override.
     compiler_cache: str | None = Field(None, description="engine cache dir; empty = the engine's default")
+    # "5GiB", "800MB" or bytes; 0 = unbounded. ccache gets a tenth of it (docs/compiler.md, "Cache").
+    compiler_cache_max_bytes: ByteSize = Field(ByteSize(DEFAULT_MAX_BYTES), ge=0)
     compiler_jobs: int = Field(0, ge=0, description="compile processes; 0 = one per core")
     # "host[:port]/project" (OCI artifacts) or "file:///dir" (one host); empty = "{registry}/kiln".
     artifact_store: str | None = None

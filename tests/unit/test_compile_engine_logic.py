@@ -7,7 +7,7 @@ import pytest
 from services.compiler.__main__ import build_parser
 from services.compiler.engine import cc
 from services.compiler.engine.build import _has_no_code, output_dirs
-from services.compiler.engine.cache import digest
+from services.compiler.engine.cache import ModuleCache, digest
 from services.compiler.engine.cythonize import DIRECTIVES, _first_error, cython_fingerprint
 from services.compiler.engine.precheck import check_syntax, has_no_code
 from services.compiler.engine.report import CompileReport, ModuleResult, summarize_sets
@@ -122,3 +122,37 @@ def test_cli_has_compile_subcommand():
         ["compile", "src", "--out", "o", "--platform", "linux/arm64", "--jobs", "3", "--json"]
     )
     assert (args.command, args.platforms, args.jobs, args.json) == ("compile", ["linux/arm64"], 3, True)
+
+
+def test_cli_has_cache_subcommands_with_sizes():
+    args = build_parser().parse_args(["cache", "prune", "--max-bytes", "2GiB", "--all"])
+    assert (args.command, args.cache_action, args.all) == ("cache", "prune", True)
+    assert args.max_bytes == 2 * 1024**3
+    args = build_parser().parse_args(["compile", "src", "--out", "o", "--cache-max-bytes", "800MB"])
+    assert args.max_bytes == 800 * 1000**2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cache", "stats", "--max-bytes", "lots"])
+
+
+def test_ccache_size_is_never_a_bare_number():
+    # ccache reads a bare number as gigabytes.
+    assert cc.ccache_size(0) == "0"
+    assert cc.ccache_size(512 * 1024**2) == "524288Ki"
+    assert cc.ccache_size(10) == "1Ki"
+
+
+def test_cache_bound_split_between_entries_and_ccache():
+    cache = ModuleCache(Path("/nowhere"), max_bytes=10 * 1024**3)
+    assert cache.ccache_max_bytes(True) == 1024**3
+    assert cache.entries_max_bytes(True) == 9 * 1024**3
+    assert cache.entries_max_bytes(False) == 10 * 1024**3  # no ccache: all of it for our entries
+    assert ModuleCache(Path("/nowhere"), max_bytes=0).ccache_max_bytes(True) == 0  # unbounded
+    with pytest.raises(ValueError, match="max_bytes"):
+        ModuleCache(Path("/nowhere"), max_bytes=-1)
+
+
+def test_cache_bound_setting_takes_units():
+    from services.compiler.settings import CompilerSettings
+
+    assert CompilerSettings().compiler_cache_max_bytes == 5 * 1024**3
+    assert CompilerSettings(compiler_cache_max_bytes="20GiB").compiler_cache_max_bytes == 20 * 1024**3

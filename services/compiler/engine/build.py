@@ -1,8 +1,13 @@
 """compile_tree: the engine's entry point. Cached modules are linked straight from the cache;
-the rest compile in a process pool (one module per task, largest first: the pool ends together)."""
+the rest compile in a process pool (one module per task, largest first: the pool ends together).
+
+A build holds a lease on the cache while it runs and looks entries up under the shared lookup
+lock, so eviction never removes an entry it relies on (eviction.py); a build that added entries
+prunes the cache back within its bound when it is done."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import shutil
 import sys
@@ -10,6 +15,7 @@ import sysconfig
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import Cython
@@ -18,10 +24,12 @@ from . import tree as layout
 from .cache import ModuleCache, digest, place
 from .cc import Toolchain, find_ccache, normalize_platform, platform_slug, toolchain_for
 from .cythonize import DIRECTIVES, cython_fingerprint
+from .eviction import build_lease, lookup_lock, prune_if_over
 from .job import ExtensionTarget, JobOutcome, ModuleJob, run_job
 from .report import CompileReport, ModuleResult, summarize_sets
 
 Progress = Callable[[ModuleResult], None]
+log = logging.getLogger(__name__)
 PYTHON_ABI = f"{sys.implementation.cache_tag}:{sysconfig.get_config_var('SOABI')}"
 
 
@@ -53,67 +61,88 @@ def compile_tree(
     fallback = set(fallback_to_source)
     notify = progress or (lambda _result: None)
 
-    results: dict[str, ModuleResult] = {}
-    pending: list[ModuleJob] = []
-    keys: dict[str, dict[str, str]] = {}  # module -> platform -> extension key
-    kept_as_source: set[str] = set()
+    stored_bytes = 0
+    with build_lease(cache):
+        with lookup_lock(cache):  # no eviction between our stamps and our decisions
+            lookup = _look_up(tree, toolchains, cache)
+        results = lookup.results
+        for decided in results.values():  # outside the lock: a slow callback never holds it
+            notify(decided)
+        by_name = {m.module: m for m in tree.modules}
+        for outcome in _run_pool(lookup.pending, jobs):
+            stored_bytes += outcome.stored_bytes
+            module = by_name[outcome.module]
+            if outcome.error is None:
+                result = _result(module, "ok", outcome.duration_ms)
+            else:
+                status = "fallback" if module.module in fallback else "error"
+                result = _result(module, status, outcome.duration_ms, outcome.error, outcome.line)
+            results[module.module] = result
+            notify(result)
+
+        ordered = [results[m.module] for m in tree.modules]
+        marker = {
+            "compiled": True,
+            "cython": Cython.__version__,
+            "python_abi": PYTHON_ABI,
+            "directives": {k: str(v) for k, v in DIRECTIVES.items()},
+        }
+        for toolchain in toolchains:
+            _write_output(
+                tree,
+                outputs[toolchain.platform],
+                toolchain,
+                cache,
+                results,
+                lookup.keys,
+                lookup.kept_as_source,
+                marker,
+            )
+    try:
+        prune_if_over(cache, stored_bytes)
+    except OSError as problem:  # a full or read-only cache must not fail a finished build
+        log.warning("compile cache %s: pruning failed: %s", cache.root, problem)
+    report = CompileReport(outputs=outputs, modules=ordered, sets=summarize_sets(ordered))
+    report.duration_ms = int((time.perf_counter() - started) * 1000)
+    return report
+
+
+@dataclass
+class _Lookup:
+    results: dict[str, ModuleResult] = field(default_factory=dict)
+    pending: list[ModuleJob] = field(default_factory=list)
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # module -> platform -> .so key
+    kept_as_source: set[str] = field(default_factory=set)
+
+
+def _look_up(tree, toolchains, cache: ModuleCache) -> _Lookup:
+    """Decide per module: empty, cached, or to compile. Every entry this build will rely on is
+    stamped as used here (cache.use), which is what keeps eviction away from it."""
+    found = _Lookup()
     ccache = find_ccache()
     fingerprint = cython_fingerprint()
     for module in tree.modules:
         try:
             source = module.path.read_bytes()
         except OSError as unreadable:
-            results[module.module] = _result(module, "error", 0, f"cannot read: {unreadable}")
-            notify(results[module.module])
+            found.results[module.module] = _result(module, "error", 0, f"cannot read: {unreadable}")
             continue
         if _has_no_code(source):
-            kept_as_source.add(module.module)
-            results[module.module] = _result(module, "ok", 0)
-            notify(results[module.module])
+            found.kept_as_source.add(module.module)
+            found.results[module.module] = _result(module, "ok", 0)
             continue
         c_key = digest(source, module.module, fingerprint, PYTHON_ABI)
         targets = tuple(ExtensionTarget(tc, _extension_key(c_key, tc)) for tc in toolchains)
-        keys[module.module] = {t.toolchain.platform: t.key for t in targets}
-        if all(cache.has(cache.extension_path(t.key)) for t in targets):
-            results[module.module] = _result(module, "cached", 0)
-            notify(results[module.module])
+        found.keys[module.module] = {t.toolchain.platform: t.key for t in targets}
+        hits = [cache.use(cache.extension_path(t.key)) for t in targets]  # every one: all are stamped
+        if all(hits):
+            found.results[module.module] = _result(module, "cached", 0)
             continue
-        pending.append(
-            ModuleJob(module.module, module.path, str(module.relative), c_key, targets, cache.root, ccache)
+        cache.use(cache.c_path(c_key))  # the job may reuse the C of an earlier build
+        found.pending.append(
+            ModuleJob(module.module, module.path, str(module.relative), c_key, targets, cache, ccache)
         )
-
-    by_name = {m.module: m for m in tree.modules}
-    for outcome in _run_pool(pending, jobs):
-        module = by_name[outcome.module]
-        if outcome.error is None:
-            result = _result(module, "ok", outcome.duration_ms)
-        else:
-            status = "fallback" if module.module in fallback else "error"
-            result = _result(module, status, outcome.duration_ms, outcome.error, outcome.line)
-        results[module.module] = result
-        notify(result)
-
-    ordered = [results[m.module] for m in tree.modules]
-    marker = {
-        "compiled": True,
-        "cython": Cython.__version__,
-        "python_abi": PYTHON_ABI,
-        "directives": {k: str(v) for k, v in DIRECTIVES.items()},
-    }
-    for toolchain in toolchains:
-        _write_output(
-            tree,
-            outputs[toolchain.platform],
-            toolchain,
-            cache,
-            results,
-            keys,
-            kept_as_source,
-            marker,
-        )
-    report = CompileReport(outputs=outputs, modules=ordered, sets=summarize_sets(ordered))
-    report.duration_ms = int((time.perf_counter() - started) * 1000)
-    return report
+    return found
 
 
 def _extension_key(c_key: str, toolchain: Toolchain) -> str:

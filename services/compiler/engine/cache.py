@@ -4,6 +4,9 @@ Two kinds of entries: the generated C (key: source + module name + Cython versio
 platform-free, so the .py->.c step runs once for all platforms) and the extension (key: the C key +
 toolchain fingerprint + ABI suffix). Writes go to a temporary file in the same directory and are
 published with os.replace, so concurrent builds sharing the directory never see a partial entry.
+
+Every hit stamps the entry's access time (one utime, ~2 µs): the last-use order that eviction
+(eviction.py) follows. The modification time stays the time the entry was written.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
+
+DEFAULT_MAX_BYTES = 5 * 1024**3
+# ccache's own directory gets this share of the bound (ccache evicts by itself, within its max_size).
+# Small: our .so key already covers the C text, so ccache rarely hits where we missed.
+CCACHE_SHARE = 0.1
+TEMP_PREFIX = ".tmp-"
+ENTRY_KINDS = ("c", "so")
 
 
 def default_cache_dir() -> Path:
@@ -31,12 +42,35 @@ def digest(*parts: bytes | str) -> str:
 
 
 class ModuleCache:
-    def __init__(self, root: Path | None = None) -> None:
+    """The cache directory and its size bound (`max_bytes`; 0 = unbounded).
+
+    Layout: c/<k>/<key>.c, so/<k>/<key>.so, ccache/, state/ (leases, locks, size; eviction.py).
+    Picklable: compile jobs in worker processes get the same object.
+    """
+
+    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"cache max_bytes must be 0 (unbounded) or positive, not {max_bytes}")
         self.root = Path(root) if root else default_cache_dir()
+        self.max_bytes = int(max_bytes)
 
     @property
     def ccache_dir(self) -> Path:
         return self.root / "ccache"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def ccache_max_bytes(self, ccache_present: bool = True) -> int:
+        """ccache's max_size (0 = unbounded, as in ccache)."""
+        if not self.max_bytes or not ccache_present:
+            return 0
+        return max(1, int(self.max_bytes * CCACHE_SHARE))
+
+    def entries_max_bytes(self, ccache_present: bool) -> int:
+        """The bound for our own entries: what ccache does not get (unused when max_bytes is 0)."""
+        return max(0, self.max_bytes - self.ccache_max_bytes(ccache_present))
 
     def c_path(self, key: str) -> Path:
         return self.root / "c" / key[:2] / f"{key}.c"
@@ -47,19 +81,32 @@ class ModuleCache:
     def has(self, path: Path) -> bool:
         return path.is_file()
 
-    def store(self, source: Path, destination: Path) -> Path:
-        """Copy `source` into the cache entry `destination` atomically; return the entry."""
+    def use(self, path: Path) -> bool:
+        """A lookup that counts as a use: True and the entry's access time set to now, or False.
+
+        The stamp is explicit (os.utime), so it works on noatime/relatime mounts; an entry
+        evicted meanwhile is simply a miss."""
+        try:
+            mtime = os.stat(path).st_mtime_ns
+            os.utime(path, ns=(time.time_ns(), mtime))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def store(self, source: Path, destination: Path) -> int:
+        """Copy `source` into the cache entry `destination` atomically; return its size in bytes."""
         destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".tmp-")
+        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=TEMP_PREFIX)
         os.close(handle)
         try:
             shutil.copyfile(source, temporary)
             os.chmod(temporary, 0o644)
+            size = os.stat(temporary).st_size
             os.replace(temporary, destination)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return destination
+        return size
 
 
 def place(entry: Path, target: Path) -> None:

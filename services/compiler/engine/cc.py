@@ -125,15 +125,33 @@ def find_ccache() -> str | None:
     return shutil.which("ccache")
 
 
+def ccache_size(nbytes: int) -> str:
+    """ccache's max_size syntax: an explicit unit (a bare number means GB to ccache); 0 = no limit."""
+    return f"{max(1, nbytes // 1024)}Ki" if nbytes else "0"
+
+
 def build_extension(
-    toolchain: Toolchain, c_file: Path, extension: Path, *, ccache: str | None, ccache_dir: Path
+    toolchain: Toolchain,
+    c_file: Path,
+    extension: Path,
+    *,
+    ccache: str | None,
+    ccache_dir: Path,
+    ccache_max_bytes: int = 0,
 ) -> None:
     """Compile and link one module; raises CalledProcessError with the compiler's stderr."""
     object_file = extension.with_suffix(".o")
     # ccache caches only compile (-c) calls, hence two steps; the link is cheap.
     # Depend mode: ccache hashes the compiler's own -MD output instead of running the
     # preprocessor first, which keeps a cold (all-miss) build within a few % of plain gcc.
-    env = {**os.environ, "CCACHE_DIR": str(ccache_dir), "CCACHE_DEPEND": "1", "LC_ALL": "C"}
+    # CCACHE_MAXSIZE: ccache evicts from its own directory to stay within its share of the bound.
+    env = {
+        **os.environ,
+        "CCACHE_DIR": str(ccache_dir),
+        "CCACHE_DEPEND": "1",
+        "CCACHE_MAXSIZE": ccache_size(ccache_max_bytes),
+        "LC_ALL": "C",
+    }
     for command in (
         toolchain.compile_command(c_file, object_file, ccache),
         toolchain.link_command(object_file, extension),

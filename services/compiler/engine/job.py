@@ -31,7 +31,7 @@ class ModuleJob:
     display_file: str  # path shown in errors, relative to the tree root
     c_key: str
     targets: tuple[ExtensionTarget, ...]
-    cache_root: Path
+    cache: ModuleCache
     ccache: str | None
 
 
@@ -41,20 +41,22 @@ class JobOutcome:
     duration_ms: int
     error: str | None = None
     line: int | None = None
+    stored_bytes: int = 0  # added to the cache (what eviction keeps count of)
 
 
 def run_job(job: ModuleJob) -> JobOutcome:
     started = time.perf_counter()
+    stored: list[int] = []
     try:
-        error, line = _compile(job)
+        error, line = _compile(job, stored)
     except Exception as unexpected:  # a worker must always answer
         error, line = f"internal error: {type(unexpected).__name__}: {unexpected}", None
     elapsed = int((time.perf_counter() - started) * 1000)
-    return JobOutcome(job.module, elapsed, error, line)
+    return JobOutcome(job.module, elapsed, error, line, sum(stored))
 
 
-def _compile(job: ModuleJob) -> tuple[str | None, int | None]:
-    cache = ModuleCache(job.cache_root)
+def _compile(job: ModuleJob, stored: list[int]) -> tuple[str | None, int | None]:
+    cache = job.cache
     c_entry = cache.c_path(job.c_key)
     with tempfile.TemporaryDirectory(prefix="kiln-cc-") as scratch:
         work = Path(scratch)
@@ -67,7 +69,7 @@ def _compile(job: ModuleJob) -> tuple[str | None, int | None]:
             failure = generate_c(job.source, job.module, c_file)
             if failure:
                 return failure.message, failure.line
-            cache.store(c_file, c_entry)
+            stored.append(cache.store(c_file, c_entry))
         for target in job.targets:
             extension_entry = cache.extension_path(target.key)
             if cache.has(extension_entry):
@@ -80,9 +82,10 @@ def _compile(job: ModuleJob) -> tuple[str | None, int | None]:
                     extension,
                     ccache=job.ccache,
                     ccache_dir=cache.ccache_dir,
+                    ccache_max_bytes=cache.ccache_max_bytes(job.ccache is not None),
                 )
             except subprocess.CalledProcessError as failed:
                 detail = (failed.stderr or "").strip().splitlines()[-5:]
                 return f"C compile for {target.toolchain.platform} failed: {' '.join(detail)}", None
-            cache.store(extension, extension_entry)
+            stored.append(cache.store(extension, extension_entry))
     return None, None
