@@ -30,6 +30,18 @@ esac
 # ext:: and fd:: run arbitrary commands; a build request must never choose those.
 _ALLOWED_PROTOCOLS = "https:http:ssh:git:file"
 _MESSAGE_LINES = 15
+# How git and the big hosts word "who are you?" and "not for you" (lower case).
+_AUTH_FAILED = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "invalid username or password",
+    "http basic: access denied",
+    "the requested url returned error: 401",
+    "the requested url returned error: 403",
+    "permission denied (publickey)",
+)
+_NOT_FOUND = ("repository not found", "the requested url returned error: 404")
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -65,9 +77,38 @@ class GitSource:
         with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
             env = self._environment(Path(helper_dir))
             self._git(env, "init", "-q", str(dest))
-            self._fetch(env, dest, source)
+            try:
+                self._fetch(env, dest, source)
+            except FetchFailed as failed:
+                raise FetchFailed(self._explain(str(failed), source.repo_url)) from None
             self._git(env, "-C", str(dest), "checkout", "-q", "--detach", "FETCH_HEAD")
         return dest
+
+    def _explain(self, message: str, repo_url: str) -> str:
+        """Put what to do in front of git's message when the cause is credentials."""
+        repository = self.clean(repo_url)
+        cause = _cause(message)
+        if cause == "credentials":
+            if not self._token:
+                hint = (
+                    f"{repository} requires credentials and none are configured: set KILN_GIT_TOKEN "
+                    f"on the compiler to a token that can read it (sent with user name "
+                    f"{self._username!r}, KILN_GIT_USERNAME)"
+                )
+            else:
+                hint = (
+                    f"{repository} refused the token in KILN_GIT_TOKEN (user name {self._username!r}, "
+                    "KILN_GIT_USERNAME): check that the token is valid, not expired, and can read this "
+                    "repository (Bitbucket wants KILN_GIT_USERNAME=x-token-auth)"
+                )
+        elif cause == "not found":
+            hint = (
+                f"{repository} was not found: check source.repo_url; a private repository also looks "
+                "missing to a token without access to it (KILN_GIT_TOKEN)"
+            )
+        else:
+            return message
+        return f"{hint}; {message}"
 
     def _fetch(self, env: dict[str, str], dest: Path, source: Source) -> None:
         wanted = source.commit or source.ref or "HEAD"
@@ -76,8 +117,8 @@ class GitSource:
             return
         except FetchFailed as by_commit:
             # Some servers refuse to fetch by commit id; the branch, if it still points there, will do.
-            if not (source.commit and source.ref):
-                raise
+            if not (source.commit and source.ref) or _cause(str(by_commit)):
+                raise  # no ref to fall back on, or a refusal the ref would meet as well
             first_error = by_commit
         self._git(env, *self._fetch_args(dest), source.repo_url, source.ref)
         head = self._git(env, "-C", str(dest), "rev-parse", "FETCH_HEAD").strip()
@@ -130,3 +171,12 @@ class GitSource:
 
     def clean(self, text: str) -> str:
         return REDACT(self._redact(text))
+
+
+def _cause(git_message: str) -> str | None:
+    lowered = git_message.lower()
+    if any(sign in lowered for sign in _AUTH_FAILED):
+        return "credentials"
+    if any(sign in lowered for sign in _NOT_FOUND):
+        return "not found"
+    return None
