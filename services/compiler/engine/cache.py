@@ -101,6 +101,8 @@ class ModuleCache:
         try:
             shutil.copyfile(source, temporary)
             os.chmod(temporary, 0o644)
+            now = time.time_ns()  # the clock of use() and of build leases, not the file system's
+            os.utime(temporary, ns=(now, now))
             size = os.stat(temporary).st_size
             os.replace(temporary, destination)
         except BaseException:

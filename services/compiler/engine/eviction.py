@@ -114,7 +114,9 @@ def build_lease(cache: ModuleCache) -> Iterator[None]:
     fcntl.flock(handle, fcntl.LOCK_EX)
     # Locked before it gets its final name: a pruner never sees an unlocked live lease.
     lease = leases / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    os.write(handle, f"{os.getpid()}\n".encode())
+    # The start in this host's clock, the clock of every stamp this build sets (ModuleCache.use,
+    # .store): a file time could come from another clock (a file server's).
+    os.write(handle, f"{os.getpid()}\n{time.time_ns()}\n".encode())
     os.rename(temporary, lease)
     try:
         yield
@@ -153,7 +155,7 @@ def _check_leases(cache: ModuleCache, remove_stale: bool) -> tuple[list[RunningB
         except FileNotFoundError:
             continue  # its build just ended
         try:
-            started = os.fstat(handle).st_mtime_ns
+            started = _lease_start_ns(handle)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -375,6 +377,13 @@ def _leases_dir(cache: ModuleCache) -> Path:
 
 def _size_file(cache: ModuleCache) -> Path:
     return cache.state_dir / "size"
+
+
+def _lease_start_ns(handle: int) -> int:
+    try:
+        return int(os.pread(handle, 64, 0).split()[1])
+    except (IndexError, ValueError):
+        return os.fstat(handle).st_mtime_ns
 
 
 def _lease_pid(path: Path) -> int:
