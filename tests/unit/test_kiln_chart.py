@@ -162,3 +162,13 @@ def test_config_change_rolls_the_pods():
 def test_values_schema_rejects_an_unknown_architecture():
     with pytest.raises(helm.HelmError):
         render({"imager": {"architectures": {"riscv64": {"enabled": True}}}})
+
+
+def test_compiler_cache_bound_comes_from_the_values():
+    def compiler_env(values):
+        deployment = by_kind(render(values), "Deployment")["kiln-compiler"]
+        return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert compiler_env({})["KILN_COMPILER_CACHE_MAX_BYTES"] == "16GiB"
+    bigger = {"compiler": {"cache": {"size": "100Gi", "maxBytes": "90GiB"}}}
+    assert compiler_env(bigger)["KILN_COMPILER_CACHE_MAX_BYTES"] == "90GiB"
