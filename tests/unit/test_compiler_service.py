@@ -303,3 +303,21 @@ def test_clone_failures_never_show_the_token(tmp_path, source, keys):
     error = ctx.stage("config").error
     assert error.startswith("fetching the source failed: git fetch failed")
     assert token not in repr(ctx.emitted)
+
+
+def test_a_repository_that_looks_missing_hints_at_the_token_and_is_tried_once(tmp_path):
+    fetches = []
+
+    def fake_git(command, **kwargs):
+        if "fetch" in command:
+            fetches.append(command)
+            return subprocess.CompletedProcess(command, 128, "", "remote: Repository not found.\nfatal: nope")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    source = Source(repo_url="https://example.com/private.git", ref="refs/heads/main", commit="abc123")
+    with pytest.raises(FetchFailed) as failure:
+        GitSource(run=fake_git).fetch(source, tmp_path / "w")
+    message = str(failure.value)
+    assert message.startswith("https://example.com/private.git was not found: check source.repo_url")
+    assert "KILN_GIT_TOKEN" in message and "Repository not found" in message
+    assert len(fetches) == 1  # not retried by ref: the ref would meet the same answer

@@ -85,7 +85,7 @@ class GitSource:
         return dest
 
     def _explain(self, message: str, repo_url: str) -> str:
-        """Put what to do in front of git's message when the cause is credentials."""
+        """Put what to do in front of git's message when credentials are the likely cause."""
         repository = self.clean(repo_url)
         cause = _cause(message)
         if cause == "credentials":
