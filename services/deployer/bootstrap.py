@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -59,12 +60,37 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
         from services.deployer.adapters.kubernetes import KubernetesSubstrate
 
         api = kube_config.new_client_from_config(config_file=settings.deployer_kubeconfig)
-        return KubernetesSubstrate(api, read_keys)
+        cluster = KubernetesSubstrate(api, read_keys)
+        helm = helm_binary(settings)
+        if helm is None:
+            return cluster
+        from services.deployer.adapters.helm import HelmSubstrate
+
+        return HelmSubstrate(
+            cluster,
+            read_keys,
+            helm=helm,
+            timeout_s=settings.deployer_helm_timeout_s,
+            kubeconfig=settings.deployer_kubeconfig,
+        )
     if name == "supervisor":
         from services.deployer.adapters.supervisor import SupervisorSubstrate
 
         return SupervisorSubstrate(Path(settings.deployer_supervisor_dir))
     raise PermanentError(f"packages.*.deployment.substrate: unknown substrate {name!r}")
+
+
+def helm_binary(settings: DeployerSettings) -> str | None:
+    """The helm binary the k8s substrate installs with, or None for server-side apply."""
+    if settings.deployer_k8s_installer == "apply":
+        return None
+    found = shutil.which(settings.deployer_helm)
+    if found is None and settings.deployer_k8s_installer == "helm":
+        raise PermanentError(
+            f"KILN_DEPLOYER_K8S_INSTALLER=helm, but no helm binary {settings.deployer_helm!r} on PATH; "
+            "install helm, set KILN_DEPLOYER_HELM to its path, or use KILN_DEPLOYER_K8S_INSTALLER=apply"
+        )
+    return found
 
 
 def read_keys(keys_dir: str, package: str) -> tuple[bytes, bytes]:

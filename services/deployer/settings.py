@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import KilnSettings
@@ -18,3 +20,7 @@ class DeployerSettings(KilnSettings):
     deployer_docker_url: str | None = None
     deployer_kubeconfig: str | None = None
     deployer_supervisor_dir: str = "/etc/supervisor/conf.d"
+    # k8s: `helm upgrade --install` when a helm binary is found ("auto"), or always / never.
+    deployer_k8s_installer: Literal["auto", "helm", "apply"] = "auto"
+    deployer_helm: str = "helm"  # the binary: a name looked up on PATH, or a path
+    deployer_helm_timeout_s: int = Field(300, gt=0, le=3600)  # helm --wait --timeout
