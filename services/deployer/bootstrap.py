@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.deployer import handlers as h
 from services.deployer.adapters.http_probe import HttpxProbe
 from services.deployer.deploy_step import DeployStep
+from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import HttpProbe, Substrate
 from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
@@ -80,6 +81,21 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
     raise PermanentError(f"packages.*.deployment.substrate: unknown substrate {name!r}")
 
 
+def docs_stage(settings: DeployerSettings, env: Mapping[str, str]) -> DocsStage:
+    from services.deployer.adapters.wikijs import WikiJs
+    from shared.git_source import GitSource
+
+    git = GitSource(
+        token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
+    )
+    return DocsStage(
+        fetch=git.fetch,
+        publisher_for=lambda wiki, key: WikiJs(wiki.url, key, key_env=wiki.api_key_env),
+        env=env,
+        timeout_s=settings.deployer_docs_timeout_s,
+    )
+
+
 def helm_binary(settings: DeployerSettings) -> str | None:
     """The helm binary the k8s substrate installs with, or None for server-side apply."""
     if settings.deployer_k8s_installer == "apply":
@@ -112,6 +128,7 @@ def bootstrap(
     probe: HttpProbe | None = None,
     sleep: Callable[[float], None] | None = None,
     env: Mapping[str, str] = os.environ,
+    docs: DocsStage | None = None,
 ) -> dict[type, Any]:
     """The handler table for `topology.DEPLOYER_GATE`. Unit tests pass fakes for the ports."""
     if not settings.config_path:
@@ -130,6 +147,7 @@ def bootstrap(
         probe=probe or HttpxProbe(),
         platform=settings.deployer_platform,
         env=env,
+        docs=docs or docs_stage(settings, env),
         **({"sleep": sleep} if sleep else {}),
     )
     gate = {"store": store, "deploy": step, "require_scan": settings.deployer_require_scan}
