@@ -1,5 +1,5 @@
 """`python -m services.deployer [worker]` consumes the gate queue; the other commands work
-without the bus: scaffold, deploy, status, targets (see docs/deployer.md)."""
+without the bus: scaffold, deploy, status, targets, docs (see docs/deployer.md)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("deploy", "deploy the package on its substrate, verify, roll back on failure"),
         ("status", "what runs now: revision, images, service states"),
         ("targets", "the topology: services, ports, replicas, routes, node ports"),
+        ("docs", "build the package's MkDocs docs from a checkout and publish them to its wiki"),
     ):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("package")
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--tag", default="latest")
         if name == "scaffold":
             cmd.add_argument("--out", type=Path, required=True)
+        if name == "docs":
+            cmd.add_argument(
+                "--source", type=Path, help="the checkout (default: the config file's directory)"
+            )
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.deployer import handlers as h
 from services.deployer.adapters.http_probe import HttpxProbe
 from services.deployer.deploy_step import DeployStep
+from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import HttpProbe, Substrate
 from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
@@ -59,12 +61,52 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
         from services.deployer.adapters.kubernetes import KubernetesSubstrate
 
         api = kube_config.new_client_from_config(config_file=settings.deployer_kubeconfig)
-        return KubernetesSubstrate(api, read_keys)
+        cluster = KubernetesSubstrate(api, read_keys)
+        helm = helm_binary(settings)
+        if helm is None:
+            return cluster
+        from services.deployer.adapters.helm import HelmSubstrate
+
+        return HelmSubstrate(
+            cluster,
+            read_keys,
+            helm=helm,
+            timeout_s=settings.deployer_helm_timeout_s,
+            kubeconfig=settings.deployer_kubeconfig,
+        )
     if name == "supervisor":
         from services.deployer.adapters.supervisor import SupervisorSubstrate
 
         return SupervisorSubstrate(Path(settings.deployer_supervisor_dir))
     raise PermanentError(f"packages.*.deployment.substrate: unknown substrate {name!r}")
+
+
+def docs_stage(settings: DeployerSettings, env: Mapping[str, str]) -> DocsStage:
+    from services.deployer.adapters.wikijs import WikiJs
+    from shared.git_source import GitSource
+
+    git = GitSource(
+        token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
+    )
+    return DocsStage(
+        fetch=git.fetch,
+        publisher_for=lambda wiki, key: WikiJs(wiki.url, key, key_env=wiki.api_key_env),
+        env=env,
+        timeout_s=settings.deployer_docs_timeout_s,
+    )
+
+
+def helm_binary(settings: DeployerSettings) -> str | None:
+    """The helm binary the k8s substrate installs with, or None for server-side apply."""
+    if settings.deployer_k8s_installer == "apply":
+        return None
+    found = shutil.which(settings.deployer_helm)
+    if found is None and settings.deployer_k8s_installer == "helm":
+        raise PermanentError(
+            f"KILN_DEPLOYER_K8S_INSTALLER=helm, but no helm binary {settings.deployer_helm!r} on PATH; "
+            "install helm, set KILN_DEPLOYER_HELM to its path, or use KILN_DEPLOYER_K8S_INSTALLER=apply"
+        )
+    return found
 
 
 def read_keys(keys_dir: str, package: str) -> tuple[bytes, bytes]:
@@ -86,6 +128,7 @@ def bootstrap(
     probe: HttpProbe | None = None,
     sleep: Callable[[float], None] | None = None,
     env: Mapping[str, str] = os.environ,
+    docs: DocsStage | None = None,
 ) -> dict[type, Any]:
     """The handler table for `topology.DEPLOYER_GATE`. Unit tests pass fakes for the ports."""
     if not settings.config_path:
@@ -104,6 +147,7 @@ def bootstrap(
         probe=probe or HttpxProbe(),
         platform=settings.deployer_platform,
         env=env,
+        docs=docs or docs_stage(settings, env),
         **({"sleep": sleep} if sleep else {}),
     )
     gate = {"store": store, "deploy": step, "require_scan": settings.deployer_require_scan}

@@ -1,19 +1,22 @@
-"""The standalone commands (no bus, no database): scaffold, deploy, status, targets."""
+"""The standalone commands (no bus, no database): scaffold, deploy, status, targets, docs."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
 
 from services.deployer.adapters.http_probe import HttpxProbe
-from services.deployer.bootstrap import substrate_factory
+from services.deployer.bootstrap import docs_stage, substrate_factory
+from services.deployer.ports import DocsFailed
 from services.deployer.release import run_release
 from services.deployer.scaffold import render_scaffold, scaffold_inputs, write_scaffold
 from services.deployer.settings import DeployerSettings
 from services.deployer.topology import plan_topology
 from shared.config import KilnConfig
+from shared.events.build import Source
 
 
 def _images(args: argparse.Namespace) -> dict[str, str]:
@@ -85,4 +88,19 @@ def targets(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSetting
     for s in topology.services:
         port, node_port, route = s.port or "-", s.node_port or "-", s.route or "-"
         print(f"{s.name:<20} {s.kind:<6} {port:>6} {s.replicas:>8} {node_port:>9}  {route}")
+    return 0
+
+
+def docs(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
+    pkg = cfg.package(args.package)
+    if pkg.docs is None:
+        print(f"packages.{args.package}.docs: not configured (see docs/deployer.md, Docs)", file=sys.stderr)
+        return 2
+    source = Source(path=str((args.source or args.config.parent).resolve()))
+    try:
+        detail = docs_stage(settings, os.environ).run(args.package, pkg.docs, source)
+    except DocsFailed as exc:
+        print(f"docs: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(detail, indent=2))
     return 0

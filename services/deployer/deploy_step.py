@@ -1,5 +1,6 @@
 """The deploy stage of a build that passed the gate: scaffold inputs from config + the build's
-images, release on the package's substrate, emit deploy/verify events, end the build."""
+images, release on the package's substrate, emit deploy/verify events, then (healthy, and the
+package asks for it) the docs stage, and end the build."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.deployer.docs.stage import DocsStage
 from services.deployer.gate import ImageState
 from services.deployer.handlers import finish
 from services.deployer.models import DeployerBuild
-from services.deployer.ports import HttpProbe, Substrate
+from services.deployer.ports import DocsFailed, HttpProbe, Substrate
 from services.deployer.release import run_release
 from services.deployer.scaffold import scaffold_inputs
 from services.deployer.store import GateStore
 from shared.bus import EventContext
-from shared.config import ConfigError, KilnConfig
+from shared.config import ConfigError, KilnConfig, PackageConfig
 from shared.events import StageFinished, StageStarted
+from shared.events.build import Source
 
 
 @dataclass
@@ -29,6 +32,7 @@ class DeployStep:
     probe: HttpProbe
     platform: str
     env: Mapping[str, str]
+    docs: DocsStage | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, ctx: EventContext, build: DeployerBuild, images: list[ImageState]) -> None:
@@ -70,7 +74,11 @@ class DeployStep:
         if outcome.rollback is not None:
             ctx.emit(outcome.rollback)
         if outcome.healthy:
-            finish(ctx, self.store, "succeeded")
+            docs_error = self._docs(ctx, build, pkg)
+            if docs_error and pkg.docs and pkg.docs.on_failure == "fail":
+                finish(ctx, self.store, "failed", failed_stage="docs", error=docs_error)
+            else:
+                finish(ctx, self.store, "succeeded")
         else:
             finish(
                 ctx,
@@ -80,6 +88,27 @@ class DeployStep:
                 error=outcome.error,
                 log_tail=outcome.log_tail,
             )
+        return None
+
+    def _docs(self, ctx: EventContext, build: DeployerBuild, pkg: PackageConfig) -> str | None:
+        """Run the docs stage if the package asks for it; the error, if it failed."""
+        if pkg.docs is None or not pkg.docs.enabled or self.docs is None:
+            return None
+        started = time.monotonic()
+        ctx.emit(StageStarted(stage="docs"))
+        source = Source.model_validate(build.source or {})
+        try:
+            detail = self.docs.run(build.package, pkg.docs, source)
+        except DocsFailed as exc:
+            error = f"docs: {exc}"
+            ms = int((time.monotonic() - started) * 1000)
+            detail = {"on_failure": pkg.docs.on_failure, "mkdocs": pkg.docs.mkdocs}
+            if pkg.docs.wiki is not None:
+                detail["wiki_url"] = pkg.docs.wiki.url
+            ctx.emit(StageFinished(stage="docs", status="failed", duration_ms=ms, detail=detail, error=error))
+            return error
+        ms = int((time.monotonic() - started) * 1000)
+        ctx.emit(StageFinished(stage="docs", status="succeeded", duration_ms=ms, detail=detail))
         return None
 
     def _fail(self, ctx: EventContext, stage: str, started: float, error: str) -> None:

@@ -33,7 +33,12 @@ DeployFn = Callable[[EventContext, DeployerBuild, list[ImageState]], None]
 
 
 def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateStore) -> None:
-    store.ensure_build(ctx.build_id, event.package, event.options.model_dump(mode="json"))
+    store.ensure_build(
+        ctx.build_id,
+        event.package,
+        event.options.model_dump(mode="json"),
+        event.source.model_dump(mode="json"),
+    )
 
 
 def on_compile_completed(

@@ -27,6 +27,8 @@ class DeployerBuild(Base):
     build_id: Mapped[str] = mapped_column(BUILD_ID, unique=True)
     package: Mapped[str] = mapped_column(String(100), default="")
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # build.requested's source (repo_url, ref, commit, path): the docs stage checks it out.
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Set by compile.completed: until then the deployer does not know what to wait for.
     targets_known: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default=OPEN)

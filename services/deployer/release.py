@@ -1,4 +1,5 @@
-"""One release: deploy, verify, and on failure roll back to the images that ran before."""
+"""One release: deploy, verify, and on failure roll back to what ran before: its images and its
+config (a release that changed only the config is undone too)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.deployer.ports import HttpProbe, Release, Substrate
+from services.deployer.ports import HttpProbe, Release, ReleaseFailed, Substrate, restored_inputs
 from services.deployer.scaffold import ScaffoldInputs
 from services.deployer.verify import VerifyResult, verify_release
 from shared.config.sections import VerifyConfig
@@ -33,34 +34,61 @@ def run_release(
     topology = inputs.topology
     previous = substrate.current(topology)
     revision = previous.revision + 1 if previous else 1
-    detail = substrate.apply(inputs, revision)
+    apply_error: str | None = None
+    try:
+        detail = substrate.apply(inputs, revision)
+    except ReleaseFailed as exc:
+        apply_error, detail = str(exc), {**exc.detail, "error": str(exc)}
+    revision = int(detail.get("revision", revision))  # a substrate that numbers releases itself (helm)
     deployed = _deploy_event(substrate.name, topology.package, revision, inputs.images, detail)
     if substrate.name == "supervisor":
         return ReleaseOutcome(deployed, None, None, healthy=True)
     result = verify_release(topology, substrate, probe, verify, sleep)
+    if apply_error is not None:
+        # Checked anyway: the checks and logs say why; but the release is failed whatever they say.
+        result = dataclasses.replace(result, healthy=False)
     if result.healthy:
         return ReleaseOutcome(deployed, _verify_event(result), None, healthy=True)
     log_tail = _failing_logs(inputs, substrate, result)
-    reason = "; ".join(
+    reasons = [
         f"{c.service}: {', '.join(c.failing_assertions) or c.last_response or 'unhealthy'}"
         for c in result.failing()
-    )
+    ]
+    reason = "; ".join(([apply_error] if apply_error else []) + reasons)
+    failed = "deploy failed" if apply_error else "verify failed"
     if previous is None or not previous.images:
-        error = f"verify failed ({reason}); no previous release to roll back to"
+        error = f"{failed} ({reason}); no previous release to roll back to"
         return ReleaseOutcome(deployed, _verify_event(result), None, False, error, log_tail)
-    rollback_inputs = dataclasses.replace(inputs, images={**inputs.images, **previous.images})
-    rollback_detail = substrate.apply(rollback_inputs, previous.revision)
+    restored = restored_inputs(inputs, previous)
+    config_restored = restored.config_json != inputs.config_json
+    try:
+        rollback_detail = substrate.rollback(restored, previous)
+        rollback_error = None
+    except ReleaseFailed as exc:
+        rollback_detail, rollback_error = {**exc.detail, "error": str(exc)}, str(exc)
     after = verify_release(topology, substrate, probe, verify, sleep)
+    healthy_after = after.healthy and rollback_error is None
     rollback = _deploy_event(
         substrate.name,
         topology.package,
         previous.revision,
-        rollback_inputs.images,
-        {**rollback_detail, "reason": f"revision {revision} failed verify", "healthy_after": after.healthy},
+        restored.images,
+        {
+            **rollback_detail,
+            "reason": f"revision {revision}: {failed}",
+            "config_restored": config_restored,
+            "healthy_after": healthy_after,
+        },
         rolled_back=True,
     )
-    state = "healthy" if after.healthy else f"NOT healthy: {after.failing()[0].last_response[:200]}"
-    error = f"verify failed ({reason}); rolled back to revision {previous.revision}, which is {state}"
+    if healthy_after:
+        state = "healthy"
+    else:
+        why = rollback_error or (after.failing()[0].last_response if after.failing() else "unhealthy")
+        state = f"NOT healthy: {why[:200]}"
+    error = f"{failed} ({reason}); rolled back to revision {previous.revision}, which is {state}"
+    if config_restored:
+        error += " (its config restored too)"
     verified = _verify_event(result, rolled_back=True, rollback_revision=previous.revision)
     return ReleaseOutcome(deployed, verified, rollback, False, error, log_tail)
 

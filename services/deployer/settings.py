@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from shared.settings import KilnSettings
 
@@ -18,3 +20,12 @@ class DeployerSettings(KilnSettings):
     deployer_docker_url: str | None = None
     deployer_kubeconfig: str | None = None
     deployer_supervisor_dir: str = "/etc/supervisor/conf.d"
+    # k8s: `helm upgrade --install` when a helm binary is found ("auto"), or always / never.
+    deployer_k8s_installer: Literal["auto", "helm", "apply"] = "auto"
+    deployer_helm: str = "helm"  # the binary: a name looked up on PATH, or a path
+    deployer_helm_timeout_s: int = Field(300, gt=0, le=3600)  # helm --wait --timeout
+    # The docs stage clones the build's repository (private ones: the token, through GIT_ASKPASS).
+    git_token: SecretStr | None = None
+    git_username: str = "x-access-token"
+    git_timeout_s: float = Field(300, gt=0)
+    deployer_docs_timeout_s: float = Field(300, gt=0)  # one MkDocs build

@@ -20,7 +20,13 @@ class GateStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def ensure_build(self, build_id: str, package: str, options: dict[str, Any] | None = None) -> None:
+    def ensure_build(
+        self,
+        build_id: str,
+        package: str,
+        options: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> None:
         with self._sessions() as session:
             row = session.execute(select(DeployerBuild).where(DeployerBuild.build_id == build_id)).scalar()
             if row is None:
@@ -30,6 +36,7 @@ class GateStore:
                             build_id=build_id,
                             package=package,
                             options=options,
+                            source=source,
                             status=OPEN,
                             targets_known=False,
                             started_at=datetime.now(UTC).replace(tzinfo=None),
@@ -44,6 +51,8 @@ class GateStore:
                     ).scalar_one()
             if options is not None and row.options is None:
                 row.options = options
+            if source is not None and row.source is None:
+                row.source = source
             if package and not row.package:
                 row.package = package
             session.commit()

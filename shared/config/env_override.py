@@ -8,7 +8,7 @@ Two forms, both starting with `KILN_`; values are parsed as YAML scalars/flow va
   case-insensitively with `_` standing for `-`; the first segment must be a top-level
   section (version_map, base, factories, tiers, packages), otherwise the variable is not ours.
 * short form, no `__`: `KILN_<SECTION>_<OPTION>` sets the option in that section of EVERY
-  package. Sections: deployment, keys, features, scan, notify, webhooks, compile, and the
+  package. Sections: deployment, keys, features, scan, notify, webhooks, compile, docs, and the
   top-level version_map. Options are matched against the model's field names, longest
   first, through nested sections: `KILN_DEPLOYMENT_REGISTRY_HOST` -> deployment.registry.host,
   `KILN_KEYS_DIR` -> keys.dir, `KILN_FEATURES_REPORTS` -> features.reports.
@@ -30,7 +30,7 @@ from shared.config.models import KilnConfig, PackageConfig
 from shared.config.schema_walk import child_type, is_mapping, is_model
 
 PREFIX = "KILN_"
-PACKAGE_SECTIONS = ("deployment", "keys", "features", "scan", "notify", "webhooks", "compile")
+PACKAGE_SECTIONS = ("deployment", "keys", "features", "scan", "notify", "webhooks", "compile", "docs")
 TOP_LEVEL_SHORT = ("version_map",)
 
 Path = tuple[str, ...]

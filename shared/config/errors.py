@@ -38,10 +38,8 @@ def describe_pydantic_error(error: dict, allowed_keys: list[str] | None) -> str:
     if kind == "extra_forbidden":
         key = str(error["loc"][-1]).lower()
         if key in _CREDENTIAL_KEYS:
-            return (
-                "credentials never go in config.yaml: name the environment variable in "
-                "deployment.registry.auth_env instead"
-            )
+            where = "docs.wiki.api_key_env" if "docs" in error["loc"] else "deployment.registry.auth_env"
+            return f"credentials never go in config.yaml: name the environment variable in {where} instead"
         expected = f" (expected one of: {', '.join(allowed_keys)})" if allowed_keys else ""
         return f"unknown key{expected}"
     if kind == "missing":

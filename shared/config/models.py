@@ -15,6 +15,7 @@ from shared.config.sections import (
     NAME_PATTERN,
     CompileConfig,
     DeploymentConfig,
+    DocsConfig,
     KeysConfig,
     NodePort,
     NotifyConfig,
@@ -98,6 +99,7 @@ class PackageConfig(Section):
     raci: RaciConfig = RaciConfig()
     notify: NotifyConfig = NotifyConfig()
     webhooks: WebhookConfig = WebhookConfig()
+    docs: DocsConfig | None = None
 
     def enabled_services(self) -> dict[str, ServiceConfig]:
         """Services whose feature flag is on (a service without a feature is always on)."""

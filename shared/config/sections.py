@@ -1,4 +1,5 @@
-"""Per-package config sections: deployment, registry, scan policy, recipients, notify, webhooks.
+"""Per-package config sections: deployment, registry, scan policy, recipients, notify, webhooks,
+docs.
 
 Every model is frozen and forbids unknown keys, so a typo is an error that names the key.
 Credentials never appear here: the registry section names the environment variables that
@@ -19,6 +20,10 @@ HOST_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
 FINDING_ID_PATTERN = r"^(CVE-[0-9]{4}-[0-9]{4,}|GHSA(-[a-z0-9]{4}){3})$"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+WIKI_PATH_PATTERN = r"^[a-z0-9]([a-z0-9_/-]*[a-z0-9])?$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[a-z]{2,4})?$"
 # Shown instead of the bare regular expression when a value does not match.
 PATTERN_HELP = {
     EMAIL_PATTERN: "must be an email address like name@example.com",
@@ -27,6 +32,10 @@ PATTERN_HELP = {
     DNS_LABEL_PATTERN: "must be a DNS label: lowercase [a-z0-9], with '-' only inside",
     HOST_PATTERN: "must be host[:port], without scheme or path",
     FINDING_ID_PATTERN: "must be a CVE-YYYY-NNNN or GHSA-xxxx-xxxx-xxxx id",
+    RELATIVE_PATH_PATTERN: "must be a path relative to the repository root",
+    ENV_NAME_PATTERN: "must be an environment variable name like KILN_WIKI_API_KEY",
+    WIKI_PATH_PATTERN: "must be a wiki path: lowercase [a-z0-9], '-', '_' and '/' inside, like docs/demo",
+    LOCALE_PATTERN: "must be a locale code like en or pt-br",
 }
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=EMAIL_PATTERN)]
@@ -153,3 +162,41 @@ class KeysConfig(Section):
 
 class CompileConfig(Section):
     fallback_to_source: list[str] = []
+
+
+class WikiConfig(Section):
+    """A Wiki.js 2.x site the built docs are published to (GraphQL API at `{url}/graphql`)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+    # Pages go under `{path_prefix}/…`; unset: the package name.
+    path_prefix: Annotated[str, StringConstraints(pattern=WIKI_PATH_PATTERN)] | None = None
+    locale: Annotated[str, StringConstraints(pattern=LOCALE_PATTERN)] = "en"
+    # The variable holding the API key (Wiki.js: Administration > API Access): never the key itself.
+    api_key_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] = "KILN_WIKI_API_KEY"
+    tags: list[str] = ["kiln"]
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        if re.search(r"://[^/@]+@", value):
+            raise ValueError("url must not contain credentials (the API key comes from api_key_env)")
+        return value.rstrip("/")
+
+
+class DocsConfig(Section):
+    """Seed stage 12: build the repository's docs with MkDocs after a healthy deploy, and publish
+    them to a wiki (without `wiki`, the docs are built only: a check that they still build)."""
+
+    enabled: bool = True
+    mkdocs: Annotated[str, StringConstraints(pattern=RELATIVE_PATH_PATTERN)] = "mkdocs.yml"
+    wiki: WikiConfig | None = None
+    # warn: a docs failure is reported on the docs stage, the build still succeeds (a wiki outage
+    # does not undo a good deploy); fail: the build fails at stage docs (the deploy stays).
+    on_failure: Literal["warn", "fail"] = "warn"
+
+    @field_validator("mkdocs")
+    @classmethod
+    def _inside_repository(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("must stay inside the repository (no '..')")
+        return value

@@ -1,6 +1,8 @@
 """The compose substrate for real on the local Docker Engine: the example package's services
 built into images here (FROM the local base image, the example factories copied as source),
-deployed and verified; then a broken image fails verify and the previous containers come back."""
+deployed and verified; then a broken image fails verify and the previous containers come back;
+then a release that changes only the config (the mounted file) breaks a service and is rolled back
+to the previous config, with which the containers restart."""
 
 from __future__ import annotations
 
@@ -28,19 +30,21 @@ RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kt{RUN}-"
 
 
-def _context(factories: list[str], module: str) -> io.BytesIO:
-    """A build context: Dockerfile + the chosen factories as source under /app, CMD running
-    `module` (as the imager's images do: the image, not the deployer, knows its command)."""
+def _context(factories: list[str], module: str, extra: dict[str, str] | None = None) -> io.BytesIO:
+    """A build context: Dockerfile + the chosen factories as source under /app (and `extra`
+    files), CMD running `module` (as the imager's images do: the image, not the deployer, knows
+    its command)."""
     dockerfile = f"FROM {BASE_IMAGE}\nWORKDIR /app\nENV PYTHONPATH=/app PYTHONUNBUFFERED=1\n" + "".join(
-        f"COPY {f} /app/{f}\n" for f in factories
+        f"COPY {f} /app/{f}\n" for f in [*factories, *(extra or {})]
     )
     dockerfile += f'CMD ["python3", "-m", "{module}"]\n'
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, text in {"Dockerfile": dockerfile, **(extra or {})}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
         for factory in factories:
             tar.add(
                 EXAMPLE / factory, arcname=factory, filter=lambda t: None if "__pycache__" in t.name else t
@@ -80,17 +84,40 @@ def images(client):
         client.images.remove(tag, force=True)
 
 
+# A webhook that refuses a config whose feature `refuse_me` is on: what a service does when a
+# config change is wrong for it (an unknown mode, a missing key) - it exits at start.
+CONFIG_GATE = """import json, os, runpy, sys
+config = json.load(open(os.environ["KILN_CONFIG"]))
+if config.get("features", {}).get("refuse_me"):
+    sys.exit("config gate: features.refuse_me is on, refusing to start")
+runpy.run_module("webhook.server", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def config_env(tmp_path_factory):
     keys = tmp_path_factory.mktemp("keys")
     generate_keys(keys, "demo")
-    env = {
+    return {
         "KILN_KEYS_DIR": str(keys),
         "KILN_FEATURES_REPORTS": "false",  # the report tier needs a venv layer this test does not build
         "KILN_DEPLOYMENT_VERIFY_DELAY_S": "1",
         "KILN_DEPLOYMENT_VERIFY_RETRIES": "10",
     }
-    return load_config(EXAMPLE / "config.yaml", env)
+
+
+@pytest.fixture(scope="module")
+def config(config_env):
+    return load_config(EXAMPLE / "config.yaml", config_env)
+
+
+@pytest.fixture(scope="module")
+def gated_webhook(client):
+    tag = f"{PREFIX}demo-webhook:gated"
+    context = _context(["core", "webhook"], "config_gate", extra={"config_gate.py": CONFIG_GATE})
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    yield tag
+    client.images.remove(tag, force=True)
 
 
 @pytest.fixture
@@ -135,3 +162,34 @@ def test_deploy_verify_then_broken_release_rolls_back(config, substrate, images,
     up, state = substrate.running(inputs.topology, inputs.topology.service("webhook"))
     assert up, state
     assert client.containers.get(f"{PREFIX}demo-scheduler").id != first_id  # replaced, not left over
+
+
+def test_config_only_change_that_breaks_a_service_is_rolled_back_to_the_previous_config(
+    config_env, config, substrate, images, gated_webhook, client
+):
+    good, _ = images
+    same_images = {**good, "webhook": gated_webhook}
+    inputs, first = _release(config, substrate, same_images)
+    assert first.healthy, first.error
+
+    # Only the config changes: a feature flag in the mounted file; images and topology are the same.
+    changed = load_config(EXAMPLE / "config.yaml", {**config_env, "KILN_FEATURES_REFUSE_ME": "true"})
+    changed_inputs, second = _release(changed, substrate, same_images)
+    assert changed_inputs.config_json != inputs.config_json
+    assert changed_inputs.topology == inputs.topology and changed_inputs.images == inputs.images
+    assert not second.healthy
+    assert any("refusing to start" in line for line in second.log_tail), second.log_tail
+    assert second.rollback is not None and second.rollback.detail["config_restored"] is True
+    assert second.error.endswith("rolled back to revision 1, which is healthy (its config restored too)")
+
+    # The containers run again with the previous file mounted, not the refused one.
+    container = client.containers.get(f"{PREFIX}demo-webhook")
+    mounted = next(
+        m["Source"] for m in container.attrs["Mounts"] if m["Destination"] == "/etc/kiln/config.json"
+    )
+    assert Path(mounted).read_text(encoding="utf-8") == inputs.config_json
+    assert container.attrs["RestartCount"] == 0 and container.attrs["State"]["Running"]
+    restored = substrate.current(inputs.topology)
+    assert restored.revision == 1 and restored.config_json == inputs.config_json
+    up, state = substrate.running(inputs.topology, inputs.topology.service("webhook"))
+    assert up, state

@@ -142,6 +142,38 @@ BROKEN = [
         _set("packages.demo.deployment.volumes.data.services", ["nobody"]),
         "packages.demo.deployment.volumes.data.services[0]",
     ),
+    (
+        "docs mkdocs outside the repo",
+        _set("packages.demo.docs.mkdocs", "../x.yml"),
+        "packages.demo.docs.mkdocs",
+    ),
+    (
+        "docs mkdocs absolute",
+        _set("packages.demo.docs.mkdocs", "/etc/mkdocs.yml"),
+        "packages.demo.docs.mkdocs",
+    ),
+    ("docs bad on_failure", _set("packages.demo.docs.on_failure", "ignore"), "packages.demo.docs.on_failure"),
+    (
+        "wiki url without scheme",
+        _set("packages.demo.docs.wiki.url", "wiki.example.com"),
+        "packages.demo.docs.wiki.url",
+    ),
+    (
+        "wiki url with credentials",
+        _set("packages.demo.docs.wiki.url", "https://me:pw@wiki.example.com"),
+        "packages.demo.docs.wiki.url",
+    ),
+    ("bad wiki locale", _set("packages.demo.docs.wiki.locale", "English"), "packages.demo.docs.wiki.locale"),
+    (
+        "bad wiki prefix",
+        _set("packages.demo.docs.wiki.path_prefix", "/Docs"),
+        "packages.demo.docs.wiki.path_prefix",
+    ),
+    (
+        "api key env not a name",
+        _set("packages.demo.docs.wiki.api_key_env", "my key"),
+        "packages.demo.docs.wiki.api_key_env",
+    ),
 ]
 
 
@@ -232,3 +264,28 @@ def test_clone_url_refuses_credentials():
     assert WebhookConfig(clone_url="file:///srv/mirror/mono.git").clone_url == "file:///srv/mirror/mono.git"
     with pytest.raises(ValidationError, match="must not contain credentials"):
         WebhookConfig(clone_url="https://user:hunter22@git.example/mono.git")
+
+
+def test_an_api_key_in_the_docs_section_points_at_api_key_env():
+    data = example_data()
+    data["packages"]["demo"]["docs"]["wiki"]["api_key"] = "abc123"
+    message = errors_of(data)["packages.demo.docs.wiki.api_key"]
+    assert message.startswith("credentials never go in config.yaml: name the environment variable in ")
+    assert "docs.wiki.api_key_env" in message
+
+
+def test_docs_section_is_optional_and_switched_on_from_the_environment():
+    assert load_config(EXAMPLE, NO_ENV).package("demo").docs.enabled is False
+    data = example_data()
+    del data["packages"]["demo"]["docs"]
+    assert parse_config(yaml.safe_dump(data), NO_ENV).package("demo").docs is None
+    # The short form reaches a package without the section too: built only (no wiki).
+    docs = parse_config(yaml.safe_dump(data), {"KILN_DOCS_ENABLED": "true"}).package("demo").docs
+    assert docs.enabled and docs.wiki is None and docs.mkdocs == "mkdocs.yml" and docs.on_failure == "warn"
+    env = {
+        "KILN_DOCS_ENABLED": "true",
+        "KILN_DOCS_WIKI_URL": "https://wiki.internal/",
+        "KILN_DOCS_ON_FAILURE": "fail",
+    }
+    docs = load_config(EXAMPLE, env).package("demo").docs
+    assert docs.enabled and docs.wiki.url == "https://wiki.internal" and docs.on_failure == "fail"

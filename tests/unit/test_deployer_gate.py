@@ -24,7 +24,7 @@ from shared.events import (
     ImagePushed,
     ScanCompleted,
 )
-from shared.events.build import Options
+from shared.events.build import Options, Source
 from shared.events.compile import TargetPlatform
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -189,3 +189,11 @@ def test_cancel_finishes_once_and_not_after_another_stage_finished(store):
     other.send(BuildFinished(status="failed", failed_stage="compile"))
     other.send(BuildCancelRequested(reason="late"))
     assert other.finished() == []
+
+
+def test_build_requested_source_is_kept_for_the_docs_stage(store):
+    gate = Gate(store)
+    source = Source(repo_url="https://git.example.com/demo.git", ref="main", commit="c" * 40)
+    gate.send(BuildRequested(package="demo", source=source))
+    gate.send(BuildRequested(package="demo", source=Source(path="/elsewhere")))  # a replay changes nothing
+    assert store.build(gate.build_id).source == source.model_dump(mode="json")

@@ -3,8 +3,9 @@
 One network per package (`{prefix}{package}`), one container per service replica, each with the
 trimmed config and the package's keys mounted read-only. Services are replaced one at a time
 (infra first), so the others keep running. Every container carries its release in labels: the
-image reference and revision of what runs are read back from the engine, which is how a failed
-release is rolled back to the previous images.
+image reference and revision of what runs are read back from the engine, and the config it runs
+with from the file it mounts, which is how a failed release is rolled back to the previous images
+and config.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class ComposeSubstrate:
             return None
         images = {c.labels[LABEL_SERVICE]: c.labels[LABEL_IMAGE] for c in containers}
         revision = max(int(c.labels.get(LABEL_REVISION, 0)) for c in containers)
-        return Release(topology.package, revision, images)
+        return Release(topology.package, revision, images, self._mounted_config(containers))
+
+    def rollback(self, restored: ScaffoldInputs, previous: Release) -> dict[str, Any]:
+        # Every container is recreated, so each one starts with the restored config file mounted.
+        return self.apply(restored, previous.revision)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
         if service.port is None:
@@ -131,6 +136,18 @@ class ComposeSubstrate:
         if found:
             return found[0]
         return self._client.networks.create(stack, driver="bridge", labels={LABEL_STACK: stack})
+
+    @staticmethod
+    def _mounted_config(containers: list[Any]) -> str | None:
+        """The config file the running app containers mount (they all mount the same one)."""
+        for container in containers:
+            for mount in container.attrs.get("Mounts", []):
+                if mount.get("Destination") == CONFIG_MOUNT:
+                    try:
+                        return Path(mount["Source"]).read_text(encoding="utf-8")
+                    except OSError:
+                        return None  # state dir wiped: the rollback keeps the current config
+        return None
 
     def _write_config(self, stack: str, inputs: ScaffoldInputs) -> Path:
         # One file per config version: a rollback still finds the file its containers mount.

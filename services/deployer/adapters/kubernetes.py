@@ -6,6 +6,9 @@ with subPath never updates inside a running pod, and workloads applied by older 
 hand) have no checksum. Patching `kubectl.kubernetes.io/restartedAt` is what `kubectl rollout
 restart` does, so the pods are replaced whatever else their template says.
 
+A rollback re-applies the previous images with the previous ConfigMap data (read before the new
+release was applied), so the restart above also brings a config-only change back.
+
 Requests go through `ApiClient.call_api` only, which keeps this adapter testable at the client
 boundary (tests record the exact requests) without an API server.
 """
@@ -16,13 +19,18 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from services.deployer.ports import Release
 from services.deployer.scaffold import ScaffoldInputs, chart_manifests
 from services.deployer.topology import ServicePlan, Topology
 from shared.bus import TransientError
+from shared.logging import REDACT
+from shared.naming import safe_name
 
 FIELD_MANAGER = "kiln-deployer"
+CONFIG_KEY = "config.json"  # the ConfigMap's data key (templates/configmap.yaml)
+MAX_LOGGED_PODS = 3  # per failing service: enough to see the failure, not a whole ReplicaSet
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 REVISION_ANNOTATION = "kiln.dev/revision"
 IMAGE_ANNOTATION = "kiln.dev/images"
@@ -61,8 +69,10 @@ class KubernetesSubstrate:
 
     # -- the requests ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, body: Any = None, content_type: str | None = None) -> Any:
-        headers = {"Accept": "application/json"}
+    def _call(
+        self, method: str, path: str, *, body: Any = None, content_type: str | None = None, text=False
+    ) -> Any:
+        headers = {"Accept": "text/plain" if text else "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         auth = self._api.configuration.auth_settings().get("BearerToken")
@@ -80,6 +90,8 @@ class KubernetesSubstrate:
             return None
         if response.status >= 400:
             raise TransientError(f"{method} {path}: HTTP {response.status}: {response.data[:500]!r}")
+        if text:
+            return response.data.decode("utf-8", "replace")
         return json.loads(response.data) if response.data else {}
 
     def _apply(self, doc: dict[str, Any]) -> None:
@@ -123,10 +135,14 @@ class KubernetesSubstrate:
             restarted.append(doc["metadata"]["name"])
         return restarted
 
+    def rollback(self, restored: ScaffoldInputs, previous: Release) -> dict[str, Any]:
+        # The ConfigMap goes back to the previous data, so its mounting workloads restart again.
+        return self.apply(restored, previous.revision)
+
     def current(self, topology: Topology) -> Release | None:
         path = (
             f"/apis/apps/v1/namespaces/{topology.namespace}/deployments"
-            f"?labelSelector=app.kubernetes.io/instance%3D{topology.package}"
+            f"?labelSelector=app.kubernetes.io/instance%3D{safe_name(topology.package)}"
         )
         found = self._call("GET", path) or {}
         images: dict[str, str] = {}
@@ -135,7 +151,13 @@ class KubernetesSubstrate:
             annotations = item["metadata"].get("annotations", {})
             revision = max(revision, int(annotations.get(REVISION_ANNOTATION, 0)))
             images.update(json.loads(annotations.get(IMAGE_ANNOTATION, "{}")))
-        return Release(topology.package, revision, images) if revision else None
+        if not revision:
+            return None
+        configmap = self._call(
+            "GET", f"/api/v1/namespaces/{topology.namespace}/configmaps/{safe_name(topology.package)}-config"
+        )
+        config_json = ((configmap or {}).get("data") or {}).get(CONFIG_KEY)
+        return Release(topology.package, revision, images, config_json)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
         # Cluster DNS: the verifier runs inside the cluster (charts/kiln deploys the deployer there).
@@ -148,4 +170,49 @@ class KubernetesSubstrate:
         return ready >= service.replicas, f"{ready}/{service.replicas} ready"
 
     def logs(self, topology: Topology, service: ServicePlan, lines: int = 50) -> list[str]:
-        return []  # pod logs: `kubectl logs -n {namespace} deploy/{service}` (not fetched here)
+        """The last `lines` of each failing pod of the service (all of its pods if none looks
+        failing, e.g. a failed self-check), as `read_namespaced_pod_log(tail_lines=…)` requests
+        them; a crash-looping container's previous run, whose log says why it died."""
+        selector = urlencode(
+            {
+                "labelSelector": f"app.kubernetes.io/name={service.dns_name},"
+                f"app.kubernetes.io/instance={safe_name(topology.package)}"
+            }
+        )
+        try:
+            found = self._call("GET", f"/api/v1/namespaces/{topology.namespace}/pods?{selector}") or {}
+        except TransientError as exc:
+            return [f"(pods not listed: {exc})"]
+        pods = sorted(found.get("items", []), key=lambda pod: pod["metadata"]["name"])
+        failing = [pod for pod in pods if _pod_failing(pod)] or pods
+        out: list[str] = []
+        for pod in failing[:MAX_LOGGED_PODS]:
+            out += self._pod_log(topology.namespace, pod, service.dns_name, lines)
+        return out
+
+    def _pod_log(self, namespace: str, pod: dict[str, Any], container: str, lines: int) -> list[str]:
+        name = pod["metadata"]["name"]
+        status = next(
+            (s for s in pod.get("status", {}).get("containerStatuses", []) if s.get("name") == container), {}
+        )
+        # Waiting to restart after a crash: the current container has no log yet, the last one does.
+        previous = bool(status.get("restartCount")) and "waiting" in status.get("state", {})
+        query = {"container": container, "tailLines": lines, **({"previous": "true"} if previous else {})}
+        path = f"/api/v1/namespaces/{namespace}/pods/{quote(name)}/log?{urlencode(query)}"
+        try:
+            text = self._call("GET", path, text=True)
+        except TransientError as exc:
+            return [f"{name}: (no log: {exc})"]
+        if text is None:
+            return [f"{name}: (pod gone)"]
+        label = f"{name} (previous run)" if previous else name
+        return [f"{label}: {REDACT(line)}" for line in text.splitlines()[-lines:]]
+
+
+def _pod_failing(pod: dict[str, Any]) -> bool:
+    status = pod.get("status", {})
+    if status.get("phase") != "Running":
+        return True
+    return any(
+        not s.get("ready") or s.get("restartCount", 0) > 0 for s in status.get("containerStatuses", [])
+    )

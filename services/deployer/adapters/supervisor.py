@@ -25,7 +25,10 @@ class SupervisorSubstrate:
         return {"written": str(path), "note": "run `supervisorctl reread && supervisorctl update`"}
 
     def current(self, topology: Topology) -> Release | None:
-        return None
+        return None  # nothing is read back, so nothing is ever rolled back
+
+    def rollback(self, restored: ScaffoldInputs, previous: Release) -> dict[str, Any]:
+        return self.apply(restored, previous.revision)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
         return None
