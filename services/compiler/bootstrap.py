@@ -26,6 +26,7 @@ from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
 from shared.bus.idempotency import IdempotencyGuard
+from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
 from shared.registry import RegistryClient
 
@@ -38,12 +39,14 @@ class CompilerService:
     handlers: HandlerTable
     cancel: CancelWatch = field(default_factory=CancelWatch)
     guard: IdempotencyGuard | None = None
+    logs: LogShipper = field(default_factory=lambda: LogShipper(SOURCE))
 
     def bus(self) -> Bus:
         return Bus.from_settings(self.settings, source=SOURCE)
 
     async def start(self, bus: Bus) -> None:
         await self.cancel.start(bus)
+        await self.logs.start(bus)
         await bus.consume(t.COMPILER_BUILDS, self.handlers, guard=self.guard)
 
 
@@ -66,6 +69,7 @@ def bootstrap(
 ) -> CompilerService:
     cache = ModuleCache(settings.compiler_cache, max_bytes=settings.compiler_cache_max_bytes)
     cancel = CancelWatch()
+    logs = LogShipper(SOURCE, secrets=settings.secret_values().values())
     if guard is None and with_database:
         from shared.db import make_engine, make_sessions
 
@@ -92,6 +96,7 @@ def bootstrap(
             settings=build_settings,
             is_cancelled=cancel.is_cancelled,
             cancel_reason=cancel.reason,
+            logs=logs,
         )
     }
-    return CompilerService(settings=settings, handlers=handlers, cancel=cancel, guard=guard)
+    return CompilerService(settings=settings, handlers=handlers, cancel=cancel, guard=guard, logs=logs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.compiler.engine import CompileReport
+from services.compiler.engine import ModuleResult as CompiledModule
 from services.compiler.fanout import ImagePlan, PlanError, plan_images
 from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
@@ -22,6 +23,7 @@ from services.compiler.tiers_bundle import (
     tiers_document,
     write_tiers_bundle,
 )
+from shared.bus.live_logs import LineSink, discard
 from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_config
 from shared.events import BuildRequested
 from shared.events.compile import Artifact, FactorySetTiming, ModuleResult
@@ -125,7 +127,9 @@ def compile_stage(
     compiler: TreeCompiler,
     store: ArtifactStore,
     index: ArtifactIndex,
+    log: LineSink = discard,
 ) -> tuple[CompileOutcome, dict]:
+    """`log` receives the stage's live log lines: each module's result as it completes."""
     platforms = list(event.options.platforms)
     fallback = sorted(prepared.package.compile.fallback_to_source)
     digest = source_digest(
@@ -142,15 +146,22 @@ def compile_stage(
                 "source_digest": digest,
                 "artifacts": {a.platform: a.digest for a in reused},
             }
+            log(f"skip_compile: reusing the artifacts compiled earlier from source {digest}")
             return CompileOutcome(True, digest, artifacts=tuple(reused), skipped=True), detail
         note = "skip_compile requested, but no earlier artifacts exist for this source: compiled"
+        log(note)
+    factories = sorted(set(prepared.factory_dirs.values()))
+    log(f"compiling {', '.join(factories)} for {', '.join(platforms)}")
+    progress = ModuleProgress(log)
     report = compiler.compile(
         prepared.view,
         work_dir / "out",
         platforms=platforms,
-        factories=sorted(set(prepared.factory_dirs.values())),
+        factories=factories,
         fallback_to_source=fallback,
+        progress=progress,
     )
+    log(progress.summary(report))
     modules, sets = event_results(report, platforms)
     detail = {**_counts(report), "platforms": platforms, "source_digest": digest}
     if note:
@@ -170,11 +181,41 @@ def compile_stage(
         artifacts.append(
             store.push(out, package=event.package, build=build_id, platform=platform, source_digest=digest)
         )
+        log(f"pushed the {platform} artifact: {artifacts[-1].reference}")
     index.record(store.location, digest, artifacts)
     detail["artifacts"] = {a.platform: a.digest for a in artifacts}
     return CompileOutcome(
         True, digest, modules, sets, tuple(artifacts), duration_ms=report.duration_ms
     ), detail
+
+
+class ModuleProgress:
+    """Each module's result as a log line as it completes. Cached modules are only counted: on
+    the no-change path thousands of "cached" lines would bury what matters."""
+
+    def __init__(self, log: LineSink):
+        self._log = log
+        self.done = 0
+
+    def __call__(self, result: CompiledModule) -> None:
+        self.done += 1
+        if result.status == "cached":
+            return
+        line = f"[{self.done}] {result.status:<8} {result.module} ({result.duration_ms} ms)"
+        if result.error:
+            where = f"{result.file}:{result.line}" if result.line else result.file
+            line += f"\n{where}: {result.error}"  # cythonize / cc output, several lines
+        self._log(line)
+
+    @staticmethod
+    def summary(report: CompileReport) -> str:
+        counts = {
+            s: sum(m.status == s for m in report.modules) for s in ("ok", "cached", "fallback", "error")
+        }
+        return (
+            f"{len(report.modules)} modules: {counts['ok']} compiled, {counts['cached']} cached, "
+            f"{counts['fallback']} fallback, {counts['error']} failed in {report.duration_ms / 1000:.1f} s"
+        )
 
 
 def event_results(

@@ -19,6 +19,7 @@ from services.compiler.build_stages import CompileOutcome, compile_stage, config
 from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
 from services.compiler.stage_runner import BuildCancelled, Emitter, StageFailed, StageRunner
+from shared.bus.live_logs import LogShipper
 from shared.events import BuildFinished, BuildRequested, CompileCompleted
 
 log = logging.getLogger("kiln.compiler")
@@ -46,9 +47,10 @@ def on_build_requested(
     settings: BuildSettings,
     is_cancelled: Callable[[str], bool] = lambda _build: False,
     cancel_reason: Callable[[str], str] = lambda _build: "",
+    logs: LogShipper | None = None,
 ) -> None:
     started = time.monotonic()
-    stages = StageRunner(ctx, is_cancelled, cancel_reason)
+    stages = StageRunner(ctx, is_cancelled, cancel_reason, logs=logs, package=event.package)
     with tempfile.TemporaryDirectory(prefix="kiln-compile-", dir=settings.work_dir) as scratch:
         work = Path(scratch)
         try:
@@ -67,7 +69,14 @@ def on_build_requested(
             outcome = stages.run(
                 "compile",
                 lambda: compile_stage(
-                    event, ctx.build_id, prepared, work, compiler=compiler, store=store, index=index
+                    event,
+                    ctx.build_id,
+                    prepared,
+                    work,
+                    compiler=compiler,
+                    store=store,
+                    index=index,
+                    log=stages.log,
                 ),
             )
             stages.stop_if_cancelled("image")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from services.compiler.engine import CompileReport
+from services.compiler.engine import CompileReport, ModuleResult
 from shared.events.build import Source
 from shared.events.compile import Artifact
 
@@ -30,7 +30,10 @@ class TreeCompiler(Protocol):
         platforms: list[str],
         factories: list[str],
         fallback_to_source: Iterable[str],
-    ) -> CompileReport: ...
+        progress: Callable[[ModuleResult], None] | None = None,
+    ) -> CompileReport:
+        """`progress` is called with each module's result as it completes (live log lines)."""
+        ...
 
 
 class ArtifactStore(Protocol):

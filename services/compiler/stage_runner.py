@@ -1,16 +1,19 @@
 """Running one stage of a build: StageStarted, the work, StageFinished with timing and detail.
 
 Any exception in a stage ends as that stage failed (never a crashed worker); the error text is
-redacted before it goes into an event.
+redacted before it goes into an event. While a stage runs, `runner.log` is its live log stream
+(shared/bus/live_logs.py), closed before its StageFinished so its last lines arrive first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.events import Event, StageFinished, StageStarted
 from shared.logging import REDACT
 
@@ -44,11 +47,20 @@ class BuildCancelled(Exception):
 
 class StageRunner:
     def __init__(
-        self, ctx: Emitter, is_cancelled: Callable[[str], bool], cancel_reason: Callable[[str], str]
+        self,
+        ctx: Emitter,
+        is_cancelled: Callable[[str], bool],
+        cancel_reason: Callable[[str], str],
+        *,
+        logs: LogShipper | None = None,
+        package: str = "",
     ):
         self._ctx = ctx
         self._is_cancelled = is_cancelled
         self._cancel_reason = cancel_reason
+        self._logs = logs
+        self._package = package
+        self.log: LineSink = discard  # the running stage's live log lines
 
     def stop_if_cancelled(self, next_stage: str) -> None:
         """At a stage boundary: a cancelled build reports the next stage as cancelled and stops."""
@@ -69,7 +81,8 @@ class StageRunner:
         self._ctx.emit(StageStarted(stage=stage))
         started = time.monotonic()
         try:
-            result, detail = work()
+            with self._live_log(stage):
+                result, detail = work()
         except StageFailed as failure:
             failure.stage = stage
             failure.error = clean_error(failure.error)
@@ -83,6 +96,18 @@ class StageRunner:
             raise failure from exc
         self._finish(stage, started, "succeeded", detail, None)
         return result
+
+    @contextmanager
+    def _live_log(self, stage: str) -> Iterator[None]:
+        if self._logs is None:
+            yield
+            return
+        with self._logs.stream(self._ctx.build_id, stage=stage, package=self._package) as stream:
+            self.log = stream
+            try:
+                yield
+            finally:
+                self.log = discard
 
     def _finish(self, stage: str, started: float, status: str, detail: dict, error: str | None) -> None:
         self._ctx.emit(

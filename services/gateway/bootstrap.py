@@ -79,6 +79,13 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     async def start() -> None:
         await bus.connect()
         await bus.subscribe_transient("live", ["#"], deps.live.on_message)
+        await bus.subscribe_transient(
+            "logs",
+            ["#"],
+            deps.live.on_log_message,
+            exchange=topology.LOGS_EXCHANGE,
+            arguments=topology.LIVE_LOG_QUEUE_ARGUMENTS,
+        )
         if settings.subscriptions_worker:
             # No SQL idempotency guard: it would cost two transactions per event on a queue bound
             # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).

@@ -79,6 +79,7 @@ def run_worker(args: argparse.Namespace) -> int:
     async def start(bus):
         await imager.cancel.start(bus)
         await asyncio.to_thread(warm_up_registry, imager.deps.registry)
+        await imager.deps.logs.start(bus)
         await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard)
         if not args.no_manifests:
             await bus.consume(t.IMAGER_MANIFESTS, imager.manifests, guard=guard)

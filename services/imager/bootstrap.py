@@ -17,6 +17,7 @@ from shared.artifacts import pull_artifact
 from shared.bus import Bus
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
+from shared.bus.live_logs import LogShipper
 from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
@@ -91,6 +92,7 @@ def bootstrap(
         auth=RegistryAuth(settings.registry_username, password),
         config_path=settings.config_path,
         is_cancelled=cancel.is_cancelled,
+        logs=LogShipper("imager", secrets=settings.secret_values().values()),
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))

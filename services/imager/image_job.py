@@ -3,6 +3,9 @@
 Order matters for the contract "never `latest` unless it starts": the image is proven before any
 tag is pushed, the immutable build tag is pushed before `latest`, and a job whose build tag already
 carries this build's id in the registry is answered from the registry (redelivery after a crash).
+
+While stage image (build + proof) and stage push run, their output goes out as live log lines
+(`deps.logs`, shared/bus/live_logs.py), each stream closed before the stage's StageFinished.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_docker
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
 from services.imager.tiers import resolve_tier
+from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.events import Event
 from shared.events.build import StageFinished, StageStarted
 from shared.events.compile import Artifact, ImageRequested
@@ -43,6 +48,7 @@ class ImagerDeps:
     config_path: str | None = None
     # Set from the process's CancelWatch: checked at the stage boundaries (before build, before push).
     is_cancelled: Callable[[str], bool] = lambda _build_id: False
+    logs: LogShipper | None = None  # live log lines; None: not shipped (unit tests, CLIs)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     started = time.monotonic()
     local_ref = f"{event.repository}:{first_tag}"
     try:
-        built, proof_reason = _build_and_prove(event, job, deps, local_ref)
+        with _live_log(deps, job, "image", event) as log:
+            built, proof_reason = _build_and_prove(event, job, deps, local_ref, log)
     except ImageRejected as exc:
         tail = tuple(REDACT(line) for line in exc.log[-LOG_TAIL:])
         error = REDACT(str(exc))
@@ -113,10 +120,13 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     job.emit(StageStarted(stage="push", **where))
     started = time.monotonic()
     digest = ""
-    for tag in [*immutable_tags(event), *(["latest"] if "latest" in event.tags else [])]:
-        reference = f"{event.repository}:{tag}"
-        deps.builder.tag(built.image_id, reference)
-        digest = deps.builder.push(reference, deps.auth).digest
+    with _live_log(deps, job, "push", event) as log:
+        for tag in [*immutable_tags(event), *(["latest"] if "latest" in event.tags else [])]:
+            reference = f"{event.repository}:{tag}"
+            deps.builder.tag(built.image_id, reference)
+            log(f"pushing {reference}")
+            digest = deps.builder.push(reference, deps.auth, progress=log).digest
+            log(f"pushed {reference}: {digest}")
     size = deps.registry.image_size(repo, digest)
     job.emit(
         StageFinished(
@@ -130,7 +140,20 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     job.emit(_pushed(event, digest, size, proven=True))
 
 
-def _build_and_prove(event: ImageRequested, job: JobContext, deps: ImagerDeps, local_ref: str):
+@contextmanager
+def _live_log(deps: ImagerDeps, job: JobContext, stage: str, event: ImageRequested) -> Iterator[LineSink]:
+    if deps.logs is None:
+        yield discard
+        return
+    with deps.logs.stream(
+        job.build_id, stage=stage, package=job.package, target=event.target, platform=event.platform
+    ) as stream:
+        yield stream
+
+
+def _build_and_prove(
+    event: ImageRequested, job: JobContext, deps: ImagerDeps, local_ref: str, log: LineSink = discard
+):
     with tempfile.TemporaryDirectory(dir=_ensure(deps.work_dir / "jobs")) as scratch:
         root = _artifact_root(event, deps, Path(scratch))
         try:
@@ -138,16 +161,29 @@ def _build_and_prove(event: ImageRequested, job: JobContext, deps: ImagerDeps, l
                 context, dockerfile = directory_context(root), event.dockerfile
             else:
                 context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
-            built = deps.builder.build(context, local_ref, platform=event.platform, dockerfile=dockerfile)
+            log(f"building {local_ref} for {event.platform}")
+            built = deps.builder.build(
+                context, local_ref, platform=event.platform, dockerfile=dockerfile, progress=log
+            )
         except BuildFailed as exc:
             raise ImageRejected(str(exc), exc.log) from exc
         except (MissingFactory, TierPreparationFailed) as exc:
+            log(str(exc))
             raise ImageRejected(str(exc), str(exc).splitlines()) from exc
+    probe = (
+        f"until {event.health_path} answers on port {event.port}" if event.health_path else "while it runs"
+    )
+    log(f"built {built.image_id[:19]} ({built.size_bytes / 1e6:.1f} MB)")
+    log(f"proving it starts: watching it {probe}")
     proof = deps.prover.prove(
         local_ref, platform=event.platform, port=event.port, health_path=event.health_path
     )
+    for line in proof.log:
+        log(f"| {line}")  # the container's own output, marked so it reads apart from ours
     if not proof.ok:
+        log(f"proof failed: {proof.reason}")
         raise ImageRejected(f"{event.target} ({event.platform}) does not start: {proof.reason}", proof.log)
+    log(f"proof passed: {proof.reason}")
     return built, proof.reason
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from shared.events.compile import Artifact
+
+# Receives the builder's output lines as they come (the stage's live log; not yet redacted).
+Progress = Callable[[str], None]
 
 
 class BuildFailed(RuntimeError):
@@ -44,13 +48,19 @@ class RegistryAuth:
 
 class ImageBuilder(Protocol):
     def build(
-        self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
+        self,
+        context_tar: bytes,
+        reference: str,
+        *,
+        platform: str,
+        dockerfile: str = "Dockerfile",
+        progress: Progress | None = None,
     ) -> BuiltImage:
         """Build from a tar context and tag the result `reference` (repository:tag)."""
 
     def tag(self, image_id: str, reference: str) -> None: ...
 
-    def push(self, reference: str, auth: RegistryAuth) -> PushResult:
+    def push(self, reference: str, auth: RegistryAuth, *, progress: Progress | None = None) -> PushResult:
         """Push `reference`; raises RegistryAuthFailed when the registry refuses the credentials."""
 
     def remove(self, reference: str) -> None: ...

@@ -124,6 +124,10 @@ class Bus:
             await self._connection.close()
             self._connection = None
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
@@ -182,6 +186,13 @@ class Bus:
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         return self._exchanges[name]
 
+    async def open_channel(self) -> AbstractRobustChannel:
+        """A plain channel (no publisher confirms) on this process's connection, for fire-and-forget
+        publishing that must never wait on the broker (live log lines); exchanges declared on it."""
+        channel = await self._require_connection().channel(publisher_confirms=False)
+        await declare_exchanges(channel)
+        return channel
+
     def _require_publisher(self) -> AbstractRobustChannel:
         if self._publisher is None:
             raise RuntimeError("Bus.connect() was not called")
@@ -229,6 +240,7 @@ class Bus:
         callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
         *,
         exchange: str = t.EVENTS_EXCHANGE,
+        arguments: dict[str, object] | None = None,
     ) -> str:
         """An exclusive, auto-deleted queue for this process only (live views, cancel signals).
         Messages are acked on receipt: these consumers observe, they do not own work."""
@@ -240,7 +252,7 @@ class Bus:
             channel = await self._require_connection().channel()
             await channel.set_qos(prefetch_count=100)
             exchanges = await declare_exchanges(channel)
-            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True, arguments=arguments)
             for key in keys:
                 await queue.bind(exchanges[exchange], routing_key=key)
             return channel, queue, await queue.consume(tracked, no_ack=True)

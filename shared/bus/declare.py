@@ -12,7 +12,13 @@ async def declare_exchanges(channel: AbstractChannel) -> dict[str, AbstractExcha
     events = await channel.declare_exchange(t.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     cdevents = await channel.declare_exchange(t.CDEVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(t.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-    return {t.EVENTS_EXCHANGE: events, t.CDEVENTS_EXCHANGE: cdevents, t.DEAD_LETTER_EXCHANGE: dlx}
+    logs = await channel.declare_exchange(t.LOGS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    return {
+        t.EVENTS_EXCHANGE: events,
+        t.CDEVENTS_EXCHANGE: cdevents,
+        t.DEAD_LETTER_EXCHANGE: dlx,
+        t.LOGS_EXCHANGE: logs,
+    }
 
 
 async def declare_work_queue(channel: AbstractChannel, spec: t.QueueSpec) -> aio_pika.abc.AbstractQueue:

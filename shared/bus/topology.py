@@ -6,6 +6,9 @@ broker:
     kiln.events    (topic)   every event, routing key `<subject>.<predicate>[.<arch>]`
     kiln.cdevents  (topic)   the CDEvents v0.5.1 translation, published by the reporter
     kiln.dlx       (direct)  dead letters; routing key = the queue they died in
+    kiln.logs      (topic)   live log lines of running stages, routing key `log.<stage>[.<arch>]`;
+                             transient messages, no queue of record: a view, dropped when nobody
+                             listens (the durable record is the log tail in the stage's events)
 
 Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two siblings:
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 EVENTS_EXCHANGE = "kiln.events"
 CDEVENTS_EXCHANGE = "kiln.cdevents"
 DEAD_LETTER_EXCHANGE = "kiln.dlx"
+LOGS_EXCHANGE = "kiln.logs"
 
 # RabbitMQ redelivers a message whose consumer died before acking; after this many deliveries
 # the quorum queue dead-letters it, so a message that kills its consumer cannot loop forever.
@@ -131,6 +135,20 @@ def retry_arguments(spec: QueueSpec) -> dict[str, object]:
 def transient_queue_name(service: str, purpose: str, instance: str) -> str:
     """Per-process queues (live views, cancellation signals): exclusive, gone with the process."""
     return f"kiln.{service}.{purpose}.{instance}"
+
+
+def log_routing_key(stage: str, platform: str | None = None) -> str:
+    """`log.compile`, `log.image.arm64`: bind `log.#` for every line, `log.*.arm64` for one arch."""
+    return f"log.{stage}.{platform.split('/', 1)[1]}" if platform else f"log.{stage}"
+
+
+# A live-log queue is a window, not a backlog: a slow reader loses the oldest lines, never the
+# broker's memory (and lines older than a minute are no longer "live").
+LIVE_LOG_QUEUE_ARGUMENTS: dict[str, object] = {
+    "x-max-length": 10_000,
+    "x-overflow": "drop-head",
+    "x-message-ttl": 60_000,
+}
 
 
 def retry_delay_s(retries_done: int, base_s: float | None = None) -> float:

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from shared.cli.client import GatewayClient
-from shared.cli.progress import EXIT_CODES, describe, log_lines
+from shared.cli.progress import EXIT_CODES, LogFollower, describe
 
 
 def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
 
 def follow(client: GatewayClient, build_id: str) -> int:
     status = None
-    for key, event in client.stream(f"/builds/{build_id}/events/stream"):
+    for key, event in client.stream(f"/builds/{build_id}/events/stream", logs="false"):
         line = describe(key, event)
         if line:
             print(line, flush=True)
@@ -82,8 +82,9 @@ def logs(client: GatewayClient, args: argparse.Namespace) -> int:
     if not args.follow:
         sys.stdout.write(client.get_text(f"/builds/{args.build}/logs"))
         return 0
+    follower = LogFollower()
     for key, event in client.stream(f"/builds/{args.build}/events/stream"):
-        for line in log_lines(key, event):
+        for line in follower.lines(key, event):
             print(line, flush=True)
     return 0
 

@@ -39,15 +39,34 @@ def describe(routing_key: str, event: dict[str, Any]) -> str | None:
     return None
 
 
-def log_lines(routing_key: str, event: dict[str, Any]) -> list[str]:
-    data = event.get("data", {})
-    if routing_key not in ("stage.finished", "build.finished", "image.failed"):
-        return []
-    where = "/".join(str(data[k]) for k in ("stage", "target", "platform") if data.get(k)) or routing_key
-    lines = [f"[{where}] {line}" for line in data.get("log_tail", ())]
-    if data.get("error"):
-        lines.append(f"[{where}] ERROR {data['error']}")
-    return lines
+class LogFollower:
+    """`kiln logs -f` over a build's event stream: live lines (`log`) as the stages print them, each
+    stage's ERROR, and a stage's stored tail only where its live lines were not seen here (it ran
+    before we connected, or the lines were lost), so nothing is printed twice."""
+
+    def __init__(self) -> None:
+        self._shown: set[str] = set()  # stage runs whose output is already on screen
+
+    def lines(self, key: str, event: dict[str, Any]) -> list[str]:
+        data = event.get("data", {})
+        if key == "log":
+            where = _where(data)
+            self._shown.add(where)
+            return [f"[{where}] {line}" for line in data.get("lines", ())]
+        if key == "image.failed":  # the same tail as the image stage's stage.finished
+            data = {**data, "stage": "image"}
+        if key not in ("stage.finished", "build.finished", "image.failed"):
+            return []
+        where = _where(data) or key
+        lines = [] if where in self._shown else [f"[{where}] {line}" for line in data.get("log_tail", ())]
+        self._shown.add(where)
+        if data.get("error") and key != "image.failed":
+            lines.append(f"[{where}] ERROR {data['error']}")
+        return lines
+
+
+def _where(data: dict[str, Any]) -> str:
+    return "/".join(str(data[k]) for k in ("stage", "target", "platform") if data.get(k))
 
 
 def _seconds(ms: Any) -> str:

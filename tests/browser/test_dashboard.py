@@ -1,5 +1,6 @@
 """The dashboard in real headless Chromium (Playwright) against a real gateway, RabbitMQ and MariaDB:
-click from the builds list to a finished build, check what it shows, and watch live events arrive."""
+click from the builds list to a finished build, check what it shows, and watch live events and live
+log lines arrive."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from shared.bus import Bus
+from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested, Envelope, StageStarted
 from shared.events.build import Source
 from tests.integration.test_gateway_seed import seed_build
@@ -76,4 +78,33 @@ async def test_running_build_page_updates_live(browser, amqp_url, database_url, 
             assert "stage.started  deploy webhook" in await page.locator("#events").text_content()
             await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
     finally:
+        await publisher.stop(grace_s=1)
+
+
+async def test_running_build_page_shows_live_log_lines(browser, amqp_url, database_url, sessions):
+    """Lines shipped by a stage's LogShipper (the real one, on the real broker) appear in the log pane."""
+    build_id, _ = seed_build(sessions, package="uilogs", status="running")
+    publisher = await Bus(amqp_url, source="test").connect()
+    shipper = LogShipper("compiler")
+    await shipper.start(publisher)
+    try:
+        async with running_gateway(amqp_url, database_url) as (url, _app):
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{url}/ui/builds/{build_id}")
+            await page.wait_for_function("document.querySelectorAll('#events li').length > 0")
+            with shipper.stream(build_id, stage="compile", package="uilogs") as log:
+                log("compiling core, webhook for linux/amd64")
+                log("[1] ok       core.models (812 ms)")
+            with shipper.stream(build_id, stage="image", target="webhook", platform="linux/arm64") as log:
+                log("Step 1/6 : FROM kiln/base:arm64")
+            await page.wait_for_function(
+                "document.getElementById('log').textContent.includes('Step 1/6')", timeout=15_000
+            )
+            text = await page.locator("#log").text_content()
+            assert "[compile] compiling core, webhook for linux/amd64" in text
+            assert "[compile] [1] ok       core.models (812 ms)" in text
+            assert "[image/webhook/linux/arm64] Step 1/6 : FROM kiln/base:arm64" in text
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-live-log.png"), full_page=True)
+    finally:
+        await shipper.stop()
         await publisher.stop(grace_s=1)

@@ -6,10 +6,12 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from shared.bus import Bus
+from shared.bus.live_logs import LogShipper
 from shared.events import BuildFinished, Envelope, StageFinished, StageStarted
 from tests.integration.test_gateway_seed import seed_build
 from tests.integration.test_gateway_server import running_gateway
@@ -79,3 +81,51 @@ async def test_read_commands_and_replay(amqp_url, database_url, sessions):
         assert code == 0 and "stage.finished" in out and "build.requested" not in out
     code, _, err = await run_cli("http://127.0.0.1:9", "builds")
     assert code == 4 and "cannot reach the gateway" in err
+
+
+async def test_logs_follow_prints_live_lines_as_the_stages_print_them(amqp_url, database_url):
+    build_id = str(uuid.uuid4())
+    publisher = await Bus(amqp_url, source="test").connect()
+    shipper = LogShipper("imager")
+    await shipper.start(publisher)
+    try:
+        async with running_gateway(amqp_url, database_url) as (url, app):
+            process = await asyncio.create_subprocess_exec(
+                *KILN,
+                "logs",
+                build_id,
+                "-f",
+                env=cli_env(url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            live = app.state.deps.live
+            while not live._listeners:  # the CLI's stream is open
+                await asyncio.sleep(0.05)
+            where = {"target": "web", "platform": "linux/amd64"}
+            await publisher.publish(
+                Envelope.new(StageStarted(stage="image", **where), source="t", build_id=build_id)
+            )
+            with shipper.stream(build_id, stage="image", **where) as log:
+                log("Step 1/2 : FROM base")
+                log("Step 2/2 : COPY . /srv")
+            first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            failed = StageFinished(
+                stage="image", status="failed", error="exit 1", log_tail=("Step 2/2 : COPY . /srv",), **where
+            )
+            finished = BuildFinished(status="failed", failed_stage="image", error="exit 1", duration_ms=9)
+            for event in (failed, finished):
+                await publisher.publish(Envelope.new(event, source="t", build_id=build_id))
+            rest, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await shipper.stop()
+        await publisher.stop(grace_s=1)
+    text = first + rest.decode()
+    assert process.returncode == 0, err.decode()
+    assert first == "[image/web/linux/amd64] Step 1/2 : FROM base\n"  # printed before the stage ended
+    assert text.splitlines() == [
+        "[image/web/linux/amd64] Step 1/2 : FROM base",
+        "[image/web/linux/amd64] Step 2/2 : COPY . /srv",
+        "[image/web/linux/amd64] ERROR exit 1",  # the tail was already shown live: not twice
+        "[build.finished] ERROR exit 1",
+    ]

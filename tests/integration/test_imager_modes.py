@@ -112,6 +112,47 @@ async def test_plain_dockerfile_is_built_as_is_proven_and_pushed_without_secrets
     assert listing.stdout.split() == ["app.py"]
 
 
+async def test_image_worker_ships_build_proof_and_push_lines_live(
+    amqp_url, workers, plain_artifact, registry
+):
+    """The worker process (python -m services.imager) publishes its builder's output on kiln.logs
+    while stage image and stage push run, each stage's lines before its stage.finished."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    logs = await channel.declare_exchange(t.LOGS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    events = await channel.declare_exchange(t.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue("", exclusive=True)
+    await queue.bind(logs, "log.*.amd64")
+    await queue.bind(events, "stage.finished")
+    try:
+        (pushed,) = await run_jobs(
+            amqp_url, [plain_job(plain_artifact, registry, "livelog")], ".image.pushed.v1", 1
+        )
+        arrived = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            body = json.loads(message.body)
+            if body["buildid"] == pushed.buildid:
+                arrived.append((message.routing_key, body))
+    finally:
+        await connection.close()
+    order = [k if k.startswith("log.") else f"{k}:{b['data']['stage']}" for k, b in arrived]
+    assert order.index("log.image.amd64") < order.index("stage.finished:image")
+    assert order.index("log.push.amd64") < order.index("stage.finished:push")
+    assert order.index("stage.finished:image") < order.index("log.push.amd64")
+    lines = {stage: [] for stage in ("image", "push")}
+    for key, body in arrived:
+        if key.startswith("log."):
+            assert (body["data"]["target"], body["data"]["platform"]) == ("livelog", "linux/amd64")
+            lines[body["data"]["stage"]] += body["data"]["lines"]
+    image, push = "\n".join(lines["image"]), "\n".join(lines["push"])
+    assert "building " in image and "COPY app.py /srv/app.py" in image  # the builder's own output
+    assert "proof passed: still running" in image
+    assert f"pushing {registry.host}/{PROJECT}/livelog:b1" in push
+    assert "Pushed" in push or "Layer already exists" in push  # docker push's per-layer states
+    assert pushed.data["digest"] in push
+    assert required_env("KILN_REGISTRY_PASSWORD") not in image + push
+
+
 async def test_failing_build_step_reports_image_failed_with_log_tail(
     amqp_url, workers, plain_artifact, registry
 ):

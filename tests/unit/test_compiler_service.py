@@ -65,7 +65,7 @@ class FakeCompiler:
     failures: dict = field(default_factory=dict)  # module -> (file, line, message)
     calls: list = field(default_factory=list)
 
-    def compile(self, src, out, *, platforms, factories, fallback_to_source):
+    def compile(self, src, out, *, platforms, factories, fallback_to_source, progress=None):
         self.calls.append(factories)
         outputs = {p: out / p.split("/")[1] for p in platforms}
         for directory in outputs.values():

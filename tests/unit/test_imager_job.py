@@ -18,14 +18,14 @@ class FakeBuilder:
     def __init__(self):
         self.built, self.pushed = [], []
 
-    def build(self, context_tar, reference, *, platform, dockerfile="Dockerfile"):
+    def build(self, context_tar, reference, *, platform, dockerfile="Dockerfile", progress=None):
         self.built.append(reference)
         return BuiltImage(image_id="sha256:img", reference=reference, size_bytes=10)
 
     def tag(self, image_id, reference):
         pass
 
-    def push(self, reference, auth):
+    def push(self, reference, auth, *, progress=None):
         self.pushed.append(reference)
         return PushResult(digest="sha256:" + "a" * 64, size_bytes=1)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from services.compiler.engine import CompileReport, ModuleCache, compile_tree
+from services.compiler.engine import CompileReport, ModuleCache, ModuleResult, compile_tree
 
 
 class EngineCompiler:
@@ -21,6 +21,7 @@ class EngineCompiler:
         platforms: list[str],
         factories: list[str],
         fallback_to_source: Iterable[str],
+        progress: Callable[[ModuleResult], None] | None = None,
     ) -> CompileReport:
         return compile_tree(
             src,
@@ -30,4 +31,5 @@ class EngineCompiler:
             cache=self.cache,
             factories=factories,
             fallback_to_source=fallback_to_source,
+            progress=progress,
         )

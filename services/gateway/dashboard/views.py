@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
-from services.gateway.runs import build_detail, list_builds
+from services.gateway.runs import build_detail, build_logs, list_builds
 from shared import history
 from shared.history import BuildNotFound, build_diff
 from shared.report import render_html, report_view
@@ -49,7 +49,8 @@ async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLRespons
     detail = await in_session(deps, build_detail, build_id)
     if detail is None:
         raise HTTPException(404, f"no build {build_id}")
-    context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail)}
+    logs = await in_session(deps, build_logs, build_id)
+    context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail), "logs": logs}
     return templates.TemplateResponse(request, "build.html", context)
 
 

@@ -10,10 +10,18 @@ import json
 import subprocess
 import tarfile
 import tempfile
+import threading
 from io import BytesIO
 from pathlib import Path
 
-from services.imager.ports import BuildFailed, BuiltImage, PushResult, RegistryAuth, RegistryAuthFailed
+from services.imager.ports import (
+    BuildFailed,
+    BuiltImage,
+    Progress,
+    PushResult,
+    RegistryAuth,
+    RegistryAuthFailed,
+)
 
 GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
 
@@ -48,13 +56,47 @@ class BuildahBuilder:
     def _run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s, **kwargs)
 
+    def _run_showing(self, command: list[str], progress: Progress | None) -> tuple[int, list[str]]:
+        """Run `command`, handing each output line (stdout and stderr) to `progress` as it comes."""
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            process.kill()
+
+        timer = threading.Timer(self.timeout_s, kill)
+        timer.start()
+        log: list[str] = []
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip("\n")
+                log.append(line)
+                if progress is not None:
+                    progress(line)
+            code = process.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            log.append(f"buildah killed after {self.timeout_s}s (the builder's timeout)")
+        return code, log
+
     def build(
-        self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
+        self,
+        context_tar: bytes,
+        reference: str,
+        *,
+        platform: str,
+        dockerfile: str = "Dockerfile",
+        progress: Progress | None = None,
     ) -> BuiltImage:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-") as scratch:
             with tarfile.open(fileobj=BytesIO(context_tar)) as tar:
                 tar.extractall(scratch, filter="tar")
-            result = self._run(
+            code, log = self._run_showing(
                 bud_command(
                     Path(scratch),
                     reference,
@@ -62,11 +104,11 @@ class BuildahBuilder:
                     dockerfile,
                     insecure=self.insecure_registry,
                     auth=self.auth,
-                )
+                ),
+                progress,
             )
-        log = (result.stdout + result.stderr).splitlines()
-        if result.returncode != 0:
-            raise BuildFailed(f"buildah bud of {reference} failed (exit {result.returncode})", log)
+        if code != 0:
+            raise BuildFailed(f"buildah bud of {reference} failed (exit {code})", log)
         inspect = json.loads(
             self._run(["buildah", *GLOBAL_OPTIONS, "inspect", "--type", "image", reference]).stdout
         )
@@ -80,7 +122,7 @@ class BuildahBuilder:
     def tag(self, image_id: str, reference: str) -> None:
         self._run(["buildah", *GLOBAL_OPTIONS, "tag", image_id, reference], check=True)
 
-    def push(self, reference: str, auth: RegistryAuth) -> PushResult:
+    def push(self, reference: str, auth: RegistryAuth, *, progress: Progress | None = None) -> PushResult:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-push-") as scratch:
             digest_file = Path(scratch) / "digest"
             command = ["buildah", *GLOBAL_OPTIONS, "push", "--digestfile", str(digest_file)]
@@ -89,9 +131,9 @@ class BuildahBuilder:
             if auth.username:
                 # argv is visible to root on this host only; buildah has no stdin form for --creds
                 command += ["--creds", f"{auth.username}:{auth.password or ''}"]
-            result = self._run([*command, reference, f"docker://{reference}"])
-            if result.returncode != 0:
-                error = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["unknown error"]
+            code, output = self._run_showing([*command, reference, f"docker://{reference}"], progress)
+            if code != 0:
+                error = [line for line in output if line.strip()][-1:] or ["unknown error"]
                 if "unauthorized" in error[0].lower() or "authentication" in error[0].lower():
                     raise RegistryAuthFailed(f"registry refused the credentials pushing {reference}")
                 raise RuntimeError(f"buildah push of {reference} failed: {error[0]}")

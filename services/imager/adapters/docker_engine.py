@@ -8,7 +8,14 @@ import io
 import docker
 from docker.errors import APIError, ImageNotFound
 
-from services.imager.ports import BuildFailed, BuiltImage, PushResult, RegistryAuth, RegistryAuthFailed
+from services.imager.ports import (
+    BuildFailed,
+    BuiltImage,
+    Progress,
+    PushResult,
+    RegistryAuth,
+    RegistryAuthFailed,
+)
 
 _AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
@@ -21,6 +28,14 @@ def split_reference(reference: str) -> tuple[str, str]:
     return repository, tag
 
 
+def push_line(chunk: dict) -> str:
+    """A push's state changes ("abc123: Pushed", the final digest line); "" for progress-bar ticks,
+    which come many times a second per layer and say nothing a person reads."""
+    if chunk.get("progress") or not chunk.get("status"):
+        return ""
+    return f"{chunk['id']}: {chunk['status']}" if chunk.get("id") else str(chunk["status"])
+
+
 class DockerEngineBuilder:
     def __init__(
         self, client: docker.DockerClient | None = None, *, timeout_s: int = 900, no_cache: bool = False
@@ -29,9 +44,16 @@ class DockerEngineBuilder:
         self.no_cache = no_cache  # benchmarks only: a cold build
 
     def build(
-        self, context_tar: bytes, reference: str, *, platform: str, dockerfile: str = "Dockerfile"
+        self,
+        context_tar: bytes,
+        reference: str,
+        *,
+        platform: str,
+        dockerfile: str = "Dockerfile",
+        progress: Progress | None = None,
     ) -> BuiltImage:
         log: list[str] = []
+        show = progress or (lambda _line: None)
         image_id = None
         try:
             stream = self.client.api.build(
@@ -48,9 +70,13 @@ class DockerEngineBuilder:
             )
             for chunk in stream:
                 if "stream" in chunk:
-                    log.extend(line for line in chunk["stream"].splitlines() if line.strip())
+                    lines = [line for line in chunk["stream"].splitlines() if line.strip()]
+                    log.extend(lines)
+                    for line in lines:
+                        show(line)
                 if "error" in chunk:
                     log.append(chunk["error"].strip())
+                    show(chunk["error"].strip())
                     raise BuildFailed(f"build of {reference} failed: {chunk['error'].strip()}", log)
                 if "aux" in chunk and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
@@ -64,12 +90,14 @@ class DockerEngineBuilder:
         repository, tag = split_reference(reference)
         self.client.api.tag(image_id, repository, tag=tag)
 
-    def push(self, reference: str, auth: RegistryAuth) -> PushResult:
+    def push(self, reference: str, auth: RegistryAuth, *, progress: Progress | None = None) -> PushResult:
         repository, tag = split_reference(reference)
         digest, size = "", 0
         for chunk in self.client.api.push(
             repository, tag=tag, auth_config=auth.as_docker(), stream=True, decode=True
         ):
+            if progress is not None and push_line(chunk):
+                progress(push_line(chunk))
             error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
             if error:
                 if any(word in error.lower() for word in _AUTH_WORDS):
