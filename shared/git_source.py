@@ -1,7 +1,7 @@
 """A build's source on git: a local directory as is, or a shallow fetch of one commit.
 
-Shared by the services that need a build's files (the deployer's docs stage; the compiler has the
-same logic in services/compiler/adapters/git_source.py and can import this one instead).
+Used by the compiler (the source it compiles) and the deployer (the docs stage builds the
+repository's docs).
 
 The token reaches git only through GIT_ASKPASS: a script that prints an environment variable
 set for the git child process alone. It is never part of a URL or an argument, so it cannot
@@ -33,11 +33,25 @@ esac
 _ALLOWED_PROTOCOLS = "https:http:ssh:git:file"
 _MESSAGE_LINES = 15
 
-Runner = Callable[..., subprocess.CompletedProcess]
-
 
 class FetchFailed(Exception):
     """The source could not be fetched; the message says why (redacted) and what to do."""
+
+
+# How git and the big hosts word "who are you?" and "not for you" (lower case).
+_AUTH_FAILED = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "invalid username or password",
+    "http basic: access denied",
+    "the requested url returned error: 401",
+    "the requested url returned error: 403",
+    "permission denied (publickey)",
+)
+_NOT_FOUND = ("repository not found", "the requested url returned error: 404")
+
+Runner = Callable[..., subprocess.CompletedProcess]
 
 
 class GitSource:
@@ -71,9 +85,38 @@ class GitSource:
         with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
             env = self._environment(Path(helper_dir))
             self._git(env, "init", "-q", str(dest))
-            self._fetch(env, dest, source)
+            try:
+                self._fetch(env, dest, source)
+            except FetchFailed as failed:
+                raise FetchFailed(self._explain(str(failed), source.repo_url)) from None
             self._git(env, "-C", str(dest), "checkout", "-q", "--detach", "FETCH_HEAD")
         return dest
+
+    def _explain(self, message: str, repo_url: str) -> str:
+        """Put what to do in front of git's message when credentials are the likely cause."""
+        repository = self.clean(repo_url)
+        cause = _cause(message)
+        if cause == "credentials":
+            if not self._token:
+                hint = (
+                    f"{repository} requires credentials and none are configured: set KILN_GIT_TOKEN "
+                    f"on the service that fetches it (compiler, deployer) to a token that can read it "
+                    f"(sent with user name {self._username!r}, KILN_GIT_USERNAME)"
+                )
+            else:
+                hint = (
+                    f"{repository} refused the token in KILN_GIT_TOKEN (user name {self._username!r}, "
+                    "KILN_GIT_USERNAME): check that the token is valid, not expired, and can read this "
+                    "repository (Bitbucket wants KILN_GIT_USERNAME=x-token-auth)"
+                )
+        elif cause == "not found":
+            hint = (
+                f"{repository} was not found: check source.repo_url; a private repository also looks "
+                "missing to a token without access to it (KILN_GIT_TOKEN)"
+            )
+        else:
+            return message
+        return f"{hint}; {message}"
 
     def _fetch(self, env: dict[str, str], dest: Path, source: Source) -> None:
         wanted = source.commit or source.ref or "HEAD"
@@ -82,8 +125,8 @@ class GitSource:
             return
         except FetchFailed as by_commit:
             # Some servers refuse to fetch by commit id; the branch, if it still points there, will do.
-            if not (source.commit and source.ref):
-                raise
+            if not (source.commit and source.ref) or _cause(str(by_commit)):
+                raise  # no ref to fall back on, or a refusal the ref would meet as well
             first_error = by_commit
         self._git(env, *self._fetch_args(dest), source.repo_url, source.ref)
         head = self._git(env, "-C", str(dest), "rev-parse", "FETCH_HEAD").strip()
@@ -136,3 +179,12 @@ class GitSource:
 
     def clean(self, text: str) -> str:
         return REDACT(self._redact(text))
+
+
+def _cause(git_message: str) -> str | None:
+    lowered = git_message.lower()
+    if any(sign in lowered for sign in _AUTH_FAILED):
+        return "credentials"
+    if any(sign in lowered for sign in _NOT_FOUND):
+        return "not found"
+    return None

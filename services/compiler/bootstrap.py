@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from services.compiler.adapters.artifact_store import SharedArtifactStore
 from services.compiler.adapters.engine_compiler import EngineCompiler
-from services.compiler.adapters.git_source import GitSource
 from services.compiler.engine import ModuleCache
 from services.compiler.handlers import BuildSettings, on_build_requested
 from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
@@ -28,6 +27,7 @@ from shared.bus.dispatch import HandlerTable
 from shared.bus.idempotency import IdempotencyGuard
 from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
+from shared.git_source import GitSource
 from shared.registry import RegistryClient
 
 SOURCE = "compiler"

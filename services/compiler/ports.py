@@ -9,10 +9,9 @@ from typing import Protocol
 from services.compiler.engine import CompileReport, ModuleResult
 from shared.events.build import Source
 from shared.events.compile import Artifact
+from shared.git_source import FetchFailed
 
-
-class FetchFailed(Exception):
-    """The source could not be fetched; the message is already free of secrets."""
+__all__ = ["ArtifactStore", "FetchFailed", "SourceFetcher", "TreeCompiler"]
 
 
 class SourceFetcher(Protocol):

@@ -27,13 +27,13 @@ import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from services.compiler.adapters.git_source import GitSource
 from services.compiler.ports import FetchFailed
 from shared.bus import Bus
 from shared.bus import topology as t
 from shared.config import generate_keys
 from shared.events import BuildRequested
 from shared.events.build import Options, Source
+from shared.git_source import GitSource
 from tests.integration.git_http_support import (
     AuthenticatedGitServer,
     git,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from services.compiler.adapters.git_source import GitSource
 from services.compiler.bootstrap import bootstrap
 from services.compiler.engine import CompileReport
 from services.compiler.engine.report import FactorySetTiming, ModuleResult
@@ -29,6 +28,7 @@ from shared.events import (
 )
 from shared.events.build import Options, Source
 from shared.events.compile import Artifact
+from shared.git_source import GitSource
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
 BASES = {"base_image_amd64": "base:amd64", "base_image_arm64": "base:arm64"}
