@@ -29,7 +29,12 @@ class Coalescer(Generic[T, R]):
     async def submit(self, items: list[T]) -> list[R]:
         if not items:
             return []
-        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._worker is not None and self._worker.get_loop() is not loop:
+            # The app is served by a new event loop (tests start one per client): what waited on
+            # the old one can never be answered.
+            self._pending, self._worker = [], None
+        future: asyncio.Future[list[R]] = loop.create_future()
         self._pending.append((items, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())

@@ -1,7 +1,11 @@
 """Starting builds: number them, publish `build.requested`, and answer only after the confirm.
 
-Exactly-once per redelivery key: keys are reserved (pending) before publishing, confirmed after
-the broker's ack, and released when the publish failed, so the sender's retry starts the build.
+Exactly-once per redelivery key: keys are reserved (pending, committed) before publishing, and
+released when the publish failed, so the sender's retry starts the build. After the broker's
+confirm they are marked published in the background: the answer does not wait for that second
+commit. It cannot change an answer: until the mark lands the key is pending, and a pending key
+is a duplicate for every redelivery (it is taken over only after KILN_PENDING_TAKEOVER_S, the
+crash-recovery path, see docs/gateway.md).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class BuildStarter:
         # Concurrent requests share database transactions (batching.py); results stay per request.
         self._claim: Coalescer[ClaimRequest, Claim] = Coalescer(ledger.claim)
         self._confirm: Coalescer[str, None] = Coalescer(self._confirm_keys)
+        self._confirming: set[asyncio.Task[list[None]]] = set()
 
     async def start(self, orders: list[BuildOrder], *, delivery_key: str | None = None) -> StartResult:
         request = ClaimRequest(
@@ -62,7 +67,7 @@ class BuildStarter:
         todo = [o for o, new in zip(orders, claim.fresh, strict=True) if new]
         numbers = [n for n in claim.numbers if n is not None]
         if not todo:  # a redelivery, or every ref already built: nothing to publish
-            await self._confirm.submit([delivery_key] if delivery_key else [])
+            self._confirm_later([delivery_key] if delivery_key else [])
             return StartResult(build_ids=[], duplicates=len(orders))
         envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
         outcomes = await asyncio.gather(
@@ -74,11 +79,30 @@ class BuildStarter:
             errors = [r for r in outcomes if r is not None]
             log.error("broker refused %d build.requested: %s", len(errors), errors[0])
             failed = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is not None]
-            await self._confirm.submit(ok_keys)
+            self._confirm_later(ok_keys)
             await self._release(failed, delivery_key)
             raise PublishFailed(f"broker did not confirm {len(errors)} of {len(envelopes)} build requests")
-        await self._confirm.submit(ok_keys + ([delivery_key] if delivery_key else []))
+        self._confirm_later(ok_keys + ([delivery_key] if delivery_key else []))
         return StartResult(build_ids=published, duplicates=len(orders) - len(todo))
+
+    def _confirm_later(self, keys: list[str]) -> None:
+        """Mark keys published off the answer's path (batched with other requests' marks)."""
+        if keys:
+            task = asyncio.create_task(self._confirm.submit(keys))
+            self._confirming.add(task)
+            task.add_done_callback(self._confirmed)
+
+    def _confirmed(self, task: asyncio.Task[list[None]]) -> None:
+        self._confirming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The keys stay pending: still duplicates for every redelivery, reusable only after
+            # the takeover age, as after a crash.
+            log.warning("could not mark redelivery keys published: %s", task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the background marks still running (at shutdown)."""
+        while self._confirming:
+            await asyncio.gather(*self._confirming, return_exceptions=True)
 
     def _confirm_keys(self, keys: list[str]) -> list[None]:
         self._ledger.confirm(keys)
