@@ -4,7 +4,9 @@ Unit tests call `build_deps` with fakes (a recording publisher, an in-memory led
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -18,9 +20,12 @@ from services.gateway.ports import DeliveryLedger, Publisher
 from services.gateway.settings import GatewaySettings
 from services.gateway.starter import BuildStarter
 from services.gateway.subscriptions.delivery import SubscriptionDeliverer
+from services.gateway.workers import FileLease
 from shared.bus import Bus, topology
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
+from shared.logging import setup_logging
+from shared.settings import load_settings
 
 log = logging.getLogger("kiln.gateway")
 # Enough connections for 50 concurrent webhook deliveries without queueing on the pool.
@@ -75,6 +80,19 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     http = httpx.AsyncClient(timeout=SUBSCRIBER_TIMEOUT_S, follow_redirects=False)
     deliverer = SubscriptionDeliverer(sessions, http)
     deps.subscriptions = deliverer
+    # Several workers on one host: only the one holding this lock delivers subscriptions.
+    lease = FileLease(settings.subscriptions_lock) if settings.subscriptions_lock else None
+    background: list[asyncio.Task[None]] = []
+
+    async def deliver_subscriptions() -> None:
+        # No SQL idempotency guard: it would cost two transactions per event on a queue bound
+        # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
+        await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers())
+
+    async def deliver_subscriptions_when_leased(lease: FileLease) -> None:
+        await lease.acquire()
+        log.info("worker %d delivers the HTTP subscriptions", os.getpid())
+        await deliver_subscriptions()
 
     async def start() -> None:
         await bus.connect()
@@ -86,14 +104,28 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
             exchange=topology.LOGS_EXCHANGE,
             arguments=topology.LIVE_LOG_QUEUE_ARGUMENTS,
         )
-        if settings.subscriptions_worker:
-            # No SQL idempotency guard: it would cost two transactions per event on a queue bound
-            # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
-            await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers())
+        if settings.subscriptions_worker and lease is None:
+            await deliver_subscriptions()
+        elif settings.subscriptions_worker and lease is not None:
+            background.append(asyncio.create_task(deliver_subscriptions_when_leased(lease)))
 
     async def stop() -> None:
         deps.live.close()
+        for task in background:
+            task.cancel()
+        await deps.starter.drain()
         await bus.stop(grace_s=10)
         await http.aclose()
+        if lease is not None:
+            lease.release()
 
     return create_app(deps, on_startup=start, on_shutdown=stop)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (`python -m services.gateway --workers N` calls this in each)."""
+    settings = load_settings(GatewaySettings)
+    if settings.instance:  # transient queue names carry the instance: one per worker process
+        settings = settings.model_copy(update={"instance": f"{settings.instance}-{os.getpid()}"})
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    return bootstrap(settings)

@@ -140,6 +140,8 @@ class LiveHub:
             self.forget(listener)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        if not self._listeners:  # nobody watching: every event passes here, skip decoding it
+            return
         try:
             envelope = decode(message.body)
         except InvalidEvent as exc:

@@ -1,8 +1,16 @@
-"""Prometheus metrics of the gateway (served at /metrics)."""
+"""Prometheus metrics of the gateway (served at /metrics).
+
+Under several worker processes (workers.py) every worker writes its values to files in
+PROMETHEUS_MULTIPROC_DIR and /metrics answers their sum, whichever worker serves the scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from services.gateway.workers import METRICS_DIR_VARIABLE
 
 WEBHOOKS = Counter(
     "kiln_gateway_webhooks_total", "Webhook deliveries by provider and outcome", ["provider", "outcome"]
@@ -17,3 +25,13 @@ WEBHOOK_LATENCY = Histogram(
 SUBSCRIPTION_DELIVERIES = Counter(
     "kiln_gateway_subscription_deliveries_total", "HTTP subscription deliveries", ["outcome"]
 )
+
+
+def exposition() -> bytes:
+    """The text format of every metric: this process's, or the sum over all workers."""
+    # The same switch prometheus_client reads at import to store values in files.
+    if os.environ.get(METRICS_DIR_VARIABLE):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

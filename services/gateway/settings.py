@@ -25,7 +25,12 @@ class GatewaySettings(KilnSettings):
     max_webhook_body: int = Field(MAX_WEBHOOK_BODY, ge=1024)
     # A redelivery whose first attempt is still "pending" after this long is taken over (crash safety).
     pending_takeover_s: float = Field(60.0, gt=0)
+    # Worker processes of `python -m services.gateway` (default: one per CPU it may use).
+    workers: int | None = Field(None, ge=1, le=64)
     # Deliver HTTP subscriptions from this process (turn off to run them in a separate replica).
     subscriptions_worker: bool = True
+    # Set by `python -m services.gateway` for its worker processes, not by hand: only the worker
+    # holding a lock on this file delivers HTTP subscriptions (services/gateway/workers.py).
+    subscriptions_lock: str | None = None
     # A newer push to a branch cancels that branch's builds that are still queued.
     supersede_queued: bool = False

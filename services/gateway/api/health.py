@@ -5,9 +5,10 @@ from __future__ import annotations
 from anyio import to_thread
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from services.gateway import metrics
 from services.gateway.deps import Deps
 
 router = APIRouter(tags=["health"])
@@ -39,4 +40,4 @@ def _ping(deps: Deps) -> None:
 
 @router.get("/metrics")
 async def prometheus_metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
