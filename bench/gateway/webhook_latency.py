@@ -3,8 +3,11 @@ publish-with-confirm latency measured in the same run (so the ratio, not the sec
 
 Needs RabbitMQ and MariaDB as on the dev machine. Creates its own vhost and database, starts the
 gateway as a subprocess (`python -m services.gateway`), and removes everything afterwards.
+Rounds alternate (bare, webhook, bare, webhook, ...) so both see the same machine load, and the
+gateway's CPU time per webhook (all its processes) is reported: on a shared machine it is the
+figure that load does not move much.
 
-    .venv/bin/python bench/gateway/webhook_latency.py [--rounds 20] [--concurrency 50]
+    .venv/bin/python bench/gateway/webhook_latency.py [--rounds 20] [--concurrency 50] [--workers N]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
 import socket
 import statistics
@@ -85,48 +89,79 @@ class RawConnection:
         return int(status_line.split()[1])
 
 
-async def bench_gateway(port: int, secret: str, rounds: int, concurrency: int) -> list[float]:
-    latencies: list[float] = []
-    connections = [await RawConnection("127.0.0.1", port).open() for _ in range(concurrency)]
+class GatewayLoad:
+    """Keep-alive connections to the gateway; each round sends one signed push per connection."""
 
-    async def one(connection: RawConnection) -> None:
+    def __init__(self, port: int, secret: str, concurrency: int):
+        self.port, self.secret, self.concurrency = port, secret, concurrency
+
+    async def open(self) -> GatewayLoad:
+        self.connections = [
+            await RawConnection("127.0.0.1", self.port).open() for _ in range(self.concurrency)
+        ]
+        return self
+
+    async def round(self, latencies: list[float], width: int | None = None) -> None:
+        await asyncio.gather(
+            *(self._one(c, latencies) for c in self.connections[: width or self.concurrency])
+        )
+
+    async def _one(self, connection: RawConnection, latencies: list[float]) -> None:
         body = push_body(secrets.token_hex(20))
-        headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body)}
+        headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(self.secret, body)}
         started = time.perf_counter()
         status = await connection.post("/webhook/github", body, headers)
         latencies.append(time.perf_counter() - started)
         assert status == 202, status
 
-    await asyncio.gather(*(one(c) for c in connections))  # warm-up: connections, pools
-    latencies.clear()
-    for _ in range(rounds):
-        await asyncio.gather(*(one(c) for c in connections))
-    for connection in connections:
-        connection.writer.close()
-    return latencies
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.writer.close()
 
 
-async def bench_bare_publish(amqp_url: str, rounds: int, concurrency: int) -> list[float]:
-    latencies: list[float] = []
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange("kiln.events")
-        # The same message the gateway publishes, to the same exchange and key (same queue fan-out).
-        request = BuildRequested(package="demo", build_number=1, source=Source(ref="refs/heads/main"))
+class BarePublish:
+    """aio-pika publish-with-confirm of the message the gateway publishes, to the same exchange and
+    key (same queue fan-out), `concurrency` at a time."""
 
-        async def one() -> None:
-            body = Envelope.new(request, source="bench", build_id=str(uuid.uuid4())).to_json()
-            message = aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-            started = time.perf_counter()
-            await exchange.publish(message, routing_key="build.requested", mandatory=True)
-            latencies.append(time.perf_counter() - started)
+    def __init__(self, amqp_url: str, concurrency: int):
+        self.amqp_url, self.concurrency = amqp_url, concurrency
+        self.request = BuildRequested(package="demo", build_number=1, source=Source(ref="refs/heads/main"))
 
-        await asyncio.gather(*(one() for _ in range(concurrency)))
-        latencies.clear()
-        for _ in range(rounds):
-            await asyncio.gather(*(one() for _ in range(concurrency)))
-    return latencies
+    async def open(self) -> BarePublish:
+        self.connection = await aio_pika.connect(self.amqp_url)
+        channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await channel.get_exchange("kiln.events")
+        return self
+
+    async def round(self, latencies: list[float], width: int | None = None) -> None:
+        await asyncio.gather(*(self._one(latencies) for _ in range(width or self.concurrency)))
+
+    async def _one(self, latencies: list[float]) -> None:
+        body = Envelope.new(self.request, source="bench", build_id=str(uuid.uuid4())).to_json()
+        message = aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        started = time.perf_counter()
+        await self.exchange.publish(message, routing_key="build.requested", mandatory=True)
+        latencies.append(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+def process_tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of `root` and its children (uvicorn's worker processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [root]
+    while pids:
+        pid = pids.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        pids.extend(int(child) for child in children)
+    return total
 
 
 def free_port() -> int:
@@ -137,7 +172,7 @@ def free_port() -> int:
 
 async def wait_ready(url: str) -> None:
     async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(200):
+        for _ in range(600):  # a loaded machine starts Python slowly
             try:
                 if (await client.get("/readyz")).status_code == 200:
                     return
@@ -154,10 +189,29 @@ def report(name: str, values: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
+async def measure(gateway_pid: int, load: GatewayLoad, bare: BarePublish, rounds: int, width: int):
+    """Alternating rounds of `width` concurrent requests: (bare latencies, webhook latencies, CPU s)."""
+    bare_latencies: list[float] = []
+    hook_latencies: list[float] = []
+    await bare.round([], width)  # warm-up: connections, pools, caches
+    await load.round([], width)
+    cpu = 0.0
+    for _ in range(rounds):
+        await bare.round(bare_latencies, width)
+        before = process_tree_cpu_s(gateway_pid)
+        await load.round(hook_latencies, width)
+        cpu += process_tree_cpu_s(gateway_pid) - before
+    return bare_latencies, hook_latencies, cpu
+
+
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--sequential", type=int, default=200, help="one-at-a-time requests (0: skip)")
+    parser.add_argument("--workers", type=int, help="gateway worker processes (default: its own default)")
     args = parser.parse_args()
 
     subprocess.run(["rabbitmqctl", "add_vhost", VHOST], check=True, capture_output=True)
@@ -180,19 +234,33 @@ async def main() -> None:
         "KILN_GITHUB_SECRET": secret,
         "KILN_LOG_LEVEL": "WARNING",
     }
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway", "--port", str(port)], cwd=ROOT, env=env
-    )
+    command = [sys.executable, "-m", "services.gateway", "--port", str(port)]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    gateway = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_ready(url)
-        bare = await bench_bare_publish(amqp_url, args.rounds, args.concurrency)
-        hooks = await bench_gateway(port, secret, args.rounds, args.concurrency)
-        bare_again = await bench_bare_publish(amqp_url, args.rounds, args.concurrency)
-        print(f"concurrency {args.concurrency}, {args.rounds} rounds")
-        b50, b99 = report("bare aio-pika publish + confirm", bare + bare_again)
-        g50, g99 = report("webhook → confirmed build.requested", hooks)
+        await wait_ready(f"http://127.0.0.1:{port}")
+        load = await GatewayLoad(port, secret, args.concurrency).open()
+        bare = await BarePublish(amqp_url, args.concurrency).open()
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        bare_c, hooks_c, cpu = await measure(gateway.pid, load, bare, args.rounds, args.concurrency)
+        if args.sequential:
+            bare_1, hooks_1, _ = await measure(gateway.pid, load, bare, args.sequential, 1)
+        print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        load.close()
+        await bare.close()
+        workers = args.workers or "default"
+        print(f"concurrency {args.concurrency}, {args.rounds} alternating rounds, workers {workers}")
+        b50, b99 = report("bare aio-pika publish + confirm", bare_c)
+        g50, g99 = report("webhook → confirmed build.requested", hooks_c)
         print(f"ratio gateway/bare: p50 {g50 / b50:.1f}x  p99 {g99 / b99:.1f}x")
+        print(f"gateway CPU per webhook: {cpu / len(hooks_c) * 1000:.2f} ms (all its processes)")
+        if args.sequential:
+            print(f"one at a time, {args.sequential} alternating requests")
+            report("bare aio-pika publish + confirm", bare_1)
+            report("webhook → confirmed build.requested", hooks_1)
+        bench_cpu = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"load generator CPU: {bench_cpu.ru_utime + bench_cpu.ru_stime:.1f} s")
     finally:
         gateway.terminate()
         gateway.wait(30)
