@@ -106,18 +106,21 @@ def build_logs(session: Session, build_id: str) -> list[str]:
 
 
 def registry_overview(session: Session, package: str | None = None) -> list[dict[str, Any]]:
-    """The newest pushed image per (package, target, platform)."""
+    """The newest pushed image per (package, target, platform), multi-arch indexes included (with
+    `platforms_size_bytes`, the sum of their platform images: shared.history.with_index_sizes)."""
     query = (
         select(BuildImage, BuildRun.package, BuildRun.build_number)
         .join(BuildRun, BuildRun.build_id == BuildImage.build_id)
-        .where(BuildImage.status == "pushed")
+        .where(BuildImage.status.in_(("pushed", "manifest")))
         .order_by(BuildImage.pushed_at.desc())
     )
     if package:
         query = query.where(BuildRun.package == package)
+    rows = [
+        {**as_dict(image), "package": pkg, "build_number": number}
+        for image, pkg, number in session.execute(query.limit(2000))
+    ]
     newest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for image, pkg, number in session.execute(query.limit(2000)):
-        key = (pkg, image.target, image.platform)
-        if key not in newest:
-            newest[key] = {**as_dict(image), "package": pkg, "build_number": number}
+    for row in history.with_index_sizes(rows):
+        newest.setdefault((row["package"], row["target"], row["platform"]), row)
     return list(newest.values())

@@ -5,10 +5,17 @@
 - `build_diff(session, build_a, build_b) -> dict` (raises `BuildNotFound`)
 - `find_stage_trigger(session, build_id, stage) -> list[Envelope]` (for replays)
 - `latest_compiled_build(session, package, before=None) -> str | None` (for `--skip-compile`)
+- `with_index_sizes(images) -> images` (multi-arch index rows get their platform images' sizes)
 """
 
 from shared.history.diff import build_diff
-from shared.history.queries import BuildNotFound, build_detail, latest_compiled_build, list_builds
+from shared.history.queries import (
+    BuildNotFound,
+    build_detail,
+    latest_compiled_build,
+    list_builds,
+    with_index_sizes,
+)
 from shared.history.replay import STAGE_TRIGGERS, find_stage_trigger
 
 __all__ = [
@@ -19,4 +26,5 @@ __all__ = [
     "find_stage_trigger",
     "latest_compiled_build",
     "list_builds",
+    "with_index_sizes",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
+    MANIFEST_PLATFORM,
     Audit,
     BuildCompile,
     BuildCompileSet,
@@ -74,7 +75,7 @@ def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
         compile_from = latest_compiled_build(session, run.package, before=run.requested_at) or build_id
     sets = [as_dict(s) for s in _rows(session, BuildCompileSet, compile_from)]
     modules = [as_dict(m) for m in _rows(session, BuildCompile, compile_from)]
-    images = [as_dict(i) for i in _rows(session, BuildImage, build_id)]
+    images = with_index_sizes([as_dict(i) for i in _rows(session, BuildImage, build_id)])
     scans = [as_dict(s) for s in _rows(session, BuildScan, build_id)]
     audits = [as_dict(a) for a in _rows(session, Audit, build_id)]
     return {
@@ -89,6 +90,23 @@ def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
         "deploy": [s for s in steps if s["stage"] in ("deploy", "verify")],
         "failure": _failure(session, build, steps),
     }
+
+
+def with_index_sizes(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each multi-arch index row (platform MANIFEST_PLATFORM, `size_bytes` None: the index
+    itself is a few hundred bytes of JSON) `platform_sizes`, the sizes of the platform images of
+    the same build and target, and `platforms_size_bytes`, their sum: what the tag stands for."""
+    sizes: dict[tuple[str, str], dict[str, int]] = {}
+    for image in images:
+        if image["platform"] != MANIFEST_PLATFORM and image["status"] == "pushed" and image["size_bytes"]:
+            key = (image["build_id"], image["target"])
+            sizes.setdefault(key, {})[image["platform"]] = image["size_bytes"]
+    for image in images:
+        if image["platform"] == MANIFEST_PLATFORM:
+            platforms = dict(sorted(sizes.get((image["build_id"], image["target"]), {}).items()))
+            image["platform_sizes"] = platforms
+            image["platforms_size_bytes"] = sum(platforms.values()) if platforms else None
+    return images
 
 
 def latest_compiled_build(session: Session, package: str, before: datetime | None = None) -> str | None:

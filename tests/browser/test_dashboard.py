@@ -35,7 +35,7 @@ async def browser():
 
 async def test_list_to_finished_build_page(browser, amqp_url, database_url, sessions):
     package = f"ui{uuid.uuid4().hex[:6]}"
-    build_id, envelopes = seed_build(sessions, package=package)
+    build_id, envelopes = seed_build(sessions, package=package, arm_size_mb=48, multi_arch=True)
     other, _ = seed_build(sessions, package=package, size_mb=42, status="failed")
     async with running_gateway(amqp_url, database_url) as (url, _app):
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -48,7 +48,17 @@ async def test_list_to_finished_build_page(browser, amqp_url, database_url, sess
         assert await page.locator("#build-status").inner_text() == "succeeded"
         assert await page.locator(".timeline .lane").count() == 8
         assert await page.locator("table.images tbody tr").count() == 2  # services
-        assert "50.0 MB" in await page.locator("table.images").inner_text()
+        images = await page.locator("table.images").inner_text()
+        assert "50.0 MB" in images and "48.0 MB" in images
+        # A multi-arch index is shown as the sum of its platform images, and says so.
+        header = page.locator("table.images thead th.index-size")
+        assert "multi-arch index (sum of platforms)" in (await header.inner_text()).lower()
+        assert "sum of its platform images" in await header.get_attribute("title")
+        index_cells = page.locator("table.images tbody td:last-child .size")
+        assert await index_cells.all_inner_texts() == ["98.0 MB", "98.0 MB"]
+        title = await index_cells.first.get_attribute("title")
+        assert title.startswith("linux/amd64 50.0 MB + linux/arm64 48.0 MB")
+        assert " 0.0 MB" not in images
         assert "pass · C0 H1 M0 L3" in await page.locator("table.images").inner_text()
         assert "4/4 ok" in await page.locator("table.matrix").first.inner_text()
         # history arrives over SSE: every stored event of the finished build is listed

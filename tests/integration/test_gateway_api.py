@@ -82,6 +82,18 @@ async def test_detail_events_logs_registry(gateway, sessions):
     assert (await gateway.get("/builds/nope")).status_code == 404
 
 
+async def test_multi_arch_index_size_is_the_sum_of_its_platform_images(gateway, sessions):
+    build_id, _ = seed_build(sessions, package="apiindex", arm_size_mb=40, multi_arch=True)
+    detail = (await gateway.get(f"/builds/{build_id}")).json()
+    index = [i for i in detail["images"] if i["platform"] == "multi-arch"]
+    assert [i["size_bytes"] for i in index] == [None, None]  # what was recorded stays as recorded
+    assert [i["platforms_size_bytes"] for i in index] == [90_000_000, 90_000_000]
+    assert index[0]["platform_sizes"] == {"linux/amd64": 50_000_000, "linux/arm64": 40_000_000}
+    registry = (await gateway.get("/registry", params={"package": "apiindex"})).json()
+    assert sorted(r["platform"] for r in registry) == sorted(["linux/amd64", "linux/arm64", "multi-arch"] * 2)
+    assert {r["platforms_size_bytes"] for r in registry if r["platform"] == "multi-arch"} == {90_000_000}
+
+
 async def test_report_page_is_the_mailed_report(gateway, sessions):
     build_id, _ = seed_build(sessions, package="apireport")
     page = await gateway.get(f"/ui/builds/{build_id}/report")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared.db.models import BuildCompileSet, BuildImage, BuildRun, BuildScan, BuildStep, EventLog
+from shared.db.models import (
+    MANIFEST_PLATFORM,
+    BuildCompileSet,
+    BuildImage,
+    BuildRun,
+    BuildScan,
+    BuildStep,
+    EventLog,
+)
 from shared.events import (
     BuildFinished,
     BuildRequested,
@@ -76,7 +84,11 @@ def seed_build(
     status: str = "succeeded",
     ref: str = "refs/heads/main",
     size_mb: int = 50,
+    arm_size_mb: int | None = None,
+    multi_arch: bool = False,
 ) -> tuple[str, list[Envelope]]:
+    """`multi_arch`: also the multi-arch index rows the reporter writes on manifest.pushed (no size
+    of their own); `arm_size_mb`: linux/arm64 images of another size than the amd64 ones."""
     build_id = str(uuid.uuid4())
     start = datetime.now(UTC).replace(tzinfo=None)
     envelopes = build_envelopes(build_id, package)
@@ -139,7 +151,8 @@ def seed_build(
                         repository=f"127.0.0.1:5000/kiln/axion-{target}-{package}",
                         tag="b1",
                         digest=DIGEST,
-                        size_bytes=size_mb * 1_000_000,
+                        size_bytes=(arm_size_mb if arm_size_mb and platform == "linux/arm64" else size_mb)
+                        * 1_000_000,
                         pushed_at=start,
                     )
                 )
@@ -154,6 +167,20 @@ def seed_build(
                         low=3,
                         verdict="pass",
                         scanned_at=start,
+                    )
+                )
+            if multi_arch:
+                session.add(
+                    BuildImage(
+                        build_id=build_id,
+                        target=target,
+                        platform=MANIFEST_PLATFORM,
+                        repository=f"127.0.0.1:5000/kiln/axion-{target}-{package}",
+                        tag="b1",
+                        digest="sha256:" + "c" * 64,
+                        size_bytes=None,
+                        status="manifest",
+                        pushed_at=start,
                     )
                 )
         for index, envelope in enumerate(envelopes):

@@ -16,12 +16,20 @@ from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
 from services.gateway.runs import build_detail, build_logs, list_builds
 from shared import history
+from shared.db.models import MANIFEST_PLATFORM
 from shared.history import BuildNotFound, build_diff
 from shared.report import render_html, report_view
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["mb"] = lambda size: f"{(size or 0) / 1_000_000:.1f} MB"
+INDEX_SIZE_NOTE = "an index is a few hundred bytes itself: its size here is the sum of its platform images"
+
+
+def mb(size: int | None) -> str:
+    return "\N{EN DASH}" if size is None else f"{size / 1_000_000:.1f} MB"  # unknown is not zero
+
+
+templates.env.filters["mb"] = mb
 templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1f}s"
 templates.env.filters["short"] = lambda value: (value or "")[:8]
 templates.env.filters["branch"] = lambda ref: (ref or "").removeprefix("refs/heads/")
@@ -94,13 +102,16 @@ def timeline(detail: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def image_grid(detail: dict[str, Any]) -> dict[str, Any]:
-    """Images per service (rows) by platform (columns), with the scan of the same image."""
+    """Images per service (rows) by platform (columns), with the scan of the same image. The
+    multi-arch index column (last) shows the sum of the platform images, itemised in a tooltip."""
     scans = {(s["target"], s["platform"]): s for s in detail["scans"]}
-    platforms = sorted({i["platform"] for i in detail["images"]})
+    platforms = sorted({i["platform"] for i in detail["images"]}, key=lambda p: (p == MANIFEST_PLATFORM, p))
     rows: dict[str, dict[str, Any]] = {}
     for image in detail["images"]:
-        rows.setdefault(image["target"], {})[image["platform"]] = {
-            **image,
-            "scan": scans.get((image["target"], image["platform"])),
-        }
-    return {"platforms": platforms, "rows": rows}
+        cell = {**image, "scan": scans.get((image["target"], image["platform"]))}
+        if image["platform"] == MANIFEST_PLATFORM:
+            parts = [f"{p} {mb(size)}" for p, size in (image.get("platform_sizes") or {}).items()]
+            cell["size_bytes"] = image.get("platforms_size_bytes")
+            cell["size_title"] = f"{' + '.join(parts) or 'no platform image pushed'} ({INDEX_SIZE_NOTE})"
+        rows.setdefault(image["target"], {})[image["platform"]] = cell
+    return {"platforms": platforms, "rows": rows, "index": MANIFEST_PLATFORM, "index_note": INDEX_SIZE_NOTE}
