@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi import Request
 
 from services.gateway.webhooks.changes import MalformedPayload
@@ -30,7 +30,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
+    """Strict JSON (orjson: invalid UTF-8, NaN, integers beyond 64 bits and nesting deeper than
+    1024 are refused), so a malformed body is a 400 here, never an error further on."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise MalformedPayload(f"body is not JSON: {exc}") from None

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter, Request, Response
 from pydantic import SecretStr
 
 from services.gateway import metrics
@@ -72,12 +72,12 @@ PROVIDERS = {
 }
 
 
-def _reply(provider: str, outcome: str, status: int, **body: Any) -> JSONResponse:
+def _reply(provider: str, outcome: str, status: int, **body: Any) -> Response:
     metrics.WEBHOOKS.labels(provider, outcome).inc()
-    return JSONResponse({"status": outcome, **body}, status_code=status)
+    return Response(orjson.dumps({"status": outcome, **body}), status, media_type="application/json")
 
 
-async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> JSONResponse:
+async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> Response:
     started = time.perf_counter()
     try:
         body = await read_body(request, deps.settings.max_webhook_body)
@@ -106,7 +106,7 @@ async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> JS
     return response
 
 
-async def _start(provider: Provider, push: Push, request: Request, deps: GatewayDeps) -> JSONResponse:
+async def _start(provider: Provider, push: Push, request: Request, deps: GatewayDeps) -> Response:
     if deps.config is None:
         return _reply(provider.kind, "ignored", 200, reason="no pipeline config loaded (KILN_CONFIG_PATH)")
     planned, skipped = plan_builds(deps.config, push)
@@ -155,7 +155,7 @@ def _endpoint(name: str):
 
     # No `Deps` dependency here: FastAPI's dependency solving is a measurable share of this, the
     # hottest path (bench/gateway); the deps are the same object either way.
-    async def endpoint(request: Request) -> JSONResponse:
+    async def endpoint(request: Request) -> Response:
         return await receive(provider, request, request.app.state.deps)
 
     endpoint.__name__ = f"webhook_{name.replace('-', '_')}"
