@@ -110,10 +110,11 @@ class BuildStarter:
             # the takeover age, as after a crash.
             log.warning("could not mark redelivery keys published: %s", task.exception())
 
-    async def drain(self) -> None:
-        """Wait for the background marks still running (at shutdown)."""
-        while self._confirming:
-            await asyncio.gather(*self._confirming, return_exceptions=True)
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the background marks still running (at shutdown); a database that does not
+        answer leaves them pending, the state a crash would leave."""
+        if self._confirming:
+            await asyncio.wait(set(self._confirming), timeout=timeout_s)
 
     def _confirm_keys(self, keys: list[str]) -> list[None]:
         self._ledger.confirm(keys)
