@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from services.gateway.batching import Coalescer
 from services.gateway.live import LiveHub, topic_matches
+from services.gateway.starter import BuildOrder, BuildStarter
 from services.gateway.webhooks.signature import SignatureError, sign, verify
 from shared.cli.main import parser
 from shared.cli.progress import describe
 from shared.events import BuildFinished, Envelope, StageStarted
+from shared.events.build import Source
+from tests.unit.test_gateway_fakes import MemoryLedger, RecordingPublisher
 
 
 @pytest.mark.parametrize(
@@ -49,6 +53,29 @@ async def test_coalescer_batches_concurrent_callers_and_keeps_their_order():
     results = await asyncio.gather(*(coalescer.submit([i, i + 100]) for i in range(20)))
     assert results == [[i * 10, (i + 100) * 10] for i in range(20)]
     assert len(calls) < 20  # callers that arrived while a batch ran shared the next one
+
+
+async def test_the_answer_does_not_wait_for_the_published_mark():
+    class SlowMarks(MemoryLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mark_allowed = threading.Event()
+
+        def confirm(self, keys: list[str]) -> None:
+            self.mark_allowed.wait(10)
+            super().confirm(keys)
+
+    ledger, publisher = SlowMarks(), RecordingPublisher()
+    starter = BuildStarter(publisher=publisher, ledger=ledger, config=None)
+    order = BuildOrder(package="demo", source=Source(ref="refs/heads/main"), dedupe_key="ref:x")
+    result = await asyncio.wait_for(starter.start([order], delivery_key="delivery:github:1"), 5)
+    assert len(result.build_ids) == 1 and len(publisher.published) == 1
+    assert ledger.keys == {"ref:x": "pending", "delivery:github:1": "pending"}  # mark still running
+    again = await starter.start([order], delivery_key="delivery:github:2")  # a redelivery meanwhile
+    assert again.build_ids == [] and len(publisher.published) == 1
+    ledger.mark_allowed.set()
+    await starter.drain()
+    assert ledger.keys["ref:x"] == ledger.keys["delivery:github:1"] == "published"
 
 
 async def test_coalescer_failure_reaches_every_waiter():
