@@ -38,7 +38,7 @@ WORKDIR /opt/kiln
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY docker/kiln-healthcheck /usr/local/bin/
+COPY container/kiln-healthcheck /usr/local/bin/
 RUN useradd --uid 10001 --create-home kiln \
  && mkdir -p /var/cache/kiln && chown kiln /var/cache/kiln
 

@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.stack import example  # noqa: E402
+from scripts.stack import example
 
 REGISTRY_USER = "kiln"
 IMAGE_UID = 10001  # the Dockerfile's user `kiln`
@@ -65,7 +65,10 @@ class ComposeStack:
 
     def secrets(self) -> dict[str, str]:
         values = self.generated()
-        return {"api_token": values["KILN_API_TOKEN"], "webhook_secret": values["KILN_BITBUCKET_CLOUD_SECRET"]}
+        return {
+            "api_token": values["KILN_API_TOKEN"],
+            "webhook_secret": values["KILN_BITBUCKET_CLOUD_SECRET"],
+        }
 
 
 def prepare(stack: ComposeStack, settings: list[str]) -> None:
@@ -93,10 +96,10 @@ def registry_report(registry: str, password: str) -> tuple[list[str], dict[str, 
     """The repositories of the stack's registry and their tags."""
     with httpx.Client(base_url=f"http://{registry}", auth=(REGISTRY_USER, password), timeout=10) as client:
         repositories = client.get("/v2/_catalog").raise_for_status().json()["repositories"]
-        tags = {
-            repo: sorted(client.get(f"/v2/{repo}/tags/list").raise_for_status().json()["tags"] or [])
-            for repo in repositories
-        }
+        tags = {}
+        for repo in repositories:
+            response = client.get(f"/v2/{repo}/tags/list")  # 404: a push that never finished
+            tags[repo] = sorted(response.json().get("tags") or []) if response.is_success else []
     return repositories, tags
 
 

@@ -13,6 +13,8 @@ SMOKE_DIR="$KILN_STATE_DIR/compose-smoke"
 SMOKE_GATEWAY_PORT=18000
 SMOKE_REGISTRY_PORT=18500
 SMOKE_PIP_CA=build/compose/pip-ca.pem
+SMOKE_PYTHON_IMAGE=kiln-python:3.11
+SMOKE_PYTHON_STAGE=build/compose/python
 
 smoke_compose() {
   docker-compose -p "$SMOKE_PROJECT" --env-file "$SMOKE_DIR/compose.env" \
@@ -29,6 +31,29 @@ smoke_pip_ca_setting() {
   mkdir -p "$(dirname "$SMOKE_PIP_CA")"
   cp "$cert" "$SMOKE_PIP_CA"
   printf 'KILN_PIP_CA_FILE=%s\n' "$SMOKE_PIP_CA"
+}
+
+# Kiln's image needs CPython >= 3.11.4 (Debian bookworm has 3.11.2: container/offline/python.Dockerfile).
+# The one this machine runs Kiln on (the .venv's) is staged, without its site-packages, as the
+# base image in python:3.11-slim's layout.
+smoke_python_base() {
+  local prefix version
+  read -r prefix version < <("$KILN_VENV/bin/python" -c \
+    'import sys; print(sys.base_prefix, "%d.%d.%d" % sys.version_info[:3])')
+  "$KILN_VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11, 4) or sys.version_info >= (3, 12))' ||
+    die "the .venv's Python is $version; Kiln's image needs CPython 3.11.4 or later 3.11" \
+      "recreate .venv on such a Python (KILN_PYTHON=... ./kiln-dev install)"
+  if docker image inspect "$SMOKE_PYTHON_IMAGE" >/dev/null 2>&1; then
+    note "$SMOKE_PYTHON_IMAGE: present"
+    return 0
+  fi
+  step "base image $SMOKE_PYTHON_IMAGE: CPython $version from $prefix on kiln-base:bookworm-amd64"
+  mkdir -p "$SMOKE_PYTHON_STAGE"
+  rsync -a --delete --exclude 'lib/python3.11/site-packages/*' --exclude 'lib/python3.11/test/' \
+    --exclude '__pycache__' --exclude '_tkinter*' --exclude 'lib/python3.11/tkinter/' \
+    "$prefix/" "$SMOKE_PYTHON_STAGE/"
+  docker build -q -f container/offline/python.Dockerfile -t "$SMOKE_PYTHON_IMAGE" "$SMOKE_PYTHON_STAGE" >/dev/null ||
+    die "building $SMOKE_PYTHON_IMAGE failed" "docker build -f container/offline/python.Dockerfile $SMOKE_PYTHON_STAGE"
 }
 
 smoke_health() { # container id: healthy | starting | unhealthy | exited:<code> | running
@@ -100,12 +125,14 @@ cmd_compose-smoke() {
     --setting "KILN_REGISTRY_HTPASSWD=$SMOKE_DIR/registry/htpasswd" \
     --setting "KILN_BASE_IMAGE_AMD64=kiln-base:bookworm-amd64" \
     --setting "KILN_BASE_IMAGE_ARM64=kiln-base:bookworm-arm64" \
+    --setting "KILN_OFFLINE_PYTHON_BASE=$SMOKE_PYTHON_IMAGE" \
     $(smoke_pip_ca_setting | sed 's/^/--setting /')
   local registry_password
   registry_password=$(grep '^KILN_REGISTRY_PASSWORD=' "$SMOKE_DIR/compose.env" | cut -d= -f2-)
   (umask 077 && printf '%s\n' "$registry_password" | htpasswd -niB kiln | sed '/^$/d' >"$SMOKE_DIR/registry/htpasswd")
   chmod 644 "$SMOKE_DIR/registry/htpasswd" # the registry runs as root; a bcrypt hash, not the password
 
+  smoke_python_base
   step "docker-compose build (every image, from Debian packages on kiln-base:bookworm-amd64)"
   smoke_compose build -q || die "docker-compose build failed" "re-run without -q: docker-compose ... build"
   t_build=$((SECONDS - t0))

@@ -87,7 +87,8 @@ def test_engine_clients_share_the_engines_network_and_paths(tmp_path):
     assert deployer_env["KILN_KEYS_DIR"].startswith("/var/lib/kiln/keys/")
     assert "/var/lib/kiln/keys" in engine_mounts
     assert "--insecure-registry=registry:5000" in services["engine"]["command"]
-    assert deployer_env["KILN_DEPLOYMENT_REGISTRY_HOST"] == deployer_env["KILN_REGISTRY_URL"] == "registry:5000"
+    registry = deployer_env["KILN_REGISTRY_URL"]
+    assert registry == deployer_env["KILN_DEPLOYMENT_REGISTRY_HOST"] == "registry:5000"
 
 
 def test_offline_override_builds_every_image_from_the_local_base(tmp_path):
@@ -100,13 +101,14 @@ def test_offline_override_builds_every_image_from_the_local_base(tmp_path):
         assert services[name]["image"].startswith("kiln-offline/"), name
     for name in (*KILN_SERVICES, "migrate"):
         args = services[name]["build"]["args"]
-        assert args == {"BASE": "kiln-base:bookworm-amd64", "PIP_CA_FILE": "build/compose/pip-ca.pem"}, name
+        assert args == {"BASE": "kiln-python:3.11", "PIP_CA_FILE": "build/compose/pip-ca.pem"}, name
         assert services[name]["image"] == "kiln:local", name
     # Everything else of the stack is the main file's: health checks, dependencies, commands.
     assert services["deployer"]["network_mode"] == "service:engine"
     assert services["gateway"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     engine = services["engine"]
-    assert not engine.get("privileged") and engine["cap_add"] == ["ALL"] and engine["cap_drop"] == ["SYS_RESOURCE"]
+    assert not engine.get("privileged")
+    assert engine["cap_add"] == ["ALL"] and engine["cap_drop"] == ["SYS_RESOURCE"]
 
 
 def test_offline_override_and_smoke_additions_validate(tmp_path):

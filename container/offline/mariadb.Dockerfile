@@ -5,6 +5,6 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-server mariadb-client \
  && rm -rf /var/lib/apt/lists/* /var/lib/mysql/* \
  && install -d -o mysql -g mysql /run/mysqld
-COPY docker/offline/mariadb-entrypoint.sh /usr/local/bin/kiln-mariadb
+COPY container/offline/mariadb-entrypoint.sh /usr/local/bin/kiln-mariadb
 EXPOSE 3306
 CMD ["kiln-mariadb"]
