@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -106,21 +107,53 @@ class Stack:
             **self.overrides,
         }
 
+    WORKERS = ("compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter")
+
+    def health_ports(self) -> dict[str, int]:
+        """Each worker's /healthz and /readyz port (KILN_HEALTH_PORT), chosen once per state dir."""
+        saved = self.state / "health-ports.json"
+        if saved.is_file():
+            return json.loads(saved.read_text())
+        ports = {name: _free_port() for name in self.WORKERS}
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(ports))
+        return ports
+
     def process_table(self) -> list[Process]:
         port = str(self.gateway_port)
+        health = {name: {"KILN_HEALTH_PORT": str(p)} for name, p in self.health_ports().items()}
         return [
             Process(
                 "mailcatcher",
                 ["scripts/stack/mailcatcher.py", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)],
             ),
             Process("gateway", ["-m", "services.gateway", "--host", "127.0.0.1", "--port", port]),
-            Process("compiler", ["-m", "services.compiler", "worker"]),
-            Process("imager-amd64", ["-m", "services.imager", "--platform", "linux/amd64"]),
-            Process("imager-arm64", ["-m", "services.imager", "--platform", "linux/arm64"]),
-            Process("scanner", ["-m", "services.scanner"]),
-            Process("deployer", ["-m", "services.deployer"]),
-            Process("reporter", ["-m", "services.reporter"]),
+            Process("compiler", ["-m", "services.compiler", "worker"], health["compiler"]),
+            *(
+                Process(
+                    f"imager-{arch}",
+                    ["-m", "services.imager", "--platform", f"linux/{arch}"],
+                    health[f"imager-{arch}"],
+                )
+                for arch in ("amd64", "arm64")
+            ),
+            Process("scanner", ["-m", "services.scanner"], health["scanner"]),
+            Process("deployer", ["-m", "services.deployer"], health["deployer"]),
+            Process("reporter", ["-m", "services.reporter"], health["reporter"]),
         ]
+
+    def not_ready(self) -> list[str]:
+        """The services whose /readyz does not answer 200 yet (broker, and database where used)."""
+        urls = {"gateway": f"{self.gateway_url}/readyz"}
+        urls |= {name: f"http://127.0.0.1:{p}/readyz" for name, p in self.health_ports().items()}
+        waiting = []
+        for name, url in urls.items():
+            try:
+                if httpx.get(url, timeout=2).status_code != 200:
+                    waiting.append(name)
+            except httpx.HTTPError:
+                waiting.append(name)
+        return waiting
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -182,14 +215,14 @@ class Stack:
             if dead:
                 tail = processes.log_tail(self.state, dead[0])
                 raise SystemExit(f"{dead[0]} exited at start; its log ({self.state}/logs):\n{tail}")
-            try:
-                if httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
-                    say(f"every service is up; gateway at {self.gateway_url}")
-                    return
-            except httpx.HTTPError:
-                pass
+            waiting = self.not_ready()
+            if not waiting:
+                say(f"every service is up; gateway at {self.gateway_url}")
+                return
             time.sleep(1)
-        raise SystemExit(f"gateway not ready after {timeout_s:.0f}s; see {self.state}/logs/gateway.log")
+        raise SystemExit(
+            f"not ready after {timeout_s:.0f}s: {', '.join(waiting)}; see {self.state}/logs/{waiting[0]}.log"
+        )
 
     def down(self) -> None:
         stopped = processes.stop_all(self.state)
@@ -219,3 +252,9 @@ class Stack:
         )
         print(f"    logs:      {self.state}/logs/")
         print("    stop with: ./kiln-dev down")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

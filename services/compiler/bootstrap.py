@@ -24,6 +24,7 @@ from shared.bus import Bus, SqlIdempotencyGuard
 from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
+from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
 from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
@@ -47,7 +48,12 @@ class CompilerService:
     async def start(self, bus: Bus) -> None:
         await self.cancel.start(bus)
         await self.logs.start(bus)
-        await bus.consume(t.COMPILER_BUILDS, self.handlers, guard=self.guard)
+        await bus.consume(
+            t.COMPILER_BUILDS,
+            self.handlers,
+            guard=self.guard,
+            give_up={BuildRequested: end_build_failed("compile")},
+        )
 
 
 def artifact_store_from(settings: CompilerSettings) -> SharedArtifactStore:

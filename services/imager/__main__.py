@@ -80,11 +80,11 @@ def run_worker(args: argparse.Namespace) -> int:
         await imager.cancel.start(bus)
         await asyncio.to_thread(warm_up_registry, imager.deps.registry)
         await imager.deps.logs.start(bus)
-        await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard)
+        await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard, give_up=imager.give_up)
         if not args.no_manifests:
             await bus.consume(t.IMAGER_MANIFESTS, imager.manifests, guard=guard)
 
-    asyncio.run(run_service(bus, start))
+    asyncio.run(run_service(bus, start, health_port=settings.health_port))
     return 0
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
-from services.imager.handlers import on_compile_completed, on_image_pushed, on_image_requested
+from services.imager.handlers import (
+    on_compile_completed,
+    on_image_job_given_up,
+    on_image_pushed,
+    on_image_requested,
+)
 from services.imager.image_job import ImagerDeps
 from services.imager.ports import ImageBuilder, Prover, RegistryAuth
 from services.imager.settings import ImagerSettings
@@ -16,7 +21,7 @@ from services.imager.tier_venv import TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
 from shared.bus import Bus
 from shared.bus.cancellation import CancelWatch
-from shared.bus.dispatch import HandlerTable
+from shared.bus.dispatch import GiveUpTable, HandlerTable
 from shared.bus.live_logs import LogShipper
 from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
@@ -33,6 +38,7 @@ class Imager:
     manifests: HandlerTable
     sessions: sessionmaker | None
     cancel: CancelWatch
+    give_up: GiveUpTable
 
 
 def make_builder(settings: ImagerSettings) -> ImageBuilder:
@@ -104,7 +110,13 @@ def bootstrap(
             ImagePushed: functools.partial(on_image_pushed, sessions=sessions, registry=registry),
         }
     return Imager(
-        settings=settings, deps=deps, jobs=jobs, manifests=manifests, sessions=sessions, cancel=cancel
+        settings=settings,
+        deps=deps,
+        jobs=jobs,
+        manifests=manifests,
+        sessions=sessions,
+        cancel=cancel,
+        give_up={ImageRequested: on_image_job_given_up},
     )
 
 

@@ -9,7 +9,8 @@ from services.imager.manifests import assemble_ready, record_expected, record_pu
 from services.imager.ports import RegistryAuthFailed
 from shared.bus import EventContext, PermanentError
 from shared.events.compile import CompileCompleted, ImageRequested
-from shared.events.image import ImagePushed
+from shared.events.image import ImageFailed, ImagePushed
+from shared.logging import REDACT
 from shared.registry import RegistryAuthError, RegistryClient
 
 
@@ -25,6 +26,13 @@ def on_image_requested(event: ImageRequested, ctx: EventContext, *, deps: Imager
             f"registry {deps.registry.host} refused the imager's credentials "
             f"(check KILN_REGISTRY_USERNAME/KILN_REGISTRY_PASSWORD): {exc}"
         ) from exc
+
+
+def on_image_job_given_up(event: ImageRequested, ctx: EventContext, reason: str) -> None:
+    """The bus dead-lettered this job after reading it (a worker kept dying on it, or its retries
+    ran out): report image.failed, so the deployer ends the build naming target and platform."""
+    error = REDACT(f"the {event.platform} imager gave up on this job: {reason}")[:4000]
+    ctx.emit(ImageFailed(target=event.target, platform=event.platform, error=error))
 
 
 def on_compile_completed(

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
         async def serve() -> None:
             try:
-                await run_service(bus, reporter.start)
+                await run_service(bus, reporter.start, health_port=settings.health_port)
             finally:
                 await reporter.close()
 

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_worker(args: argparse.Namespace, settings: ScannerSettings) -> int:
     scanner = bootstrap(settings)
-    asyncio.run(run_service(scanner.bus(), scanner.start))
+    asyncio.run(run_service(scanner.bus(), scanner.start, health_port=settings.health_port))
     return 0
 
 

@@ -20,6 +20,7 @@ from shared.bus import Bus, SqlIdempotencyGuard
 from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
+from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
 from shared.config import RegistryConfig, ScanPolicy, load_config
 from shared.events import ImagePushed
@@ -40,7 +41,12 @@ class Scanner:
 
     async def start(self, bus: Bus) -> None:
         await self.cancel.start(bus)
-        await bus.consume(t.SCANNER_IMAGES, self.handlers, guard=self.guard)
+        await bus.consume(
+            t.SCANNER_IMAGES,
+            self.handlers,
+            guard=self.guard,
+            give_up=dict.fromkeys(self.handlers, end_build_failed("scan")),
+        )
 
 
 def registry_credentials(settings: ScannerSettings) -> tuple[str, str] | None:

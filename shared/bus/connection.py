@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, Abstrac
 
 from shared.bus import topology as t
 from shared.bus.declare import declare_exchanges, declare_topology, declare_work_queue
-from shared.bus.dispatch import Dispatcher, HandlerTable, copy_for_parking
+from shared.bus.dispatch import Dispatcher, GiveUpTable, HandlerTable, copy_for_parking
 from shared.bus.idempotency import IdempotencyGuard, MemoryIdempotencyGuard
 from shared.events import Envelope, Event
 from shared.events.envelope import CONTENT_TYPE
@@ -207,9 +207,15 @@ class Bus:
     # -- consuming --------------------------------------------------------------------------
 
     async def consume(
-        self, spec: t.QueueSpec, handlers: HandlerTable, *, guard: IdempotencyGuard | None = None
+        self,
+        spec: t.QueueSpec,
+        handlers: HandlerTable,
+        *,
+        guard: IdempotencyGuard | None = None,
+        give_up: GiveUpTable | None = None,
     ) -> None:
-        """Start consuming `spec`'s queue with manual ack and the queue's prefetch."""
+        """Start consuming `spec`'s queue with manual ack and the queue's prefetch. `give_up`
+        reports an event that is dead-lettered after it was read (dispatch.py)."""
         await _warm_up(guard)
         dispatcher = Dispatcher(
             spec=spec,
@@ -219,6 +225,7 @@ class Bus:
             publish=self.publish,
             park=self._park,
             retry_base_delay_s=self.retry_base_delay_s,
+            give_up=give_up,
         )
         callback = self._tracked(dispatcher)
 

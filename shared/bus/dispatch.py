@@ -31,6 +31,11 @@ log = logging.getLogger("kiln.bus")
 
 Handler = Callable[[Any, EventContext], Awaitable[None] | None]
 HandlerTable = Mapping[type[Event], Handler]
+# Called with (event, ctx, reason) when an event of that type is dead-lettered after it was read:
+# the service reports the failure as an event (image.failed, build.finished failed), so the build
+# it belongs to ends with the reason instead of waiting forever for a stage that gave up.
+GiveUp = Callable[[Any, EventContext, str], Awaitable[None] | None]
+GiveUpTable = Mapping[type[Event], GiveUp]
 
 
 class Dispatcher:
@@ -46,8 +51,10 @@ class Dispatcher:
         publish: Callable[[Envelope], Awaitable[None]],
         park: Callable[[str, AbstractIncomingMessage, dict[str, Any], float | None], Awaitable[None]],
         retry_base_delay_s: float | None = None,
+        give_up: GiveUpTable | None = None,
     ):
         self.retry_base_delay_s = retry_base_delay_s
+        self.give_up = dict(give_up or {})
         self.spec = spec
         self.handlers = dict(handlers)
         # Decided once per handler, not per message: does it run on the loop or in a thread?
@@ -78,11 +85,9 @@ class Dispatcher:
         headers = message.headers or {}
         deliveries = int(headers.get("x-delivery-count", 0) or 0)
         if deliveries >= t.DELIVERY_LIMIT - 1:
-            await self._dead_letter(
-                message,
-                f"delivered {deliveries + 1} times without an ack: its consumers kept dying on it",
-                "poison",
-            )
+            reason = f"delivered {deliveries + 1} times without an ack: its consumers kept dying on it"
+            await self._give_up(envelope, reason)
+            await self._dead_letter(message, reason, "poison")
             return
         consumer = self.spec.name
         if await self._guard("seen", consumer, envelope.id):
@@ -102,10 +107,12 @@ class Dispatcher:
         try:
             await _run(handler, envelope.event(), ctx, on_loop=self._on_loop[model])
         except (PermanentError, InvalidEvent) as exc:
-            await self._dead_letter(message, f"{type(exc).__name__}: {exc}", "permanent")
+            reason = f"{type(exc).__name__}: {exc}"
+            await self._give_up(envelope, reason)
+            await self._dead_letter(message, reason, "permanent")
             return
         except Exception as exc:
-            await self._retry_or_give_up(message, exc)
+            await self._retry_or_give_up(message, envelope, exc)
             return
         await self._guard("mark", consumer, envelope.id)
         await message.ack()
@@ -130,17 +137,44 @@ class Dispatcher:
                 waited += delay
                 delay = min(delay * 2, 10.0)
 
-    async def _retry_or_give_up(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+    async def _retry_or_give_up(
+        self, message: AbstractIncomingMessage, envelope: Envelope, exc: Exception
+    ) -> None:
         retries = int((message.headers or {}).get(RETRIES_HEADER, 0) or 0)
         reason = f"{type(exc).__name__}: {exc}"
         if retries >= t.MAX_RETRIES:
-            await self._dead_letter(message, f"gave up after {retries + 1} attempts: {reason}", "exhausted")
+            reason = f"gave up after {retries + 1} attempts: {reason}"
+            await self._give_up(envelope, reason)
+            await self._dead_letter(message, reason, "exhausted")
             return
         delay = t.retry_delay_s(retries, self.retry_base_delay_s)
         log.warning("%s failed (%s); retry %d in %.1fs", self.spec.name, reason, retries + 1, delay)
         headers = {RETRIES_HEADER: retries + 1, ERROR_HEADER: reason[:1000]}
         await self._park(self.spec.retry_queue, message, headers, delay)
         await message.ack()
+
+    async def _give_up(self, envelope: Envelope, reason: str) -> None:
+        """Let the service report the failure before the message goes to the dead-letter queue.
+        Its events get ids derived under `<queue>.gave-up`, apart from the handler's own, so a
+        rerun of this path re-emits the same ids and never collides with what the handler sent."""
+        report = self.give_up.get(envelope.model())
+        if report is None:
+            return
+        ctx = EventContext(
+            envelope=envelope,
+            consumer=f"{self.spec.name}.gave-up",
+            source=self.source,
+            _publish=self._publish,
+            _loop=asyncio.get_running_loop(),
+        )
+        try:
+            event = envelope.event()
+            if inspect.iscoroutinefunction(report):
+                await report(event, ctx, reason)
+            else:
+                await asyncio.to_thread(report, event, ctx, reason)
+        except Exception:  # the message still goes to the dead-letter queue, where nothing is lost
+            log.exception("%s: could not report giving up on %s", self.spec.name, envelope.id)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, kind: str) -> None:
         log.error("dead-lettering a message from %s: %s", self.spec.name, reason)

@@ -15,6 +15,7 @@ import time
 
 import aio_pika
 import docker
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -194,6 +195,13 @@ def test_deployed_containers_are_healthy(stack, first_build):
     assert webhook.attrs["State"]["Health"]["Status"] in ("healthy", "starting")
     for service in ("scheduler", "storage-worker", "report"):
         assert client.containers.get(f"{stack.prefix}demo-{service}").status == "running"
+
+
+def test_every_worker_answers_its_probe_port(stack, first_build):
+    """KILN_HEALTH_PORT is what the Helm chart's and compose's probes call on every worker."""
+    for name, port in stack.health_ports().items():
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200, name
+    assert stack.not_ready() == []
 
 
 def test_report_email_arrived_with_html_and_text(stack, first_build):

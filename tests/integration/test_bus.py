@@ -17,6 +17,7 @@ from shared.bus import Bus, PermanentError, SqlIdempotencyGuard
 from shared.bus import topology as t
 from shared.bus.declare import declare_work_queue
 from shared.bus.errors import ERROR_HEADER, ERROR_KIND_HEADER
+from shared.bus.give_up import end_build_failed
 from shared.bus.topology import QueueSpec
 from shared.events import BuildFinished, BuildRequested, Envelope, decode
 from shared.events.trace import trace_id
@@ -340,3 +341,42 @@ async def test_recovers_when_the_broker_restarts_under_a_running_handler(amqp_ur
         assert sorted(finished) == ["b-inflight-1", "b-inflight-2"]  # each once
     finally:
         await worker.stop(grace_s=5)
+
+
+async def test_a_given_up_event_is_reported_before_it_is_dead_lettered(bus, amqp_url, monkeypatch):
+    """A stage that gives up on a build's event ends that build with the reason, instead of
+    leaving it to wait forever; the message itself still lands in the dead-letter queue."""
+    monkeypatch.setattr(t, "RETRY_BASE_DELAY_S", 0.05)
+    monkeypatch.setattr(t, "MAX_RETRIES", 1)
+    spec = unique_spec("give-up")
+
+    def handler(event: BuildRequested, ctx) -> None:
+        if event.package == "permanent":
+            raise PermanentError("config.yaml names no such package")
+        raise RuntimeError("the registry keeps refusing")
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        finished = await channel.declare_queue("", exclusive=True)
+        await finished.bind(await channel.get_exchange(t.EVENTS_EXCHANGE), "build.finished")
+        await bus.consume(
+            spec, {BuildRequested: handler}, give_up={BuildRequested: end_build_failed("compile")}
+        )
+        await bus.emit(BuildRequested(package="permanent"), build_id="b-permanent")
+        await bus.emit(BuildRequested(package="flaky"), build_id="b-exhausted")
+        ended = {}
+        async with finished.iterator(timeout=30) as messages:
+            async for message in messages:
+                await message.ack()
+                envelope = decode(message.body)
+                ended[envelope.buildid] = envelope.event()
+                if len(ended) == 2:
+                    break
+    assert {e.status for e in ended.values()} == {"failed"}
+    assert {e.failed_stage for e in ended.values()} == {"compile"}
+    assert "config.yaml names no such package" in ended["b-permanent"].error
+    assert "gave up after 2 attempts" in ended["b-exhausted"].error
+    assert "the registry keeps refusing" in ended["b-exhausted"].error
+    dead = await drain(amqp_url, spec.dead_letter_queue, 2)
+    assert sorted(m.headers[ERROR_KIND_HEADER] for m in dead) == ["exhausted", "permanent"]

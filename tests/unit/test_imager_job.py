@@ -151,3 +151,19 @@ def test_cancelled_build_stops_at_the_boundary(tmp_path):
     names, _ = run(deps)
     assert builder.built == [] and names == ["StageFinished:image:cancelled"]
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
+
+
+def test_a_job_the_bus_gives_up_on_is_reported_as_image_failed():
+    from types import SimpleNamespace
+
+    from services.imager.handlers import on_image_job_given_up
+    from shared.logging import REDACT
+
+    REDACT.add("s3cr3t-registry-pass")
+    emitted = []
+    ctx = SimpleNamespace(emit=emitted.append)
+    on_image_job_given_up(job(), ctx, "gave up after 9 attempts: 401 for password s3cr3t-registry-pass")
+    (failed,) = emitted
+    assert type(failed).__name__ == "ImageFailed"
+    assert (failed.target, failed.platform) == (job().target, job().platform)
+    assert "gave up after 9 attempts" in failed.error and "s3cr3t-registry-pass" not in failed.error
