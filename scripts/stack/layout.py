@@ -145,7 +145,9 @@ class Stack:
     def not_ready(self) -> list[str]:
         """The services whose /readyz does not answer 200 yet (broker, and database where used)."""
         urls = {"gateway": f"{self.gateway_url}/readyz"}
-        urls |= {name: f"http://127.0.0.1:{p}/readyz" for name, p in self.health_ports().items()}
+        for process in self.process_table():  # the table a subclass runs, not every worker
+            if "KILN_HEALTH_PORT" in process.env:
+                urls[process.name] = f"http://127.0.0.1:{process.env['KILN_HEALTH_PORT']}/readyz"
         waiting = []
         for name, url in urls.items():
             try:
