@@ -5,6 +5,6 @@ FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-aiosmtpd \
  && rm -rf /var/lib/apt/lists/*
-COPY scripts/stack/mailcatcher.py container/offline/mailcatcher_serve.py /opt/mailcatcher/
+COPY scripts/stack/mailcatcher.py /opt/mailcatcher/
 EXPOSE 1025
-CMD ["python3", "/opt/mailcatcher/mailcatcher_serve.py", "--port", "1025", "--dir", "/var/lib/mail"]
+CMD ["python3", "/opt/mailcatcher/mailcatcher.py", "--host", "0.0.0.0", "--port", "1025", "--dir", "/var/lib/mail"]

@@ -40,11 +40,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--dir", type=Path, required=True)
+    # Loopback for the quick start; 0.0.0.0 in a container (docker-compose.offline.yml), where the
+    # reporter comes over the compose network.
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(KeepMessages(args.dir), hostname="127.0.0.1", port=args.port)
+    # server_hostname: the name in the SMTP greeting (the default looks it up, slow without DNS).
+    controller = Controller(
+        KeepMessages(args.dir), hostname=args.host, port=args.port, server_hostname="mailcatcher"
+    )
     controller.start()
-    print(f"SMTP on 127.0.0.1:{args.port}, messages in {args.dir}", flush=True)
+    print(f"SMTP on {args.host}:{args.port}, messages in {args.dir}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
