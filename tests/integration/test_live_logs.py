@@ -296,6 +296,13 @@ async def test_lines_lost_while_the_broker_is_away_are_counted_in_the_next_batch
         stream("before")
         await arrivals.until(build_id, lambda got: len(got) >= 1, timeout=10)
         await proxy.cut()
+        # Lines written before the client has noticed the cut go into a dead socket, unconfirmed
+        # and uncounted (a documented limit of transient lines); this test is about the lines
+        # written once the broker is known to be away.
+        for _ in range(100):
+            if not bus.connected or shipper._channel.is_closed:
+                break
+            await asyncio.sleep(0.05)
         for n in range(5):
             stream(f"lost {n}")
         await asyncio.sleep(1)  # a few shipping rounds fail
