@@ -319,10 +319,20 @@ async def test_lines_lost_while_the_broker_is_away_are_counted_in_the_next_batch
         stream.close()
         await bus.stop(grace_s=1)
         await arrivals.close()
-    last = got[-1][2]["data"]
-    assert got[-1][1] == "log.image.arm64"
-    assert last["dropped"] == 5 and last["lines"] == ["[5 lines dropped]", "after"]
-    assert last["seq"] > got[0][2]["data"]["seq"] + 1  # the failed batch left a gap in seq
+    assert {key for _, key, _ in got} == {"log.image.arm64"}
+    batches = [b["data"] for _, _, b in got]
+    arrived = [line for b in batches for line in b["lines"] if line.startswith("lost ")]
+    dropped = sum(b["dropped"] for b in batches)
+    # Every line written while the broker was away either arrived (aio-pika's robust channel may
+    # hold a publish until the connection is back, within the 2 s publish timeout) or is counted
+    # as dropped in the next batch, which then starts with the marker: none vanishes uncounted.
+    assert len(arrived) + dropped == 5, (arrived, dropped)
+    for batch in batches:
+        if batch["dropped"]:
+            assert batch["lines"][0] == f"[{batch['dropped']} lines dropped]"
+    if dropped:
+        seqs = [b["seq"] for b in batches]
+        assert seqs[-1] - seqs[0] + 1 > len(seqs)  # the failed batch left a gap in seq
 
 
 async def test_gateway_streams_a_running_compile_s_lines_over_sse(
