@@ -31,6 +31,7 @@ from shared.events.compile import Artifact
 from shared.git_source import GitSource
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
+OPERATOR = EXAMPLE.parent / "operator" / "config.yaml"
 BASES = {"base_image_amd64": "base:amd64", "base_image_arm64": "base:arm64"}
 
 
@@ -98,6 +99,15 @@ def source(tmp_path) -> Path:
     return root
 
 
+def operator_config(tmp_path) -> Path:
+    """This test's copy of the example operator config (KILN_CONFIG_PATH), made on first use."""
+    path = tmp_path / "operator" / "config.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True)
+        shutil.copy(OPERATOR, path)
+    return path
+
+
 @pytest.fixture
 def keys(tmp_path) -> Path:
     generate_keys(tmp_path / "keys", "demo")
@@ -118,7 +128,12 @@ def run_build(
     base_images=None,
 ):
     images = {**BASES, **(base_images or {})}
-    settings = CompilerSettings(compiler_cache=str(tmp_path / "cache"), work_dir=str(tmp_path), **images)
+    settings = CompilerSettings(
+        compiler_cache=str(tmp_path / "cache"),
+        work_dir=str(tmp_path),
+        config_path=str(operator_config(tmp_path)),
+        **images,
+    )
     environ = {"KILN_KEYS_DIR": str(keys_dir), **(env or {})}
     service = bootstrap(
         settings,
@@ -168,7 +183,7 @@ def test_a_build_runs_three_stages_then_requests_every_enabled_image(tmp_path, s
 
 
 def test_feature_off_arm_names_tags_and_configured_base_images(tmp_path, source, keys):
-    config = source / "config.yaml"
+    config = operator_config(tmp_path)
     config.write_text(
         config.read_text().replace(
             "      platforms: [linux/amd64, linux/arm64]\n",
