@@ -211,6 +211,40 @@ def test_a_missing_base_image_fails_stage_config(tmp_path, source, keys):
     assert "KILN_BASE_IMAGE_ARM64" in ctx.stage("config").error
 
 
+def test_a_malformed_default_base_image_fails_stage_config_before_any_image(tmp_path, source, keys):
+    ctx = run_build(tmp_path, source, keys, base_images={"base_image_amd64": "base:amd64\nRUN id"})
+    error = ctx.stage("config").error
+    assert "base image for linux/amd64: image reference 'base:amd64\\nRUN id' is not" in error
+    assert "KILN_BASE_IMAGE_AMD64" in error and ctx.of(ImageRequested) == []
+
+
+def test_without_its_own_config_yaml_the_tree_is_built_from_the_operator_config(tmp_path, source, keys):
+    (source / "config.yaml").unlink()
+    ctx = run_build(tmp_path, source, keys)
+    assert ctx.stage("config").detail["repository_config"] is False
+    assert len(ctx.of(ImageRequested)) == 8
+
+
+def test_a_repository_config_setting_the_registry_fails_stage_config_naming_the_key(tmp_path, source, keys):
+    (source / "config.yaml").write_text("packages:\n  demo:\n    deployment: {registry: {host: evil:5000}}\n")
+    ctx = run_build(tmp_path, source, keys)
+    failed = ctx.stage("config")
+    assert failed.detail["errors"] == [
+        "packages.demo.deployment: operator only: set it in the operator config (the file at "
+        "KILN_CONFIG_PATH), not in the repository (a repository config may set here: factories, "
+        "features, compile, services) (config.yaml in the repository, line 3)"
+    ]
+    assert ctx.of(BuildFinished)[0].failed_stage == "config" and ctx.of(ImageRequested) == []
+
+
+def test_the_compiler_does_not_start_without_an_operator_config(tmp_path):
+    with pytest.raises(SystemExit, match="KILN_CONFIG_PATH must name the operator config"):
+        bootstrap(
+            CompilerSettings(config_path=None, compiler_cache=str(tmp_path / "c")),
+            guard=MemoryIdempotencyGuard(),
+        )
+
+
 def test_a_key_planted_in_the_tree_fails_stage_keys_naming_it(tmp_path, source, keys):
     (source / "core" / "deploy.pem").write_text("not really a key\n")
     (source / "storage" / "notes.txt").write_text(
