@@ -33,6 +33,13 @@ _REGISTRY_HOST = re.compile(
 _MAX_REPOSITORY_LENGTH = 255
 _MAX_COMPONENT_LENGTH = 63  # our own limit: components double as DNS labels in k8s names
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# An image reference as docker and buildah take it: [registry[:port]/]path[:tag][@sha256:digest].
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+_MAX_REFERENCE_LENGTH = 512
 # git check-ref-format, reduced to what a webhook may legally send us.
 _BAD_REF = re.compile(r"(?:\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|//|/\.|\.lock$|^/|/$|\.$)")
 
@@ -187,6 +194,21 @@ def image_ref(
     """`image_repository(...):tag`."""
     repository = image_repository(registry_host, project, version, service, package, platform, tenant=tenant)
     return f"{repository}:{validate_tag(tag)}"
+
+
+def validate_image_reference(reference: str) -> str:
+    """A base or infra image reference, whole: it is written into a Dockerfile's FROM line and
+    handed to docker, so whitespace, a newline or any other character outside the grammar is refused."""
+    if (
+        not isinstance(reference, str)
+        or len(reference) > _MAX_REFERENCE_LENGTH
+        or not _IMAGE_REFERENCE.fullmatch(reference)
+    ):
+        raise ValueError(
+            f"image reference {reference!r} is not [registry[:port]/]name[:tag][@sha256:digest] "
+            "(lowercase name components, no spaces or newlines)"
+        )
+    return reference
 
 
 def digest_ref(repository: str, digest: str) -> str:

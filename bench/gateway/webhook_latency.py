@@ -230,7 +230,7 @@ async def main() -> None:
     env = os.environ | {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
-        "KILN_CONFIG_PATH": str(ROOT / "examples/monorepo/config.yaml"),
+        "KILN_CONFIG_PATH": str(ROOT / "examples/operator/config.yaml"),
         "KILN_GITHUB_SECRET": secret,
         "KILN_LOG_LEVEL": "WARNING",
     }

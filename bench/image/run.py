@@ -54,7 +54,7 @@ def kiln_build_all(
     started = time.monotonic()
     digests = {}
     for name, service in services.items():
-        tier = resolve_tier(service.tier, tree, str(EXAMPLE / "config.yaml"))
+        tier = resolve_tier(service.tier, tree, str(EXAMPLE.parent / "operator" / "config.yaml"))
         tier_dir = tiers.prepare(tier, platform)
         spec = ImageSpec(
             base_image=base_image(platform),
@@ -109,7 +109,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-image-"))
     src = work / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    services = load_config(EXAMPLE / "config.yaml").package("demo").enabled_services()
+    services = load_config(EXAMPLE.parent / "operator" / "config.yaml").package("demo").enabled_services()
     tree = compile_tree(src, work / "compiled", args.platform)
     tiers = TierVenvCache(work / "tiers")
     rows = []

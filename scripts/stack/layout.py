@@ -17,7 +17,7 @@ import pymysql
 from scripts.stack import processes
 from scripts.stack.processes import ROOT, Process
 
-EXAMPLE_CONFIG = ROOT / "examples" / "monorepo" / "config.yaml"
+EXAMPLE_CONFIG = ROOT / "examples" / "operator" / "config.yaml"
 SERVICES = ("gateway", "compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter")
 
 

@@ -73,6 +73,11 @@ def bootstrap(
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
 ) -> CompilerService:
+    if not settings.config_path:
+        raise SystemExit(
+            "KILN_CONFIG_PATH must name the operator config: it decides registries, base images and "
+            "keys; a repository's own config.yaml only describes what is built"
+        )
     cache = ModuleCache(settings.compiler_cache, max_bytes=settings.compiler_cache_max_bytes)
     cancel = CancelWatch()
     logs = LogShipper(SOURCE, secrets=settings.secret_values().values())
@@ -82,6 +87,7 @@ def bootstrap(
         guard = SqlIdempotencyGuard(make_sessions(make_engine(settings.database_url)))
     build_settings = BuildSettings(
         config_file=settings.compiler_config_file,
+        operator_config=settings.config_path,
         work_dir=settings.work_dir,
         default_base_images={
             "linux/amd64": settings.base_image_amd64,

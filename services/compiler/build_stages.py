@@ -1,6 +1,9 @@
 """The compiler's three stages of a build: config (fetch + validate), keys, compile (+ push).
 
 Each returns (result, detail) or raises StageFailed with a reason a person can act on.
+Stage config reads two configs: the operator's (`operator_config`, KILN_CONFIG_PATH: trusted,
+it decides registries, base images, keys ...) and the tree's own config.yaml, which may only
+describe what is built (shared/config/repository.py) and is read with the untrusted-YAML loader.
 """
 
 from __future__ import annotations
@@ -12,10 +15,18 @@ from pathlib import Path
 
 from services.compiler.engine import CompileReport
 from services.compiler.engine import ModuleResult as CompiledModule
+from services.compiler.engine.tree import UnsafeLink
 from services.compiler.fanout import ImagePlan, PlanError, plan_images
 from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
-from services.compiler.source import factory_view, find_credential_files, source_digest
+from services.compiler.source import (
+    UnreadableConfig,
+    factory_view,
+    find_credential_files,
+    find_escaping_links,
+    read_repository_config,
+    source_digest,
+)
 from services.compiler.stage_runner import StageFailed
 from services.compiler.tiers_bundle import (
     MissingRequirements,
@@ -24,7 +35,8 @@ from services.compiler.tiers_bundle import (
     write_tiers_bundle,
 )
 from shared.bus.live_logs import LineSink, discard
-from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_config
+from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_build_config
+from shared.config.yaml_source import REPOSITORY_CONFIG_MAX_BYTES
 from shared.events import BuildRequested
 from shared.events.compile import Artifact, FactorySetTiming, ModuleResult
 
@@ -59,6 +71,7 @@ def config_stage(
     *,
     fetcher: SourceFetcher,
     config_file: str,
+    operator_config: str,
     config_env: Mapping[str, str],
     default_base_images: Mapping[str, str | None],
 ) -> tuple[PreparedBuild, dict]:
@@ -66,14 +79,30 @@ def config_stage(
         root = fetcher.fetch(event.source, work_dir)
     except FetchFailed as exc:
         raise StageFailed(f"fetching the source failed: {exc}") from None
+    escaping = find_escaping_links(root)
+    if escaping:
+        raise StageFailed(
+            "symbolic links leaving the source tree (Kiln never reads through them; remove them or "
+            f"point them inside the repository): {', '.join(escaping)}",
+            {"escaping_links": escaping},
+        )
     try:
-        config = load_config(root / config_file, env=config_env)
+        repository = read_repository_config(root, config_file, REPOSITORY_CONFIG_MAX_BYTES)
+        config = load_build_config(
+            operator_config, repository, env=config_env, repository_name=config_file, source_dir=root
+        )
+    except UnreadableConfig as exc:
+        raise StageFailed(str(exc)) from None
     except ConfigError as exc:
         errors = [f"{path}: {message}" for path, message in exc.errors]
-        raise StageFailed(f"{config_file} is invalid:\n" + "\n".join(errors), {"errors": errors}) from None
+        raise StageFailed(
+            f"the build's config is invalid ({config_file} in the repository over the operator config "
+            f"{operator_config}):\n" + "\n".join(errors),
+            {"errors": errors},
+        ) from None
     if event.package not in config.packages:
         known = ", ".join(sorted(config.packages))
-        raise StageFailed(f"no package {event.package!r} in {config_file} (known: {known})")
+        raise StageFailed(f"no package {event.package!r} in the operator config (known: {known})")
     package = config.packages[event.package]
     try:
         paths = {name: config.factories[name].path for name in package.factories}
@@ -87,6 +116,7 @@ def config_stage(
     detail = {
         "package": event.package,
         "source": "path" if event.source.path else "git",
+        "repository_config": repository is not None,
         "factories": len(factory_dirs),
         "services": len(package.enabled_services()),
         "services_off": sorted(set(package.services) - set(package.enabled_services())),
@@ -153,14 +183,17 @@ def compile_stage(
     factories = sorted(set(prepared.factory_dirs.values()))
     log(f"compiling {', '.join(factories)} for {', '.join(platforms)}")
     progress = ModuleProgress(log)
-    report = compiler.compile(
-        prepared.view,
-        work_dir / "out",
-        platforms=platforms,
-        factories=factories,
-        fallback_to_source=fallback,
-        progress=progress,
-    )
+    try:
+        report = compiler.compile(
+            prepared.view,
+            work_dir / "out",
+            platforms=platforms,
+            factories=factories,
+            fallback_to_source=fallback,
+            progress=progress,
+        )
+    except UnsafeLink as exc:
+        raise StageFailed(str(exc), {"unsafe_link": str(exc)}) from None
     log(progress.summary(report))
     modules, sets = event_results(report, platforms)
     detail = {**_counts(report), "platforms": platforms, "source_digest": digest}

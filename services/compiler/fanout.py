@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from shared.config import KilnConfig, PackageConfig
 from shared.events import BuildRequested, ImageRequested
 from shared.events.compile import Artifact, TargetPlatform
-from shared.naming import FALLBACK_KEY, build_tag, image_repository, version_for_branch
+from shared.naming import (
+    FALLBACK_KEY,
+    build_tag,
+    image_repository,
+    validate_image_reference,
+    version_for_branch,
+)
 
 
 class PlanError(ValueError):
@@ -66,8 +72,10 @@ def plan_images(
                 arch = platform.split("/")[1].upper()
                 raise PlanError(
                     f"service {name} needs a base image for {platform}: set "
-                    f"deployment.base_images in config.yaml or KILN_BASE_IMAGE_{arch}"
+                    f"deployment.base_images in the operator config or KILN_BASE_IMAGE_{arch}"
                 )
+            if base_image:
+                _checked_base_image(base_image, platform)
             fields = {
                 "target": name,
                 "platform": platform,
@@ -87,6 +95,16 @@ def plan_images(
             }
             plans.append(ImagePlan(fields))
     return plans
+
+
+def _checked_base_image(reference: str, platform: str) -> None:
+    # The config validates deployment.base_images; the settings' defaults are checked here, as
+    # the reference goes into the Dockerfile's FROM line.
+    try:
+        validate_image_reference(reference)
+    except ValueError as exc:
+        arch = platform.split("/")[1].upper()
+        raise PlanError(f"base image for {platform}: {exc} (check KILN_BASE_IMAGE_{arch})") from None
 
 
 def _kept_factories(service: str, factories: list[str], factory_dirs: Mapping[str, str]) -> tuple[str, ...]:

@@ -29,10 +29,13 @@ log = logging.getLogger("kiln.compiler")
 class BuildSettings:
     """What a build needs from the service's settings."""
 
+    # The repository's own build description, relative to the source root (untrusted).
     config_file: str = "config.yaml"
+    # The operator's config (KILN_CONFIG_PATH): destinations, credentials, base images.
+    operator_config: str = ""
     work_dir: str | None = None
     default_base_images: Mapping[str, str | None] = field(default_factory=dict)
-    # The environment config.yaml overrides are read from (KILN_KEYS_DIR, ...).
+    # The environment the config overrides are read from (KILN_KEYS_DIR, ...).
     config_env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -61,6 +64,7 @@ def on_build_requested(
                     work,
                     fetcher=fetcher,
                     config_file=settings.config_file,
+                    operator_config=settings.operator_config,
                     config_env=settings.config_env,
                     default_base_images=settings.default_base_images,
                 ),

@@ -14,7 +14,11 @@ class CompilerSettings(KilnSettings):
     # The user name sent with the token: GitHub takes any (x-access-token), Bitbucket x-token-auth.
     git_username: str = "x-access-token"
     git_timeout_s: float = Field(300, gt=0)
-    compiler_config_file: str = Field("config.yaml", description="config file, relative to the source root")
+    # The repository's own build description (untrusted, build keys only); the operator's config,
+    # which decides everything else, is KILN_CONFIG_PATH (shared settings).
+    compiler_config_file: str = Field(
+        "config.yaml", description="the repository's config file, relative to the source root"
+    )
     # KILN_COMPILER_* (not KILN_COMPILE_*): that prefix is the config's `compile` section override.
     compiler_cache: str | None = Field(None, description="engine cache dir; empty = the engine's default")
     # "5GiB", "800MB" or bytes; 0 = unbounded. ccache gets a tenth of it (docs/compiler.md, "Cache").

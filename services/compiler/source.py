@@ -1,5 +1,10 @@
-"""What the compiler learns from a source tree: credential files in it, the factory view to
-compile, and the digest that identifies the compiled input (for --skip-compile reuse)."""
+"""What the compiler learns from a source tree: symbolic links that leave it, its own config.yaml,
+credential files in it, the factory view to compile, and the digest that identifies the compiled
+input (for --skip-compile reuse).
+
+A pushed tree is untrusted: a link such as `settings.txt -> /proc/self/environ` or
+`notes.txt -> /etc/kiln/keys/demo_private.pem` would make any step that reads the file read the
+worker's secrets. Such links are refused before anything reads the tree."""
 
 from __future__ import annotations
 
@@ -20,8 +25,42 @@ _NOT_CONTEXT = {".git", "__pycache__", "node_modules"}
 _DIGEST_SKIPPED_SUFFIXES = (".pyc", ".pyo", ".so", ".c", ".o")
 
 
+class UnreadableConfig(ValueError):
+    """The repository's config.yaml is there but is not a regular file Kiln may read."""
+
+
+def find_escaping_links(root: Path) -> list[str]:
+    """Every symbolic link under root (files and directories, `.git` aside) whose target, fully
+    resolved, is outside root: `path -> target`, paths relative to root."""
+    top = root.resolve()
+    found: list[str] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d != ".git")
+        for name in sorted([*subdirs, *files]):
+            path = Path(directory, name)
+            if path.is_symlink() and not path.resolve().is_relative_to(top):
+                found.append(f"{path.relative_to(root).as_posix()} -> {os.readlink(path)}")
+    return found
+
+
+def read_repository_config(root: Path, relative: str, max_bytes: int) -> bytes | None:
+    """The bytes of the tree's own config file (at most max_bytes + 1 are read, so an oversized
+    file is refused without being read whole), or None if the tree has none."""
+    path = root / relative
+    if not os.path.lexists(path):
+        return None
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
+        raise UnreadableConfig(f"{relative} is not a regular file inside the repository")
+    with resolved.open("rb") as handle:
+        return handle.read(max_bytes + 1)
+
+
 def find_credential_files(root: Path) -> list[str]:
-    """Every file under root that is, or holds, a key or a credential: paths relative to root."""
+    """Every file under root that is, or holds, a key or a credential: paths relative to root.
+    A link counts by its own name and by its target's name and content (a link leaving the tree
+    counts too: nothing outside the tree is read to vouch for it)."""
+    top = root.resolve()
     found: list[str] = []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = sorted(
@@ -29,11 +68,17 @@ def find_credential_files(root: Path) -> list[str]:
         )
         for name in sorted(files):
             path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
+            if _named_like_a_credential(name):
+                found.append(path.relative_to(root).as_posix())
                 continue
-            if _named_like_a_credential(name) or _holds_private_key(path):
+            target = path.resolve() if path.is_symlink() else path
+            if not target.is_relative_to(top) or _is_credential(target):
                 found.append(path.relative_to(root).as_posix())
     return found
+
+
+def _is_credential(path: Path) -> bool:
+    return path.is_file() and (_named_like_a_credential(path.name) or _holds_private_key(path))
 
 
 def _named_like_a_credential(name: str) -> bool:

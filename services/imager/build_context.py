@@ -3,6 +3,10 @@
 Layout: `Dockerfile`, `tier/` (the tier's site-packages), `app/<factory>/` (only the factories the
 service keeps). Source `.py` of compiled modules, config files, keys and credentials are left out
 here, whatever the artifact holds: an image layer is forever.
+
+Symbolic links are never followed: a link is added as a link (its target name only, no content),
+and a link whose target leaves the directory being added is refused (`UnsafeLink`): the
+compiler's artifacts hold none, so one is a forged or hostile artifact.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +53,11 @@ class MissingFactory(ValueError):
     """The artifact lacks a factory the service is configured to keep."""
 
 
+class UnsafeLink(MissingFactory):
+    """A link in the context points outside it. A MissingFactory for its callers: either way the
+    artifact cannot be built from, and the job fails with the reason (image.failed)."""
+
+
 def compiled_sources_to_drop(artifact_root: Path) -> set[str]:
     """Dotted modules the compiler compiled: their `.py`, if any is left, never ships.
     Modules it kept as source (fallbacks) are not in this set, so they do ship."""
@@ -79,7 +89,16 @@ def _module_of(relative: Path) -> str:
     return ".".join(parts)
 
 
+def _refuse_escaping_link(path: Path, top: Path) -> None:
+    if path.is_symlink() and not path.resolve().is_relative_to(top.resolve()):
+        raise UnsafeLink(
+            f"{path.relative_to(top).as_posix()} is a symbolic link to {os.readlink(path)}, outside the "
+            "build context: refused"
+        )
+
+
 def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    # gettarinfo lstat()s: a link becomes a link entry, its target is never read.
     info = tar.gettarinfo(str(path), arcname=arcname)
     info.mtime = FIXED_MTIME
     info.uid = info.gid = 0
@@ -95,8 +114,11 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
 
 
 def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str, drop_modules: set[str], top: Path) -> None:
+    if root != top:
+        _refuse_escaping_link(root, top)
     _add(tar, root, prefix)
     for path in _walk(root):
+        _refuse_escaping_link(path, top)
         if path.suffix == ".py" and _module_of(path.relative_to(top)) in drop_modules:
             continue
         _add(tar, path, f"{prefix}/{path.relative_to(root).as_posix()}")
@@ -134,5 +156,6 @@ def directory_context(root: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in _walk(root, SECRETS):
+            _refuse_escaping_link(path, root)
             _add(tar, path, path.relative_to(root).as_posix())
     return buffer.getvalue()

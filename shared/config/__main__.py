@@ -1,5 +1,7 @@
-"""`python -m shared.config validate PATH [--package P]` | `trim PATH --package P`
-| `keys generate --package P [--dir DIR] [--force]`. Exit 2 on invalid config."""
+"""`python -m shared.config validate PATH [--package P]` (an operator config)
+| `validate --repository PATH [--operator OP] [--package P]` (a repository's config.yaml: its
+keys alone, and with an operator config the merged result a build would use)
+| `trim PATH --package P` | `keys generate --package P [--dir DIR] [--force]`. Exit 2 on invalid config."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import json
 import os
 import sys
 
-from shared.config.errors import ConfigError
+from shared.config.errors import ConfigError, format_path
 from shared.config.keys import generate_keys
-from shared.config.loader import DEFAULT_KEYS_DIR, load_config
+from shared.config.loader import DEFAULT_KEYS_DIR, load_build_config, load_config
+from shared.config.repository import check_repository_keys
 from shared.config.trim import trimmed_config
+from shared.config.yaml_source import REPOSITORY_CONFIG_MAX_BYTES, parse_untrusted_yaml
 
 EXIT_INVALID = 2
 
@@ -21,7 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keys":
         return _keys(args)
     try:
-        cfg = load_config(args.path, os.environ)
+        if getattr(args, "repository", False):
+            cfg = _repository(args)
+            if cfg is None:
+                print(f"OK {args.path} (repository rules only; pass --operator to check the merged config)")
+                return 0
+        else:
+            cfg = load_config(args.path, os.environ)
         if args.package is not None:
             cfg.package(args.package)
     except ConfigError as exc:
@@ -47,6 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _repository(args: argparse.Namespace):
+    """Check a repository config.yaml; with an operator config, the merged one (else None)."""
+    try:
+        with open(args.path, "rb") as handle:
+            data = handle.read(REPOSITORY_CONFIG_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([("<file>", f"cannot read {args.path}: {exc.strerror or exc}")]) from None
+    operator = args.operator or os.environ.get("KILN_CONFIG_PATH")
+    if operator:
+        return load_build_config(operator, data, os.environ, repository_name=args.path)
+    document = parse_untrusted_yaml(data, args.path)
+    refused = [(format_path(loc), message) for loc, message in check_repository_keys(document.data)]
+    if refused:
+        raise ConfigError(refused)
+    return None
+
+
 def _keys(args: argparse.Namespace) -> int:
     directory = args.dir or DEFAULT_KEYS_DIR.format(package=args.package)
     try:
@@ -64,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a config file, print every error")
     validate.add_argument("path")
     validate.add_argument("--package")
+    validate.add_argument(
+        "--repository", action="store_true", help="PATH is a repository's config.yaml (build keys only)"
+    )
+    validate.add_argument(
+        "--operator", help="with --repository: the operator config to lay it over (default KILN_CONFIG_PATH)"
+    )
     trim = commands.add_parser("trim", help="print the trimmed config of one package as JSON")
     trim.add_argument("path")
     trim.add_argument("--package", required=True)

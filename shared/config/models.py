@@ -16,6 +16,7 @@ from shared.config.sections import (
     CompileConfig,
     DeploymentConfig,
     DocsConfig,
+    ImageReference,
     KeysConfig,
     NodePort,
     NotifyConfig,
@@ -49,7 +50,7 @@ class TierConfig(Section):
 class InfraService(Section):
     """A service every package deploys from a ready image (e.g. redis)."""
 
-    image: Annotated[str, StringConstraints(min_length=1)]
+    image: ImageReference
     command: list[str] = []
     port: Port | None = None
     replicas: Annotated[int, Field(ge=0)] = 1

@@ -12,7 +12,17 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from shared.naming import validate_image_reference
 
 EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 OCI_COMPONENT_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$"
@@ -44,6 +54,8 @@ Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NodePort = Annotated[int, Field(ge=30000, le=32767)]
 OciComponent = Annotated[str, StringConstraints(pattern=OCI_COMPONENT_PATTERN, max_length=63)]
+# Goes into a Dockerfile's FROM line and to docker as is: validated whole (no newline, no space).
+ImageReference = Annotated[str, AfterValidator(validate_image_reference)]
 
 
 class Section(BaseModel):
@@ -90,7 +102,7 @@ class DeploymentConfig(Section):
     volumes: dict[str, VolumeConfig] = {}
     verify: VerifyConfig = VerifyConfig()
     # Base image per platform for compiled services; empty means the imager's KILN_BASE_IMAGE_<ARCH>.
-    base_images: dict[Platform, str] = {}
+    base_images: dict[Platform, ImageReference] = {}
 
     @model_validator(mode="after")
     def _platforms_unique(self) -> DeploymentConfig:

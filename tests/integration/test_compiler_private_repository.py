@@ -148,10 +148,7 @@ def private_monorepo(tmp_path) -> tuple[Path, str]:
     """The example monorepo (keys outside it) pushed to tmp/repos/monorepo.git: (root, commit)."""
     work = tmp_path / "monorepo"
     shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns(".ruff_cache", "__pycache__", "tests"))
-    keys = tmp_path / "keys"
-    generate_keys(keys, "demo")
-    config = work / "config.yaml"
-    config.write_text(config.read_text().replace('"~/.kiln/keys/demo"', f'"{keys}"'))
+    generate_keys(tmp_path / "keys", "demo")  # KILN_KEYS_DIR of the worker
     root = tmp_path / "repos"
     root.mkdir()
     make_bare_repository(root, "monorepo.git", work)
@@ -175,6 +172,8 @@ def start_worker(
         "KILN_WORK_DIR": str(tmp_path / "builds"),
         "KILN_BASE_IMAGE_AMD64": "kiln/base:amd64",
         "KILN_BASE_IMAGE_ARM64": "kiln/base:arm64",
+        "KILN_CONFIG_PATH": str(EXAMPLE.parent / "operator" / "config.yaml"),
+        "KILN_KEYS_DIR": str(tmp_path / "keys"),
     }
     (tmp_path / "builds").mkdir()
     worker = subprocess.Popen(

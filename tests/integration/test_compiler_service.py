@@ -29,6 +29,7 @@ from shared.registry import RegistryClient
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
+OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
 SERVICES = ("report", "scheduler", "storage-worker", "webhook")
 BASES = {"base_image_amd64": "kiln/base:amd64", "base_image_arm64": "kiln/base:arm64"}
 
@@ -41,13 +42,10 @@ def compile_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def monorepo(tmp_path) -> Path:
-    """A copy of the example with keys made now, in a directory outside it."""
+    """A copy of the example with keys made now, in a directory outside it (KILN_KEYS_DIR)."""
     root = tmp_path / "monorepo"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".ruff_cache", "__pycache__", "tests"))
-    keys = tmp_path / "keys"
-    generate_keys(keys, "demo")
-    config = root / "config.yaml"
-    config.write_text(config.read_text().replace('"~/.kiln/keys/demo"', f'"{keys}"'))
+    generate_keys(tmp_path / "keys", "demo")
     return root
 
 
@@ -58,11 +56,12 @@ async def start_service(amqp_url, database_url, tmp_path, compile_cache, **overr
         "compiler_cache": str(compile_cache),
         "artifact_store": f"file://{tmp_path / 'artifacts'}",
         "work_dir": str(tmp_path),
+        "config_path": str(OPERATOR_CONFIG),
         "instance": f"test-{uuid.uuid4().hex[:6]}",
         **BASES,
     }
     settings = CompilerSettings(**{**values, **overrides})
-    service = bootstrap(settings, environ={})
+    service = bootstrap(settings, environ={"KILN_KEYS_DIR": str(tmp_path / "keys")})
     bus = await service.bus().connect()
     await service.start(bus)
     return bus

@@ -85,10 +85,27 @@ def test_engine_clients_share_the_engines_network_and_paths(tmp_path):
     deployer_env = services["deployer"]["environment"]
     assert deployer_env["KILN_DEPLOYER_STATE_DIR"] in engine_mounts
     assert deployer_env["KILN_KEYS_DIR"].startswith("/var/lib/kiln/keys/")
-    assert "/var/lib/kiln/keys" in engine_mounts
+    assert deployer_env["KILN_KEYS_DIR"] in engine_mounts
     assert "--insecure-registry=registry:5000" in services["engine"]["command"]
     registry = deployer_env["KILN_REGISTRY_URL"]
     assert registry == deployer_env["KILN_DEPLOYMENT_REGISTRY_HOST"] == "registry:5000"
+
+
+def test_package_keys_are_mounted_only_where_needed_one_package_directory_each(tmp_path):
+    """The compiler checks a package's key pair exists and the deployer hands the package's
+    directory to its containers; no other Kiln service sees any key, and none sees every package."""
+    services = merged(tmp_path)
+    with_keys = {
+        name: [v for v in svc.get("volumes", []) if ":/var/lib/kiln/keys" in v]
+        for name, svc in services.items()
+    }
+    assert {name for name, mounts in with_keys.items() if mounts} == {"compiler", "deployer", "engine"}
+    for name in ("compiler", "deployer", "engine"):
+        (mount,) = with_keys[name]
+        assert mount.endswith(":/var/lib/kiln/keys/demo:ro"), (name, mount)
+    assert services["compiler"]["environment"]["KILN_CONFIG_PATH"] == "/etc/kiln/config.yaml"
+    config_mount = next(v for v in services["compiler"]["volumes"] if v.endswith(":/etc/kiln/config.yaml:ro"))
+    assert config_mount.split(":")[0].endswith("examples/operator/config.yaml")
 
 
 def test_offline_override_builds_every_image_from_the_local_base(tmp_path):

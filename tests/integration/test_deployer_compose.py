@@ -25,6 +25,7 @@ from shared.config import generate_keys, load_config
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monorepo"
+OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
 BASE_IMAGE = os.environ.get("KILN_BASE_IMAGE_AMD64", "kiln-base:bookworm-amd64")
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kt{RUN}-"
@@ -108,7 +109,7 @@ def config_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(config_env):
-    return load_config(EXAMPLE / "config.yaml", config_env)
+    return load_config(OPERATOR_CONFIG, config_env)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,7 @@ def test_config_only_change_that_breaks_a_service_is_rolled_back_to_the_previous
     assert first.healthy, first.error
 
     # Only the config changes: a feature flag in the mounted file; images and topology are the same.
-    changed = load_config(EXAMPLE / "config.yaml", {**config_env, "KILN_FEATURES_REFUSE_ME": "true"})
+    changed = load_config(OPERATOR_CONFIG, {**config_env, "KILN_FEATURES_REFUSE_ME": "true"})
     changed_inputs, second = _release(changed, substrate, same_images)
     assert changed_inputs.config_json != inputs.config_json
     assert changed_inputs.topology == inputs.topology and changed_inputs.images == inputs.images

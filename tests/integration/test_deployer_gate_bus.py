@@ -27,7 +27,7 @@ from shared.events.compile import TargetPlatform
 
 pytestmark = pytest.mark.integration
 
-CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monorepo" / "config.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "examples" / "operator" / "config.yaml"
 DIGEST = "sha256:" + "b" * 64
 
 

@@ -83,7 +83,7 @@ async def gateway_workers(amqp_url, database_url, tmp_path):
     env = os.environ | {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
-        "KILN_CONFIG_PATH": str(ROOT / "examples/monorepo/config.yaml"),
+        "KILN_CONFIG_PATH": str(ROOT / "examples/operator/config.yaml"),
         "KILN_GITHUB_SECRET": SECRETS["github"],
         "KILN_API_TOKEN": SECRETS["api"],
         "KILN_INSTANCE": "gw",

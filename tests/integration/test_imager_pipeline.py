@@ -30,6 +30,8 @@ from tests.integration.imager_support import (
     stop_worker,
 )
 
+OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
+
 pytestmark = pytest.mark.integration
 PACKAGE = "demo"
 VERSION = f"it{uuid.uuid4().hex[:6]}"
@@ -68,7 +70,7 @@ def base_image(platform: str) -> str:
 
 
 def requests_for(artifacts, registry, build_tag: str) -> list[ImageRequested]:
-    package = load_config(EXAMPLE / "config.yaml").package(PACKAGE)
+    package = load_config(OPERATOR_CONFIG).package(PACKAGE)
     jobs = []
     for name, service in sorted(package.enabled_services().items()):
         for platform in PLATFORMS:
@@ -120,7 +122,7 @@ def workers(amqp_url, database_url, tmp_path_factory, artifacts):
     env = {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
-        "KILN_CONFIG_PATH": str(EXAMPLE / "config.yaml"),
+        "KILN_CONFIG_PATH": str(OPERATOR_CONFIG),
         "KILN_IMAGER_WORK_DIR": str(work),
         "KILN_PROVE_STAY_UP_S": "2",
         "KILN_PROVE_EMULATED_FACTOR": "3",

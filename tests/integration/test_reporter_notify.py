@@ -32,7 +32,7 @@ from shared.events import Envelope
 from tests.unit.test_reporter_stream import full_build_stream
 
 pytestmark = pytest.mark.integration
-CONFIG = "examples/monorepo/config.yaml"
+CONFIG = "examples/operator/config.yaml"
 
 
 # -- a real SMTP server with STARTTLS and auth ------------------------------------------------------

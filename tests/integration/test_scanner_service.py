@@ -22,7 +22,7 @@ from tests.integration.test_scanner_trivy import dev_env, planted_key_pem, push_
 
 pytestmark = pytest.mark.integration
 
-CONFIG = Path(__file__).parents[2] / "examples" / "monorepo" / "config.yaml"
+CONFIG = Path(__file__).parents[2] / "examples" / "operator" / "config.yaml"
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from shared.events.compile import Artifact
 from shared.git_source import GitSource
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
+OPERATOR = EXAMPLE.parent / "operator" / "config.yaml"
 BASES = {"base_image_amd64": "base:amd64", "base_image_arm64": "base:arm64"}
 
 
@@ -98,6 +99,15 @@ def source(tmp_path) -> Path:
     return root
 
 
+def operator_config(tmp_path) -> Path:
+    """This test's copy of the example operator config (KILN_CONFIG_PATH), made on first use."""
+    path = tmp_path / "operator" / "config.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True)
+        shutil.copy(OPERATOR, path)
+    return path
+
+
 @pytest.fixture
 def keys(tmp_path) -> Path:
     generate_keys(tmp_path / "keys", "demo")
@@ -118,7 +128,12 @@ def run_build(
     base_images=None,
 ):
     images = {**BASES, **(base_images or {})}
-    settings = CompilerSettings(compiler_cache=str(tmp_path / "cache"), work_dir=str(tmp_path), **images)
+    settings = CompilerSettings(
+        compiler_cache=str(tmp_path / "cache"),
+        work_dir=str(tmp_path),
+        config_path=str(operator_config(tmp_path)),
+        **images,
+    )
     environ = {"KILN_KEYS_DIR": str(keys_dir), **(env or {})}
     service = bootstrap(
         settings,
@@ -168,7 +183,7 @@ def test_a_build_runs_three_stages_then_requests_every_enabled_image(tmp_path, s
 
 
 def test_feature_off_arm_names_tags_and_configured_base_images(tmp_path, source, keys):
-    config = source / "config.yaml"
+    config = operator_config(tmp_path)
     config.write_text(
         config.read_text().replace(
             "      platforms: [linux/amd64, linux/arm64]\n",
@@ -194,6 +209,40 @@ def test_a_missing_base_image_fails_stage_config(tmp_path, source, keys):
     ctx = run_build(tmp_path, source, keys, base_images={"base_image_arm64": None})
     assert ctx.stage("config").status == "failed"
     assert "KILN_BASE_IMAGE_ARM64" in ctx.stage("config").error
+
+
+def test_a_malformed_default_base_image_fails_stage_config_before_any_image(tmp_path, source, keys):
+    ctx = run_build(tmp_path, source, keys, base_images={"base_image_amd64": "base:amd64\nRUN id"})
+    error = ctx.stage("config").error
+    assert "base image for linux/amd64: image reference 'base:amd64\\nRUN id' is not" in error
+    assert "KILN_BASE_IMAGE_AMD64" in error and ctx.of(ImageRequested) == []
+
+
+def test_without_its_own_config_yaml_the_tree_is_built_from_the_operator_config(tmp_path, source, keys):
+    (source / "config.yaml").unlink()
+    ctx = run_build(tmp_path, source, keys)
+    assert ctx.stage("config").detail["repository_config"] is False
+    assert len(ctx.of(ImageRequested)) == 8
+
+
+def test_a_repository_config_setting_the_registry_fails_stage_config_naming_the_key(tmp_path, source, keys):
+    (source / "config.yaml").write_text("packages:\n  demo:\n    deployment: {registry: {host: evil:5000}}\n")
+    ctx = run_build(tmp_path, source, keys)
+    failed = ctx.stage("config")
+    assert failed.detail["errors"] == [
+        "packages.demo.deployment: operator only: set it in the operator config (the file at "
+        "KILN_CONFIG_PATH), not in the repository (a repository config may set here: factories, "
+        "features, compile, services) (config.yaml in the repository, line 3)"
+    ]
+    assert ctx.of(BuildFinished)[0].failed_stage == "config" and ctx.of(ImageRequested) == []
+
+
+def test_the_compiler_does_not_start_without_an_operator_config(tmp_path):
+    with pytest.raises(SystemExit, match="KILN_CONFIG_PATH must name the operator config"):
+        bootstrap(
+            CompilerSettings(config_path=None, compiler_cache=str(tmp_path / "c")),
+            guard=MemoryIdempotencyGuard(),
+        )
 
 
 def test_a_key_planted_in_the_tree_fails_stage_keys_naming_it(tmp_path, source, keys):

@@ -11,7 +11,7 @@ import yaml
 
 from shared.config import ConfigError, KilnConfig, load_config, parse_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monorepo" / "config.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "operator" / "config.yaml"
 NO_ENV: dict[str, str] = {}
 
 

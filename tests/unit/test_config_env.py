@@ -16,7 +16,7 @@ from shared.config import ConfigError, generate_keys, load_config, registry_cred
 from shared.config import trimmed_config as trim
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "monorepo" / "config.yaml"
+EXAMPLE = ROOT / "examples" / "operator" / "config.yaml"
 
 
 def test_short_form_overrides_a_section_option_in_every_package():

@@ -42,6 +42,7 @@ from tests.unit.test_deployer_verify import FakeProbe, FakeSubstrate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "monorepo"
+OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
 SCHEMA = build_schema((ROOT / "tests" / "fixtures" / "wikijs" / "pages.graphql").read_text())
 KEY = "wk-" + uuid.uuid4().hex
 READ_ONLY_KEY = "ro-" + uuid.uuid4().hex
@@ -273,7 +274,7 @@ def _stage():
 
 def _config(wiki_url: str, **env):
     return load_config(
-        EXAMPLE / "config.yaml",
+        OPERATOR_CONFIG,
         {"KILN_DOCS_ENABLED": "true", "KILN_DOCS_WIKI_URL": wiki_url, "KILN_KEYS_DIR": "/tmp/k", **env},
     )
 
@@ -339,7 +340,7 @@ def _deploy(store, cfg, source: dict):
     step = DeployStep(
         store=store,
         load_config=lambda: cfg,
-        config_path=EXAMPLE / "config.yaml",
+        config_path=OPERATOR_CONFIG,
         substrate_for=lambda name: substrate,
         probe=FakeProbe(substrate),
         platform="linux/amd64",
@@ -383,5 +384,5 @@ def test_docs_failure_fails_the_build_when_configured_and_nothing_runs_when_disa
     assert finished.status == "failed" and finished.failed_stage == "docs"
     assert finished.error.startswith("docs: wiki http://127.0.0.1:9/graphql unreachable")
 
-    off = _deploy(store, load_config(EXAMPLE / "config.yaml", {"KILN_KEYS_DIR": "/tmp/k"}), {"path": "/x"})
+    off = _deploy(store, load_config(OPERATOR_CONFIG, {"KILN_KEYS_DIR": "/tmp/k"}), {"path": "/x"})
     assert _docs_events(off) == [] and off[-1].status == "succeeded"

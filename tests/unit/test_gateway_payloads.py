@@ -14,7 +14,7 @@ import yaml
 from services.gateway.webhooks.signature import sign
 from shared.config import KilnConfig, parse_config
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monorepo" / "config.yaml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "operator" / "config.yaml"
 ZERO = "0" * 40
 
 

@@ -14,7 +14,7 @@ import pytest
 from shared.config import load_config
 from shared.settings import KilnSettings
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo" / "config.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "operator" / "config.yaml"
 SERVICES = ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
 # Settings that are meant to override config: documented in docs/configuration.md.
 INTENDED_OVERRIDES = {"KILN_KEYS_DIR"}

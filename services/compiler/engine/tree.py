@@ -4,6 +4,12 @@ Input: a package directory, or a directory holding packages (and top-level modul
 same tree with every module replaced by its extension, data files copied, a `_COMPILED` marker
 at each factory root, and a `.kiln-compile.json` manifest at the top (which also marks the
 directory as ours, so a rebuild may replace it).
+
+Symbolic links: a file that is a link is compiled or copied as the file it points to (the output
+holds regular files only), provided the target is inside the same factory; a link leaving its
+factory, or pointing at nothing, is refused naming its path (`UnsafeLink`): the tree may come from
+anyone who can push, and `settings.txt -> /proc/self/environ` must never become a data file.
+Linked directories are not descended into (as before): their files are not part of the output.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ MARKER_NAME = "_COMPILED"
 MANIFEST_NAME = ".kiln-compile.json"
 _SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", ".mypy_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo", ".so", ".c", ".o", ".pyd"}
+
+
+class UnsafeLink(ValueError):
+    """A file of the tree is a symbolic link out of its factory, or to nothing."""
 
 
 class OutputNotOurs(RuntimeError):
@@ -61,8 +71,10 @@ def discover(src: Path, factories: Iterable[str] | None = None) -> SourceTree:
             continue
         chosen.append(factory)
         files = [top] if top.is_file() else _walk_files(top)
+        boundary = root.resolve() if top.is_file() else top.resolve()
         for path in files:
             relative = path.relative_to(root)
+            _refuse_unsafe_link(path, relative, boundary)
             module = _module_name(relative)
             if module is None:
                 data.append(relative)
@@ -71,6 +83,19 @@ def discover(src: Path, factories: Iterable[str] | None = None) -> SourceTree:
     if wanted is not None and (missing := wanted - set(chosen)):
         raise FileNotFoundError(f"factories not found in {src}: {', '.join(sorted(missing))}")
     return SourceTree(root, chosen, modules, data)
+
+
+def _refuse_unsafe_link(path: Path, relative: Path, boundary: Path) -> None:
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if not target.is_relative_to(boundary):
+        raise UnsafeLink(
+            f"{relative} is a symbolic link to {os.readlink(path)}, outside its factory: refused "
+            "(a link in a factory must point inside that factory)"
+        )
+    if not target.is_file():
+        raise UnsafeLink(f"{relative} is a symbolic link to {os.readlink(path)}, which is not a file")
 
 
 def _skipped(path: Path) -> bool:
@@ -116,6 +141,7 @@ def check_output_location(src: Path, out: Path) -> None:
 
 
 def copy_data(tree: SourceTree, stage: Path) -> None:
+    # copyfile follows a link: discover() has checked every link stays inside its factory.
     for relative in tree.data_files:
         target = stage / relative
         target.parent.mkdir(parents=True, exist_ok=True)
