@@ -8,19 +8,34 @@ compiler worker process, and the deployer's docs stage with the real GitSource.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import uuid
 from pathlib import Path
 
+import aio_pika
 import pytest
 from pydantic import SecretStr
 
 from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import DocsFailed
+from shared.bus import Bus
+from shared.bus import topology as t
 from shared.config.sections import DocsConfig
-from shared.events.build import Source
+from shared.events import BuildRequested
+from shared.events.build import Options, Source
 from shared.git_source import FetchFailed, GitSource
 from shared.sources import SourceGuard, SourceSettings
 from tests.integration.git_http_support import AuthenticatedGitServer, git, make_bare_repository, self_signed
+from tests.integration.test_compiler_private_repository import (  # the compiler worker's harness
+    collect,
+    finished_or_imaged,
+    private_monorepo,  # noqa: F401 (a fixture)
+    start_worker,
+)
+from tests.integration.test_compiler_private_repository import operator_config as compiler_config
 from tests.security.sources_support import (
     api,
     build_requests,
@@ -256,3 +271,63 @@ def test_git_never_sees_the_services_own_settings(pushed, tmp_path, monkeypatch)
     fetcher.fetch(Source(repo_url=local["clone_url"], commit=commit), tmp_path / "w", package="demo")
     assert seen and all(not any(k.startswith("KILN_") for k in env) for env in seen)
     assert all(env["GIT_ALLOW_PROTOCOL"] == "file" for env in seen)
+
+
+async def test_a_forged_build_requested_fails_at_config_in_the_real_compiler(
+    private_monorepo,  # noqa: F811 (the fixture imported above)
+    tls,
+    tmp_path,
+    amqp_url,
+    database_url,
+):
+    """Someone who can publish on the bus names their own repository for package demo: the real
+    compiler worker refuses to fetch it (the build fails at config with the reason), the attacker's
+    server is never contacted, and the legitimate build published right after still runs."""
+    root, commit = private_monorepo
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(t.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    observer = await channel.declare_queue("", exclusive=True)
+    await observer.bind(exchange, "#")
+    configured = AuthenticatedGitServer(root, username=USER, token=TOKEN, tls=tls)
+    attacker = AuthenticatedGitServer(root, username=USER, token=TOKEN, tls=tls)
+    config = compiler_config(tmp_path, tmp_path / "keys", {"demo": configured.url("monorepo.git")})
+    extra = {"KILN_CONFIG_PATH": str(config), "KILN_GIT_TOKEN": TOKEN}
+    worker, log_file = start_worker(tmp_path, amqp_url, database_url, os.environ["PATH"], extra)
+    builds = {"forged": str(uuid.uuid4()), "legitimate": str(uuid.uuid4())}
+    try:
+        with configured, attacker:
+            requester = await Bus(amqp_url, source="gateway").connect()
+            for name, server in (("forged", attacker), ("legitimate", configured)):
+                event = BuildRequested(
+                    package="demo",
+                    source=Source(repo_url=server.url("monorepo.git"), ref="refs/heads/main", commit=commit),
+                    options=Options(platforms=("linux/amd64",)),
+                )
+                await requester.emit(event, build_id=builds[name], package="demo")
+            await requester.stop(grace_s=5)
+            events = await collect(observer, set(builds.values()), finished_or_imaged)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        finally:
+            worker.kill()
+        await connection.close()
+
+    forged = [b["data"] for k, b in events[builds["forged"]] if k == "stage.finished"]
+    assert [(s["stage"], s["status"]) for s in forged] == [("config", "failed")]  # once: not retried
+    reason = forged[0]["error"]
+    assert f"names source '{attacker.url('monorepo.git')}' for package 'demo'" in reason
+    assert f"not its configured source ({configured.url('monorepo.git')}" in reason
+    assert any(k == "build.finished" for k, _ in events[builds["forged"]])
+    assert attacker.requests == []  # not even asked: no token, no fetch
+
+    legitimate = {
+        b["data"]["stage"]: b["data"]["status"]
+        for k, b in events[builds["legitimate"]]
+        if k == "stage.finished"
+    }
+    assert legitimate["config"] == "succeeded" and legitimate["compile"] == "succeeded"
+    assert TOKEN in configured.passwords_seen()
+    assert TOKEN not in log_file.read_text() and TOKEN not in json.dumps(events)
