@@ -47,8 +47,7 @@ def refs_changed(count: int) -> bytes:
         "actor": {"name": "mallory"},
         "repository": {"slug": "monorepo", "project": {"key": "PROJ"}},
         "changes": [
-            {"refId": f"refs/heads/b{i}", "toHash": commit_hash(), "type": "UPDATE"}
-            for i in range(count)
+            {"refId": f"refs/heads/b{i}", "toHash": commit_hash(), "type": "UPDATE"} for i in range(count)
         ],
     }
     return json.dumps(payload, separators=(",", ":")).encode()
