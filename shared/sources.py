@@ -34,6 +34,7 @@ _PROVIDER_SETTING = {
     "bitbucket-server": "KILN_BITBUCKET_SERVER_URL",
 }
 _BASE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+_REMOTE_HELPER = re.compile(r"^[A-Za-z0-9+.-]+::")
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?!//)")
 
 
@@ -86,6 +87,8 @@ def netloc(url: str) -> str:
 
 def transport_of(url: str) -> tuple[str, str]:
     """(transport, host[:port]) of a git URL: the names GIT_ALLOW_PROTOCOL uses."""
+    if _REMOTE_HELPER.match(url):  # git's `<helper>::<address>`: ext:: and fd:: run commands
+        raise SourceRefused(f"{REDACT(url)!r}: remote-helper URLs (<helper>::...) are not sources")
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("https", "http", "ssh", "git"):
         return scheme, netloc(url)
