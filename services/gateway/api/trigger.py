@@ -110,7 +110,10 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
         )
     ref = f"refs/heads/{body.ref or 'develop'}"
     commit = body.commit or await resolve_commit(source, ref)
-    _, over = await within_branch_limit(deps, [ManualBuild(body.package, ref)])
+    try:
+        _, over = await within_branch_limit(deps, [ManualBuild(body.package, ref)])
+    except Exception as exc:  # the run history is unreachable: retryable
+        raise HTTPException(503, f"try again later ({type(exc).__name__})") from None
     if over:
         raise HTTPException(429, over[0])
     options = Options(
