@@ -1,7 +1,9 @@
 """A build's source on git: a local directory as is, or a shallow fetch of one commit.
 
 Used by the compiler (the source it compiles) and the deployer (the docs stage builds the
-repository's docs).
+repository's docs). With a SourceGuard (shared/sources.py) a fetch happens only when the URL is
+the package's configured source; git may then use only that URL's transport, follows no
+redirect, and gets the token only over https to a host in KILN_GIT_TOKEN_HOSTS.
 
 The token reaches git only through GIT_ASKPASS: a script that prints an environment variable
 set for the git child process alone. It is never part of a URL or an argument, so it cannot
@@ -15,13 +17,14 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from shared.events.build import Source
 from shared.logging import REDACT, Redactor
+from shared.sources import PackageSource, SourceGuard, SourceRefused, sends_token, transport_of
 
 _ASKPASS = """#!/bin/sh
 case "$1" in
@@ -29,8 +32,10 @@ case "$1" in
   *) printf '%s\\n' "$KILN_GIT_ASKPASS_TOKEN" ;;
 esac
 """
-# ext:: and fd:: run arbitrary commands; a build request must never choose those.
-_ALLOWED_PROTOCOLS = "https:http:ssh:git:file"
+# Without a guard (tests, tools): the transports that are encrypted and authenticated. ext:: and
+# fd:: (they run commands) are never allowed: GIT_ALLOW_PROTOCOL names one transport per fetch.
+SAFE_TRANSPORTS = ("https", "ssh")
+_NO_REDIRECTS = ("-c", "http.followRedirects=false")
 _MESSAGE_LINES = 15
 
 
@@ -62,14 +67,22 @@ class GitSource:
         username: str = "x-access-token",
         timeout_s: float = 300,
         run: Runner = subprocess.run,
+        token_hosts: Collection[str] = (),
+        guard: SourceGuard | None = None,
+        transports: Collection[str] = SAFE_TRANSPORTS,
     ):
         self._token = token.get_secret_value() if token is not None else ""
         self._username = username
         self._timeout_s = timeout_s
         self._run = run
+        self._token_hosts = frozenset(token_hosts)
+        self._guard = guard
+        self._transports = frozenset(transports)
         self._redact = Redactor([self._token])
 
-    def fetch(self, source: Source, work_dir: Path) -> Path:
+    def fetch(self, source: Source, work_dir: Path, *, package: str | None = None) -> Path:
+        """The tree at the source's commit. `package`: the build's package, whose configured
+        source (guard) the URL must be."""
         if source.path:
             root = Path(source.path).expanduser().resolve()
             if not root.is_dir():
@@ -80,24 +93,62 @@ class GitSource:
         for value in (source.repo_url, source.commit, source.ref):
             if value.startswith("-"):
                 raise FetchFailed(f"refusing {self.clean(value)!r}: git arguments may not start with '-'")
+        resolved = self.resolve(source.repo_url, package)
         dest = work_dir / "src"
         dest.mkdir(parents=True)
         with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
-            env = self._environment(Path(helper_dir))
+            env = self._environment(Path(helper_dir), resolved)
             self._git(env, "init", "-q", str(dest))
             try:
                 self._fetch(env, dest, source)
             except FetchFailed as failed:
-                raise FetchFailed(self._explain(str(failed), source.repo_url)) from None
+                raise FetchFailed(self._explain(str(failed), resolved)) from None
             self._git(env, "-C", str(dest), "checkout", "-q", "--detach", "FETCH_HEAD")
         return dest
 
-    def _explain(self, message: str, repo_url: str) -> str:
+    def resolve(self, repo_url: str, package: str | None) -> PackageSource:
+        """The checked source: the package's configured one (guard), or any URL on a safe transport."""
+        try:
+            if self._guard is not None:
+                return self._guard.check(package, repo_url)
+            transport, host = transport_of(repo_url)
+        except SourceRefused as exc:
+            raise FetchFailed(str(exc)) from None
+        if transport not in self._transports:
+            raise FetchFailed(
+                f"{self.clean(repo_url)!r}: transport {transport} is not allowed here "
+                f"(allowed: {', '.join(sorted(self._transports))})"
+            )
+        return PackageSource(package=package or "", url=repo_url, transport=transport, host=host)
+
+    def ls_remote(self, source: PackageSource, ref: str) -> str | None:
+        """The commit `ref` points to at the source (no token: the gateway holds none), or None
+        when the ref does not exist. Raises FetchFailed when the source cannot be asked."""
+        with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
+            env = self._environment(Path(helper_dir), source)
+            out = self._git(env, "ls-remote", "--", source.url, ref)
+        for line in out.splitlines():
+            commit, _, name = line.partition("\t")
+            if name == ref:
+                return commit
+        return None
+
+    def offers_token(self, source: PackageSource) -> bool:
+        return bool(self._token) and sends_token(source, self._token_hosts)
+
+    def _explain(self, message: str, source: PackageSource) -> str:
         """Put what to do in front of git's message when credentials are the likely cause."""
-        repository = self.clean(repo_url)
+        repository = self.clean(source.url)
         cause = _cause(message)
         if cause == "credentials":
-            if not self._token:
+            if self._token and not self.offers_token(source):
+                hosts = ", ".join(sorted(self._token_hosts)) or "none"
+                hint = (
+                    f"{repository} requires credentials; KILN_GIT_TOKEN is sent only over https to the "
+                    f"hosts in KILN_GIT_TOKEN_HOSTS (now: {hosts}), and {source.host or 'this path'} over "
+                    f"{source.transport} is not one of them: add the host there if it should get the token"
+                )
+            elif not self._token:
                 hint = (
                     f"{repository} requires credentials and none are configured: set KILN_GIT_TOKEN "
                     f"on the service that fetches it (compiler, deployer) to a token that can read it "
@@ -140,15 +191,18 @@ class GitSource:
     def _fetch_args(dest: Path) -> list[str]:
         return ["-C", str(dest), "fetch", "-q", "--depth", "1", "--no-tags", "--"]
 
-    def _environment(self, helper_dir: Path) -> dict[str, str]:
-        # The child's environment: inherit PATH, HOME and proxies, add only what git needs here.
-        env = dict(os.environ)
+    def _environment(self, helper_dir: Path, source: PackageSource) -> dict[str, str]:
+        # The child's environment: inherit PATH, HOME and proxies, add only what git needs here;
+        # none of the service's own KILN_* settings (secrets among them), no askpass of the host.
+        skip = ("GIT_ASKPASS", "SSH_ASKPASS")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") and k not in skip}
         env.update(
             GIT_TERMINAL_PROMPT="0",
-            GIT_ALLOW_PROTOCOL=_ALLOWED_PROTOCOLS,
+            # Only this URL's transport: no redirect or submodule-like detour to another one.
+            GIT_ALLOW_PROTOCOL=source.transport,
             GIT_CONFIG_NOSYSTEM="1",
         )
-        if self._token:
+        if self.offers_token(source):
             script = helper_dir / "askpass.sh"
             script.write_text(_ASKPASS)
             script.chmod(stat.S_IRWXU)
@@ -161,7 +215,8 @@ class GitSource:
 
     def _git(self, env: dict[str, str], *args: str) -> str:
         # credential.helper= : a helper configured on this host must not supply or store anything.
-        command = ["git", "-c", "credential.helper=", "-c", "core.askPass=", *args]
+        # http.followRedirects=false: a redirect would take the token to a host nobody listed.
+        command = ["git", "-c", "credential.helper=", "-c", "core.askPass=", *_NO_REDIRECTS, *args]
         try:
             done = self._run(
                 command, env=env, capture_output=True, text=True, timeout=self._timeout_s, check=False

@@ -94,6 +94,7 @@ class Stack:
             # config overrides (docs/configuration.md): keys outside the tree, clone the local repo
             "KILN_KEYS_DIR": str(self.keys_dir),
             "KILN_WEBHOOKS_CLONE_URL": f"file://{self.repo}",
+            "KILN_WEBHOOKS_ALLOW_FILE": "true",  # a local path is a source only when allowed
             "KILN_API_TOKEN": shared_secrets["api_token"],
             "KILN_BITBUCKET_CLOUD_SECRET": shared_secrets["webhook_secret"],
             "KILN_TRIVY": self.env.get("KILN_TRIVY", str(ROOT / ".venv" / "bin" / "trivy")),

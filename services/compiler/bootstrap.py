@@ -30,6 +30,7 @@ from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
 from shared.git_source import GitSource
 from shared.registry import RegistryClient
+from shared.sources import SourceGuard
 
 SOURCE = "compiler"
 
@@ -100,7 +101,12 @@ def bootstrap(
             on_build_requested,
             fetcher=fetcher
             or GitSource(
-                token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
+                token=settings.git_token,
+                username=settings.git_username,
+                timeout_s=settings.git_timeout_s,
+                # Only the package's configured source; the token only to KILN_GIT_TOKEN_HOSTS.
+                token_hosts=settings.token_hosts(),
+                guard=SourceGuard.from_operator_config(settings, build_settings.config_env),
             ),
             compiler=compiler or EngineCompiler(cache, settings.compiler_jobs or os.cpu_count() or 1),
             store=store or artifact_store_from(settings),

@@ -76,7 +76,7 @@ def config_stage(
     default_base_images: Mapping[str, str | None],
 ) -> tuple[PreparedBuild, dict]:
     try:
-        root = fetcher.fetch(event.source, work_dir)
+        root = fetcher.fetch(event.source, work_dir, package=event.package)
     except FetchFailed as exc:
         raise StageFailed(f"fetching the source failed: {exc}") from None
     escaping = find_escaping_links(root)

@@ -15,8 +15,9 @@ __all__ = ["ArtifactStore", "FetchFailed", "SourceFetcher", "TreeCompiler"]
 
 
 class SourceFetcher(Protocol):
-    def fetch(self, source: Source, work_dir: Path) -> Path:
-        """Return the root of the source tree at the pushed commit (may be inside work_dir)."""
+    def fetch(self, source: Source, work_dir: Path, *, package: str) -> Path:
+        """Return the root of the source tree at the pushed commit (may be inside work_dir);
+        FetchFailed when the source is not `package`'s configured source (shared/sources.py)."""
         ...
 
 

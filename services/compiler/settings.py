@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import ByteSize, Field, SecretStr
 
 from services.compiler.engine.cache import DEFAULT_MAX_BYTES
-from shared.settings import KilnSettings
+from shared.sources import SourceSettings
 
 
-class CompilerSettings(KilnSettings):
+class CompilerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: shared/sources.py
     # Private repositories: handed to git through GIT_ASKPASS, never put in a URL.
     git_token: SecretStr | None = None
     # The user name sent with the token: GitHub takes any (x-access-token), Bitbucket x-token-auth.

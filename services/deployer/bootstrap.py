@@ -84,9 +84,15 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
 def docs_stage(settings: DeployerSettings, env: Mapping[str, str]) -> DocsStage:
     from services.deployer.adapters.wikijs import WikiJs
     from shared.git_source import GitSource
+    from shared.sources import SourceGuard
 
     git = GitSource(
-        token=settings.git_token, username=settings.git_username, timeout_s=settings.git_timeout_s
+        token=settings.git_token,
+        username=settings.git_username,
+        timeout_s=settings.git_timeout_s,
+        # The docs stage fetches what the compiler did: the package's configured source only.
+        token_hosts=settings.token_hosts(),
+        guard=SourceGuard.from_operator_config(settings, env),
     )
     return DocsStage(
         fetch=git.fetch,

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from shared.settings import KilnSettings
+from shared.sources import SourceSettings
 
 
-class DeployerSettings(KilnSettings):
+class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: shared/sources.py
     # False when a deployment runs without the scanner: the gate then waits for pushes only.
     deployer_require_scan: bool = True
     # The platform whose images this deployer's substrate runs (the engine's or cluster's arch).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import KilnSettings
+from shared.sources import SourceSettings
 
 MAX_WEBHOOK_BODY = 256 * 1024  # Bitbucket's own payload limit; anything bigger is not a real push
 
 
-class GatewaySettings(KilnSettings):
+# SourceSettings: the provider base URLs (KILN_GITHUB_URL ...) a package's clone URL is derived from.
+class GatewaySettings(SourceSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # Bearer token for mutating endpoints (trigger, cancel, replay, subscriptions, generic webhook).
@@ -20,8 +21,6 @@ class GatewaySettings(KilnSettings):
     bitbucket_cloud_secret: SecretStr | None = None
     bitbucket_server_secret: SecretStr | None = None
     github_secret: SecretStr | None = None
-    # Bitbucket Server's refs_changed payload carries no clone link: derive it from this base URL.
-    bitbucket_server_url: str | None = None
     max_webhook_body: int = Field(MAX_WEBHOOK_BODY, ge=1024)
     # A redelivery whose first attempt is still "pending" after this long is taken over (crash safety).
     pending_takeover_s: float = Field(60.0, gt=0)
@@ -34,3 +33,7 @@ class GatewaySettings(KilnSettings):
     subscriptions_lock: str | None = None
     # A newer push to a branch cancels that branch's builds that are still queued.
     supersede_queued: bool = False
+    # Limits (docs/gateway.md "Limits"): refs of one delivery that start builds, and builds of one
+    # package and branch queued or running at once (a push beyond it is answered 429).
+    max_refs_per_delivery: int = Field(20, ge=1, le=1000)
+    max_builds_per_branch: int = Field(5, ge=1, le=1000)

@@ -20,6 +20,8 @@ def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
         "notify": args.notify,
         "platform": args.platform,
         "ref": args.ref,
+        # No repository URL: the gateway builds the package's configured source.
+        "commit": args.commit,
     }
     reply = client.post("/builds", {k: v for k, v in body.items() if v is not None})
     build_id = reply["build_ids"][0]

@@ -150,19 +150,49 @@ class NotifyConfig(Section):
     to: list[Email] = []
 
 
+# owner/name (GitHub, Bitbucket Cloud workspace/slug, Bitbucket Server PROJECT/slug).
+REPOSITORY_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+PATTERN_HELP[REPOSITORY_PATTERN] = "must be owner/name as the provider spells it, like example/monorepo"
+
+
 class WebhookConfig(Section):
-    repository: str | None = None
+    """Where a package's code comes from and which pushes build it. Operator config only: the
+    clone URL is this section's `clone_url`, or `repository` under the provider's base URL
+    (KILN_GITHUB_URL, KILN_BITBUCKET_CLOUD_URL, KILN_BITBUCKET_SERVER_URL); never a payload's URL."""
+
+    repository: Annotated[str, StringConstraints(pattern=REPOSITORY_PATTERN)] | None = None
     branches: list[str] = ["*"]
     tags: bool = False
-    # Clone from here instead of the URL the provider's payload gives (an internal mirror, or a
-    # local path for the quick start). No credentials in it: tokens come from KILN_GIT_TOKEN.
+    # The provider that hosts `repository`: only its webhook route builds the package, and API/CLI
+    # builds clone from it. Unset: any provider's signed push for `repository` builds, from that
+    # provider's base URL; API builds then need `clone_url`.
+    provider: Literal["github", "bitbucket-cloud", "bitbucket-server"] | None = None
+    # Clone from here instead of the provider's URL (an internal mirror, or a local path for the
+    # quick start). No credentials in it: tokens come from KILN_GIT_TOKEN (KILN_GIT_TOKEN_HOSTS).
     clone_url: str | None = None
+    # Plain http:// and git:// (unencrypted, unauthenticated, never sent the token) and file://
+    # or local paths (the fetching host's own disk): refused unless the operator allows them here.
+    allow_http: bool = False
+    allow_file: bool = False
 
     @field_validator("clone_url")
     @classmethod
     def _no_credentials_in_clone_url(cls, value: str | None) -> str | None:
-        if value and re.search(r"://[^/@]+:[^/@]*@", value):
+        # user:password@ anywhere, and any user@ over http(s) (a token passed as the user name);
+        # ssh://git@host/... names the ssh login, not a secret.
+        if value and re.search(r"://[^/@]+:[^/@]*@|^https?://[^/@]+@", value, re.IGNORECASE):
             raise ValueError("clone_url must not contain credentials (set KILN_GIT_TOKEN instead)")
+        if value and (
+            value.startswith("-") or re.search(r"\s", value) or value.startswith(("ext::", "fd::"))
+        ):
+            raise ValueError("clone_url must be a git URL or path (no spaces, no leading '-', no ext::/fd::)")
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _no_dot_segments(cls, value: str | None) -> str | None:
+        if value and any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("repository must be owner/name without '.' or '..' parts")
         return value
 
 

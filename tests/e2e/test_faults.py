@@ -52,6 +52,8 @@ def stack(tmp_path_factory):
             "KILN_COMPILER_CACHE": str(state / "compiler-cache"),
             # the proof's stay-up window: shorter keeps 20 builds affordable; still a real run
             "KILN_PROVE_STAY_UP_S": "1",
+            # 20 builds of demo's main at once (below): above the default per-branch limit of 5
+            "KILN_MAX_BUILDS_PER_BRANCH": "25",
         },
     )
     stack.start()

@@ -4,6 +4,9 @@ in a temporary directory. Clients speak to it exactly as to a private GitHub/Git
 over http(s): 401 + WWW-Authenticate, credentials from git's credential machinery, then the
 smart protocol (v2 when the client asks for it).
 
+With `tls=(cert, key)` it serves https (see `self_signed`; point git at the certificate with
+GIT_SSL_CAINFO). `redirect_to` makes it answer every request with a 301 to that base URL.
+
 Also: `git_argv_recorder`, a `git` first on PATH that appends its argument list to a file and
 runs the real git, so a test can check what anyone could read in `ps`.
 """
@@ -12,8 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import ipaddress
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -30,6 +36,38 @@ class SeenRequest:
     target: str  # path and query, as sent
     user: str | None  # the user name of the Basic credentials, if any were sent
     authorized: bool
+    password: str | None = None  # the Basic password (the token) as received, to prove it never was
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 (its own CA): (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1)).add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "git-server.crt", directory / "git-server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -55,14 +93,31 @@ class AuthenticatedGitServer:
     """Serves every bare repository under `project_root` at http://127.0.0.1:<port>/<name>,
     to requests carrying Basic credentials `username`:`token` only."""
 
-    def __init__(self, project_root: Path, *, username: str, token: str):
+    def __init__(
+        self,
+        project_root: Path,
+        *,
+        username: str,
+        token: str,
+        tls: tuple[Path, Path] | None = None,
+        redirect_to: str | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.project_root = project_root
         self.username = username
         self.token = token
+        self.redirect_to = redirect_to
+        self.host = host  # the name in url(): 127.0.0.1 or localhost (the same listener)
         self.requests: list[SeenRequest] = []
         self.backend_errors: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="git-http", daemon=True)
 
@@ -71,7 +126,10 @@ class AuthenticatedGitServer:
         return self._server.server_address[1]
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"{self.scheme}://{self.host}:{self.port}/{name}"
+
+    def passwords_seen(self) -> list[str]:
+        return [r.password for r in self.requests if r.password is not None]
 
     def __enter__(self) -> AuthenticatedGitServer:
         self._thread.start()
@@ -86,15 +144,15 @@ class AuthenticatedGitServer:
         with self._lock:
             self.requests.append(seen)
 
-    def check(self, authorization: str | None) -> tuple[str | None, bool]:
-        """(user name presented, whether user and token are the right ones)."""
+    def check(self, authorization: str | None) -> tuple[str | None, str | None, bool]:
+        """(user name presented, password presented, whether both are the right ones)."""
         if not authorization or not authorization.startswith("Basic "):
-            return None, False
+            return None, None, False
         try:
             user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return None, False
-        return user, (user, password) == (self.username, self.token)
+            return None, None, False
+        return user, password, (user, password) == (self.username, self.token)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
@@ -121,8 +179,11 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         owner = self.server_owner
         body = self._read_body()
-        user, authorized = owner.check(self.headers.get("Authorization"))
-        owner.record(SeenRequest(self.command, self.path, user, authorized))
+        user, password, authorized = owner.check(self.headers.get("Authorization"))
+        owner.record(SeenRequest(self.command, self.path, user, authorized, password))
+        if owner.redirect_to is not None:
+            self._reply(301, b"moved\n", {"Location": owner.redirect_to.rstrip("/") + self.path})
+            return
         if not authorized:
             self._reply(401, b"authentication required\n", {"WWW-Authenticate": f'Basic realm="{REALM}"'})
             return

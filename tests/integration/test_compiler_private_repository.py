@@ -2,8 +2,10 @@
 Basic auth (tests/integration/git_http_support.py), fetched by GitSource and by a compiler
 worker process with KILN_GIT_TOKEN.
 
-What is proven: the right token fetches the pushed commit, shallow; a wrong or missing token
-fails with a message naming the repository and what to do; the token appears in none of: the
+The servers speak https (a self-signed certificate git trusts through GIT_SSL_CAINFO): the token
+goes only over https to a host in KILN_GIT_TOKEN_HOSTS (tests/security/test_sources.py proves
+the refusals). What is proven: the right token fetches the pushed commit, shallow; a wrong or
+missing token fails with a message naming the repository and what to do; the token appears in none of: the
 argv of any git process (a recording `git` first on PATH, plus GIT_TRACE for the processes git
 starts itself), the requests the server saw, the clone's .git directory, the log output, the
 events.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from services.compiler.ports import FetchFailed
@@ -39,6 +42,7 @@ from tests.integration.git_http_support import (
     git,
     git_argv_recorder,
     make_bare_repository,
+    self_signed,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,6 +52,14 @@ EXAMPLE = REPO / "examples" / "monorepo"
 TOKEN = "ghp_kilnTestT0ken_9f8e7d6c5b4a"  # made up; what matters is that it never leaks
 OTHER_TOKEN = "ghp_someOtherRepositoryT0ken_1234"
 USER = "x-access-token"
+HOSTS = {"127.0.0.1"}  # KILN_GIT_TOKEN_HOSTS of these tests: the servers listen there
+
+
+@pytest.fixture
+def tls(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    cert, key = self_signed(tmp_path / "tls")
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(cert))
+    return cert, key
 
 
 @pytest.fixture
@@ -81,13 +93,14 @@ def files_under(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
 
 
-def test_the_right_token_fetches_the_pushed_commit_shallow(pushed, traced_git, tmp_path, caplog):
+def test_the_right_token_fetches_the_pushed_commit_shallow(pushed, traced_git, tls, tmp_path, caplog):
     root, first = pushed
     argv_log, trace_log = traced_git
     caplog.set_level(logging.DEBUG)
-    with AuthenticatedGitServer(root, username=USER, token=TOKEN) as server:
+    with AuthenticatedGitServer(root, username=USER, token=TOKEN, tls=tls) as server:
         source = Source(repo_url=server.url("app.git"), ref="refs/heads/main", commit=first)
-        checkout = GitSource(token=SecretStr(TOKEN), username=USER).fetch(source, tmp_path / "work")
+        git_source = GitSource(token=SecretStr(TOKEN), username=USER, token_hosts=HOSTS)
+        checkout = git_source.fetch(source, tmp_path / "work")
 
     assert git("rev-parse", "HEAD", cwd=checkout) == first
     assert (checkout / "README").read_text() == "pushed commit\n"
@@ -100,7 +113,7 @@ def test_the_right_token_fetches_the_pushed_commit_shallow(pushed, traced_git, t
 
     argv = argv_log.read_text()
     assert "fetch -q --depth 1 --no-tags --" in argv and server.url("app.git") in argv  # recorded
-    assert "git-remote-http" in trace_log.read_text() or "remote-http" in trace_log.read_text()
+    assert "remote-http" in trace_log.read_text()  # git-remote-https is the same program
     for where, text in {
         "git argv": argv,
         "git trace (child processes)": trace_log.read_text(),
@@ -114,14 +127,14 @@ def test_the_right_token_fetches_the_pushed_commit_shallow(pushed, traced_git, t
 
 @pytest.mark.parametrize("token", [OTHER_TOKEN, None], ids=["wrong-token", "no-token"])
 def test_a_wrong_or_missing_token_names_the_repository_and_what_to_do(
-    token, pushed, traced_git, tmp_path, caplog
+    token, pushed, traced_git, tls, tmp_path, caplog
 ):
     root, first = pushed
     argv_log, trace_log = traced_git
     caplog.set_level(logging.DEBUG)
-    with AuthenticatedGitServer(root, username=USER, token=TOKEN) as server:
+    with AuthenticatedGitServer(root, username=USER, token=TOKEN, tls=tls) as server:
         url = server.url("app.git")
-        fetcher = GitSource(token=SecretStr(token) if token else None, username=USER)
+        fetcher = GitSource(token=SecretStr(token) if token else None, username=USER, token_hosts=HOSTS)
         with pytest.raises(FetchFailed) as failure:
             fetcher.fetch(Source(repo_url=url, ref="refs/heads/main", commit=first), tmp_path / "work")
 
@@ -148,15 +161,30 @@ def private_monorepo(tmp_path) -> tuple[Path, str]:
     """The example monorepo (keys outside it) pushed to tmp/repos/monorepo.git: (root, commit)."""
     work = tmp_path / "monorepo"
     shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns(".ruff_cache", "__pycache__", "tests"))
-    generate_keys(tmp_path / "keys", "demo")  # KILN_KEYS_DIR of the worker
+    generate_keys(tmp_path / "keys", "demo")  # operator_config() points keys.dir here
     root = tmp_path / "repos"
     root.mkdir()
     make_bare_repository(root, "monorepo.git", work)
     return root, git("rev-parse", "HEAD", cwd=work)
 
 
+def operator_config(tmp_path: Path, keys: Path, sources: dict[str, str]) -> Path:
+    """The example's config as the operator's file: one package per {name: clone_url}."""
+    raw = yaml.safe_load((EXAMPLE.parent / "operator" / "config.yaml").read_text())
+    demo = raw["packages"]["demo"]
+    demo["keys"] = {"dir": str(keys)}
+    raw["packages"] = {
+        name: {**demo, "webhooks": {"repository": "example/monorepo", "clone_url": url}}
+        for name, url in sources.items()
+    }
+    path = tmp_path / "operator" / "config.yaml"  # keys must live outside the config's directory
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def start_worker(
-    tmp_path: Path, amqp_url: str, database_url: str, path: str
+    tmp_path: Path, amqp_url: str, database_url: str, path: str, extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, Path]:
     log_file = tmp_path / "worker.log"
     env = {
@@ -172,8 +200,8 @@ def start_worker(
         "KILN_WORK_DIR": str(tmp_path / "builds"),
         "KILN_BASE_IMAGE_AMD64": "kiln/base:amd64",
         "KILN_BASE_IMAGE_ARM64": "kiln/base:arm64",
-        "KILN_CONFIG_PATH": str(EXAMPLE.parent / "operator" / "config.yaml"),
-        "KILN_KEYS_DIR": str(tmp_path / "keys"),
+        "KILN_GIT_TOKEN_HOSTS": ",".join(HOSTS),
+        **(extra or {}),
     }
     (tmp_path / "builds").mkdir()
     worker = subprocess.Popen(
@@ -217,7 +245,7 @@ def finished_or_imaged(events) -> bool:
 
 
 async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the_token(
-    private_monorepo, traced_git, tmp_path, amqp_url, database_url
+    private_monorepo, traced_git, tls, tmp_path, amqp_url, database_url
 ):
     root, commit = private_monorepo
     argv_log, trace_log = traced_git
@@ -226,25 +254,26 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
     exchange = await channel.declare_exchange(t.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     observer = await channel.declare_queue("", exclusive=True)
     await observer.bind(exchange, "#")
-    worker, log_file = start_worker(tmp_path, amqp_url, database_url, os.environ["PATH"])
+    server = AuthenticatedGitServer(root, username=USER, token=TOKEN, tls=tls)
+    elsewhere = AuthenticatedGitServer(root, username=USER, token=OTHER_TOKEN, tls=tls)
+    # "refused": a package whose configured source takes another token than KILN_GIT_TOKEN.
+    sources = {"demo": server.url("monorepo.git"), "refused": elsewhere.url("monorepo.git")}
+    config = operator_config(tmp_path, tmp_path / "keys", sources)
+    worker, log_file = start_worker(
+        tmp_path, amqp_url, database_url, os.environ["PATH"], {"KILN_CONFIG_PATH": str(config)}
+    )
     try:
-        with (
-            AuthenticatedGitServer(root, username=USER, token=TOKEN) as server,
-            AuthenticatedGitServer(root, username=USER, token=OTHER_TOKEN) as elsewhere,
-        ):
+        with server, elsewhere:
             requester = await Bus(amqp_url, source="gateway").connect()
             builds = {}
-            for name, url in (
-                ("private", server.url("monorepo.git")),
-                ("refused", elsewhere.url("monorepo.git")),
-            ):
+            for name, url in sources.items():
                 builds[name] = str(uuid.uuid4())
                 event = BuildRequested(
-                    package="demo",
+                    package=name,
                     source=Source(repo_url=url, ref="refs/heads/main", commit=commit),
                     options=Options(platforms=("linux/amd64",)),
                 )
-                await requester.emit(event, build_id=builds[name], package="demo")
+                await requester.emit(event, build_id=builds[name], package=name)
             await requester.stop(grace_s=5)
             events = await collect(observer, set(builds.values()), finished_or_imaged)
     finally:
@@ -254,6 +283,8 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
         finally:
             worker.kill()
         await connection.close()
+
+    builds["private"] = builds["demo"]
 
     def stage(build: str, name: str) -> dict:
         return next(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+import yaml
 
 from services.compiler.bootstrap import bootstrap
 from services.compiler.settings import CompilerSettings
@@ -197,7 +198,7 @@ def git(*args: str, cwd: Path) -> str:
 
 
 async def test_a_clone_from_a_bare_repository_at_a_commit(
-    compiler_bus, observer, amqp_url, monorepo, tmp_path
+    amqp_url, database_url, compile_cache, observer, monorepo, tmp_path
 ):
     git("init", "-q", "-b", "main", cwd=monorepo)
     git("add", ".", cwd=monorepo)
@@ -208,18 +209,29 @@ async def test_a_clone_from_a_bare_repository_at_a_commit(
     git("-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", "two", cwd=monorepo)
     bare = tmp_path / "bare.git"
     git("clone", "-q", "--bare", str(monorepo), str(bare), cwd=tmp_path)
-    source = Source(repo_url=f"file://{bare}", ref="refs/heads/main", commit=commit)
-    build_id = await request(amqp_url, source)
-    events = await collect(observer, build_id, lambda e: all_images(e) or finished(e))
-    check_success(events)
-    webhook = next(
-        b["data"] for k, b in events if k == "image.requested.amd64" and b["data"]["target"] == "webhook"
-    )
-    assert webhook["repository"] == "127.0.0.1:5000/kiln/axion-webhook-demo"
+    # The compiler fetches only the package's configured source (the operator's config): here the
+    # bare repository, a local path the operator allows (allow_file).
+    raw = yaml.safe_load((monorepo / "config.yaml").read_text())
+    raw["packages"]["demo"]["webhooks"] = {"clone_url": f"file://{bare}", "allow_file": True}
+    operator = tmp_path / "operator" / "config.yaml"
+    operator.parent.mkdir()
+    operator.write_text(yaml.safe_dump(raw))
+    bus = await start_service(amqp_url, database_url, tmp_path, compile_cache, config_path=str(operator))
+    try:
+        source = Source(repo_url=f"file://{bare}", ref="refs/heads/main", commit=commit)
+        build_id = await request(amqp_url, source)
+        events = await collect(observer, build_id, lambda e: all_images(e) or finished(e))
+        check_success(events)
+        webhook = next(
+            b["data"] for k, b in events if k == "image.requested.amd64" and b["data"]["target"] == "webhook"
+        )
+        assert webhook["repository"] == "127.0.0.1:5000/kiln/axion-webhook-demo"
 
-    build_id = await request(amqp_url, Source(repo_url=f"file://{tmp_path}/missing.git", commit=commit))
-    events = await collect(observer, build_id, finished)
-    assert "git fetch failed" in stage(events, "config")["error"]
+        build_id = await request(amqp_url, Source(repo_url=f"file://{tmp_path}/missing.git", commit=commit))
+        events = await collect(observer, build_id, finished)
+        assert "which is not its configured source" in stage(events, "config")["error"]
+    finally:
+        await bus.stop(grace_s=60)
 
 
 async def test_artifacts_pushed_to_the_dev_registry(

@@ -41,6 +41,7 @@ def gateway_settings(amqp_url: str, database_url: str) -> GatewaySettings:
         bitbucket_server_secret=SECRETS["bitbucket_server"],
         github_secret=SECRETS["github"],
         api_token=SECRETS["api"],
+        bitbucket_server_url="https://bitbucket.example.com",
     )
 
 

@@ -55,7 +55,7 @@ class FakeFetcher:
     root: Path
     error: Exception | None = None
 
-    def fetch(self, source, work_dir):
+    def fetch(self, source, work_dir, *, package=None):
         if self.error:
             raise self.error
         return self.root
@@ -341,7 +341,7 @@ def test_clone_failures_never_show_the_token(tmp_path, source, keys):
 
     from pydantic import SecretStr
 
-    git = GitSource(token=SecretStr(token), run=fake_git)
+    git = GitSource(token=SecretStr(token), run=fake_git, token_hosts={"example.com"})
     with pytest.raises(FetchFailed) as failure:
         git.fetch(Source(repo_url="https://example.com/r.git", commit="abc123"), tmp_path / "w")
     assert token not in str(failure.value) and "git fetch failed (exit 128)" in str(failure.value)

@@ -263,7 +263,7 @@ def test_wiki_errors_name_the_cause_and_never_the_key(wiki):
 
 
 def _stage():
-    git = GitSource(timeout_s=60)
+    git = GitSource(timeout_s=60, transports=("file",))  # the local repository below
     return DocsStage(
         fetch=git.fetch,
         publisher_for=lambda cfg, key: WikiJs(cfg.url, key, key_env=cfg.api_key_env),

@@ -23,14 +23,18 @@ def commit_hash() -> str:
 
 
 def gateway_config() -> KilnConfig:
-    """The example config plus a tag-building package and a Bitbucket Server repository."""
+    """The example config (demo hosted on GitHub) plus a tag-building package (any provider), the
+    same repository on Bitbucket Cloud and a Bitbucket Server repository."""
     raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     demo = raw["packages"]["demo"]
     tagged = copy.deepcopy(demo)
     tagged["webhooks"] = {"repository": "example/monorepo", "branches": ["release/*"], "tags": True}
+    cloud = copy.deepcopy(demo)
+    cloud["webhooks"] = {"repository": "example/monorepo", "provider": "bitbucket-cloud"}
     server = copy.deepcopy(demo)
     server["webhooks"] = {"repository": "PROJ/monorepo", "branches": ["*"], "tags": False}
-    raw["packages"].update({"demo-tags": tagged, "demo-server": server})
+    demo["webhooks"] = {**demo["webhooks"], "provider": "github"}
+    raw["packages"].update({"demo-tags": tagged, "demo-cloud": cloud, "demo-server": server})
     return parse_config(
         yaml.safe_dump(raw), {}, source_name=str(EXAMPLE_CONFIG), source_dir=EXAMPLE_CONFIG.parent
     )

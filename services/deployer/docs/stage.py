@@ -21,7 +21,7 @@ from shared.git_source import FetchFailed
 from shared.logging import REDACT
 from shared.naming import safe_name
 
-Fetch = Callable[[Source, Path], Path]
+Fetch = Callable[..., Path]  # GitSource.fetch(source, work_dir, *, package): the configured source only
 Build = Callable[[Path, str, Path], BuiltDocs]
 
 
@@ -37,7 +37,7 @@ class DocsStage:
         build: Build = partial(build_docs, timeout_s=self.timeout_s, env=self.env)
         with tempfile.TemporaryDirectory(prefix="kiln-docs-") as work:
             try:
-                repo = self.fetch(source, Path(work))
+                repo = self.fetch(source, Path(work), package=package)
             except FetchFailed as exc:
                 raise DocsFailed(f"cannot check out the build's source: {exc}") from None
             built = build(repo, docs.mkdocs, Path(work))

@@ -1,19 +1,36 @@
-"""Starting a build by hand: `POST /webhook/build` (the seed's body) and `POST /builds`."""
+"""Starting a build by hand: `POST /webhook/build` (the seed's body) and `POST /builds`.
+
+The build's source is the package's configured one (shared/sources.py): a `repo_url` in the
+body is refused (422) unless it is that very URL; `commit` is a full 40-hex id or absent, and
+absent it is resolved with `git ls-remote` against the configured source when that answers
+(else the compiler fetches the branch tip).
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway import metrics
 from services.gateway.auth import WriteAccess
 from services.gateway.deps import Deps
+from services.gateway.limits import within_branch_limit
 from services.gateway.starter import BuildOrder, PublishFailed
 from shared.events.build import Options, Source, Trigger
+from shared.git_source import FetchFailed, GitSource
 from shared.naming import PLATFORMS, validate_branch
+from shared.sources import PackageSource, SourceRefused, configured_source
+
+log = logging.getLogger("kiln.gateway")
+# `git ls-remote` of the configured source: a source that does not answer in time leaves the
+# commit to the compiler (it fetches the branch tip).
+RESOLVE_TIMEOUT_S = 10.0
 
 router = APIRouter(tags=["builds"])
 _PACKAGE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
@@ -31,7 +48,8 @@ class TriggerRequest(BaseModel):
     skip_push: bool = False
     skip_deploy: bool = False
     ref: str | None = None
-    commit: str = ""
+    commit: Annotated[str, Field(pattern=r"^([0-9a-f]{40})?$")] = ""
+    # Only the package's configured source is accepted (kept for the seed's body shape).
     repo_url: str = ""
 
     @field_validator("package")
@@ -67,12 +85,37 @@ class Accepted(BaseModel):
     build_ids: list[str]
 
 
+@dataclass(frozen=True)
+class ManualBuild:
+    package: str
+    ref: str
+
+
 async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
     platforms = body.platforms()
-    if deps.config is not None:
-        if body.package not in deps.config.packages:
-            raise HTTPException(404, f"no package {body.package!r} in the pipeline config")
-        platforms = platforms or list(deps.config.packages[body.package].deployment.platforms)
+    if deps.config is None:
+        raise HTTPException(503, "no pipeline config loaded (KILN_CONFIG_PATH): no package has a source")
+    if body.package not in deps.config.packages:
+        raise HTTPException(404, f"no package {body.package!r} in the pipeline config")
+    platforms = platforms or list(deps.config.packages[body.package].deployment.platforms)
+    try:
+        source = configured_source(deps.config, body.package, deps.settings.provider_urls())
+    except SourceRefused as exc:
+        raise HTTPException(422, str(exc)) from None
+    if body.repo_url and body.repo_url != source.url:
+        raise HTTPException(
+            422,
+            f"repo_url: builds of {body.package!r} come from its configured source only "
+            f"(packages.{body.package}.webhooks in the operator config); leave repo_url out",
+        )
+    ref = f"refs/heads/{body.ref or 'develop'}"
+    commit = body.commit or await resolve_commit(source, ref)
+    try:
+        _, over = await within_branch_limit(deps, [ManualBuild(body.package, ref)])
+    except Exception as exc:  # the run history is unreachable: retryable
+        raise HTTPException(503, f"try again later ({type(exc).__name__})") from None
+    if over:
+        raise HTTPException(429, over[0])
     options = Options(
         skip_compile=body.skip_compile,
         skip_push=body.skip_push,
@@ -80,10 +123,9 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
         notify=body.notify,
         **({"platforms": tuple(platforms)} if platforms else {}),
     )
-    ref = body.ref or "develop"
     order = BuildOrder(
         package=body.package,
-        source=Source(repo_url=body.repo_url, ref=f"refs/heads/{ref}", commit=body.commit),
+        source=Source(repo_url=source.url, ref=ref, commit=commit),
         options=options,
         trigger=Trigger(kind=kind, actor="token"),  # type: ignore[arg-type]
     )
@@ -93,6 +135,20 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
         raise HTTPException(503, str(exc)) from None
     metrics.BUILDS_REQUESTED.labels(kind).inc(len(result.build_ids))
     return Accepted(build_ids=result.build_ids)
+
+
+async def resolve_commit(source: PackageSource, ref: str) -> str:
+    """The commit `ref` is at in the configured source; "" when the source cannot be asked (no
+    token here: a private repository is resolved by the compiler). 422 when the ref is missing."""
+    git = GitSource(timeout_s=RESOLVE_TIMEOUT_S, transports=(source.transport,))
+    try:
+        commit = await to_thread.run_sync(git.ls_remote, source, ref)
+    except FetchFailed as exc:
+        log.info("could not resolve %s of %s (the compiler fetches the branch): %s", ref, source.package, exc)
+        return ""
+    if commit is None:
+        raise HTTPException(422, f"ref: {ref} does not exist in {git.clean(source.url)}")
+    return commit
 
 
 @router.post("/webhook/build", status_code=202, dependencies=[WriteAccess])

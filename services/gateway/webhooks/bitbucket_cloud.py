@@ -2,7 +2,7 @@
 
 Payload (support.atlassian.com, "Event payloads"): `push.changes[]` each with `new`/`old`
 ({type: branch|tag, name, target.hash}) and `created`/`closed`; `new: null` is a deletion.
-The repository has no clone link, only `links.html.href`: the clone URL is that plus `.git`.
+The repository has no clone link, only `links.html.href`: the claimed clone URL is that plus `.git`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ def parse(event: str, payload: Any) -> Push | Ignored:
     links = repository.get("links") if isinstance(repository.get("links"), dict) else {}
     html = links.get("html") if isinstance(links.get("html"), dict) else {}
     href = html.get("href") if isinstance(html.get("href"), str) else ""
-    clone_url = f"{href.rstrip('/')}.git" if href else f"https://bitbucket.org/{full_name}.git"
     actor_obj = body.get("actor") if isinstance(body.get("actor"), dict) else {}
     actor = actor_obj.get("nickname") or actor_obj.get("display_name") or ""
     if not isinstance(actor, str):
@@ -42,7 +41,7 @@ def parse(event: str, payload: Any) -> Push | Ignored:
     changes = items(obj(body.get("push"), "push").get("changes"), "push.changes")
     return Push(
         repository=full_name,
-        clone_url=clone_url,
+        clone_urls=(f"{href.rstrip('/')}.git",) if href else (),
         actor=actor,
         changes=tuple(_change(c, f"push.changes[{i}]") for i, c in enumerate(changes)),
     )

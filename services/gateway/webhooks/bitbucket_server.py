@@ -2,7 +2,8 @@
 
 Payload (confluence.atlassian.com, "Event payload"): `changes[]` each with `ref` {id, displayId,
 type BRANCH|TAG}, `refId`, `fromHash`, `toHash`, `type` ADD|UPDATE|DELETE; a deletion has an
-all-zero `toHash`. The repository is `{slug, project: {key}}`, usually without clone links.
+all-zero `toHash`. The repository is `{slug, project: {key}}`, usually without clone links (the
+clone URL is KILN_BITBUCKET_SERVER_URL/scm/<project>/<slug>.git, or the package's clone_url).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Request-Id"
 
 
-def parse(event: str, payload: Any, *, server_url: str | None = None) -> Push | Ignored:
+def parse(event: str, payload: Any) -> Push | Ignored:
     if event == "diagnostics:ping":
         return Ignored("ping: hook is reachable")
     if event != "repo:refs_changed":
@@ -42,22 +43,22 @@ def parse(event: str, payload: Any, *, server_url: str | None = None) -> Push | 
     changes = items(body.get("changes"), "changes")
     return Push(
         repository=f"{project}/{slug}",
-        clone_url=_clone_url(repository, project, slug, server_url),
+        clone_urls=_clone_urls(repository),
         actor=actor,
         changes=tuple(_change(c, f"changes[{i}]") for i, c in enumerate(changes)),
     )
 
 
-def _clone_url(repository: dict[str, Any], project: str, slug: str, server_url: str | None) -> str:
+def _clone_urls(repository: dict[str, Any]) -> tuple[str, ...]:
     links = repository.get("links") if isinstance(repository.get("links"), dict) else {}
     clone = links.get("clone") if isinstance(links.get("clone"), list) else []
-    for link in clone:
-        href = link.get("href") if isinstance(link, dict) else None
-        if isinstance(href, str) and link.get("name") in ("http", "https"):
-            return href
-    if server_url:
-        return f"{server_url.rstrip('/')}/scm/{project.lower()}/{slug}.git"
-    return ""
+    return tuple(
+        link["href"]
+        for link in clone
+        if isinstance(link, dict)
+        and isinstance(link.get("href"), str)
+        and link.get("name") in ("http", "https")
+    )
 
 
 def _change(raw: Any, where: str) -> RefChange:

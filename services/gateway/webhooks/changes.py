@@ -27,7 +27,9 @@ class RefChange:
 @dataclass(frozen=True)
 class Push:
     repository: str  # "owner/name" (Bitbucket Server: "PROJECT/slug")
-    clone_url: str
+    # The clone URLs the payload claims, only compared with the configured source (routing.py):
+    # a build never clones from them.
+    clone_urls: tuple[str, ...]
     actor: str
     changes: tuple[RefChange, ...] = field(default_factory=tuple)
 

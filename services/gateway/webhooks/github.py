@@ -38,12 +38,12 @@ def parse(event: str, payload: Any) -> Push | Ignored:
     sender = body.get("sender") if isinstance(body.get("sender"), dict) else {}
     actor = pusher.get("name") or sender.get("login") or ""
     full_name = text(repository.get("full_name"), "repository.full_name")
-    clone_url = text(repository.get("clone_url"), "repository.clone_url", required=False)
+    claimed = text(repository.get("clone_url"), "repository.clone_url", required=False)
     if not isinstance(actor, str):
         raise MalformedPayload("pusher.name must be a string")
     return Push(
         repository=full_name,
-        clone_url=clone_url or f"https://github.com/{full_name}.git",
+        clone_urls=(claimed,) if claimed else (),
         actor=actor,
         changes=(RefChange(kind=kind, name=name, commit="" if deleted else commit, deleted=deleted),),
     )

@@ -1,8 +1,10 @@
 """POST /webhook/{bitbucket-cloud,bitbucket-server,github}: signed pushes in, build.requested out.
 
 Routing is on the event header, never the body. Status codes are the contract with the sender:
-202 builds started (broker confirmed), 200 nothing to start (reason), 400 malformed, 401 bad or
-missing signature, 413 too large, 503 broker unavailable (the sender retries; nothing is lost).
+202 builds started (broker confirmed; `skipped` lists what did not start and why), 200 nothing to
+start (reason: e.g. another repository or clone URL than the package's configured source), 400
+malformed, 401 bad or missing signature, 413 too large, 429 every build it would start is over the
+per-branch limit, 503 broker or database unavailable (the sender retries; nothing is lost).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pydantic import SecretStr
 
 from services.gateway import metrics
 from services.gateway.deps import GatewayDeps
+from services.gateway.limits import within_branch_limit
 from services.gateway.starter import BuildOrder, PublishFailed
 from services.gateway.supersede import supersede_queued
 from services.gateway.webhooks import bitbucket_cloud, bitbucket_server, github
 from services.gateway.webhooks.changes import Ignored, MalformedPayload, Push
 from services.gateway.webhooks.intake import BodyTooLarge, parse_json, read_body
-from services.gateway.webhooks.routing import plan_builds
+from services.gateway.webhooks.routing import Route, plan_builds, shorten
 from services.gateway.webhooks.signature import SignatureError, verify
 from shared.events.build import Options, Source, Trigger
 
@@ -56,9 +59,7 @@ PROVIDERS = {
         bitbucket_server.EVENT_HEADER,
         bitbucket_server.SIGNATURE_HEADER,
         bitbucket_server.DELIVERY_HEADER,
-        lambda event, payload, deps: bitbucket_server.parse(
-            event, payload, server_url=deps.settings.bitbucket_server_url
-        ),
+        lambda event, payload, _deps: bitbucket_server.parse(event, payload),
         lambda deps: deps.settings.bitbucket_server_secret,
     ),
     "github": Provider(
@@ -109,19 +110,23 @@ async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> Re
 async def _start(provider: Provider, push: Push, request: Request, deps: GatewayDeps) -> Response:
     if deps.config is None:
         return _reply(provider.kind, "ignored", 200, reason="no pipeline config loaded (KILN_CONFIG_PATH)")
-    planned, skipped = plan_builds(deps.config, push)
+    route = Route(provider.kind, deps.settings.provider_urls(), deps.settings.max_refs_per_delivery)
+    planned, skipped = plan_builds(deps.config, push, route)
     if not planned:
         return _reply(provider.kind, "ignored", 200, reason="; ".join(skipped) or "no ref changed")
+    try:
+        planned, over = await within_branch_limit(deps, planned)
+    except Exception as exc:  # the database is down: retryable, the sender will redeliver
+        log.exception("could not count builds in flight for %s", provider.kind)
+        return _reply(provider.kind, "unavailable", 503, reason=f"try again later ({type(exc).__name__})")
+    if not planned:
+        return _reply(provider.kind, "too many builds", 429, reason="; ".join(over))
     delivery_id = request.headers.get(provider.delivery_header, "").strip()[:200] or None
     orders = [
         BuildOrder(
             package=p.package,
-            # webhooks.clone_url (a mirror, or a local repository) wins over the provider's URL.
-            source=Source(
-                repo_url=deps.config.packages[p.package].webhooks.clone_url or push.clone_url,
-                ref=p.change.ref,
-                commit=p.change.commit,
-            ),
+            # The package's configured source (operator config), whatever URL the payload named.
+            source=Source(repo_url=p.source.url, ref=p.change.ref, commit=p.change.commit),
             options=Options(
                 platforms=tuple(deps.config.packages[p.package].deployment.platforms), notify="raci"
             ),
@@ -146,7 +151,12 @@ async def _start(provider: Provider, push: Push, request: Request, deps: Gateway
         for order in orders:
             superseded += await supersede_queued(deps, order.package, order.source.ref, result.build_ids)
     return _reply(
-        provider.kind, "accepted", 202, build_ids=result.build_ids, skipped=skipped, superseded=superseded
+        provider.kind,
+        "accepted",
+        202,
+        build_ids=result.build_ids,
+        skipped=shorten(over + skipped),
+        superseded=superseded,
     )
 
 
