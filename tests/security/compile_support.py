@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aio_pika
@@ -21,7 +23,7 @@ from shared.bus import Bus
 from shared.bus import topology as t
 from shared.events import BuildRequested
 from shared.events.build import Options, Source
-from tests.integration.git_http_support import git
+from tests.integration.git_http_support import AuthenticatedGitServer, git, self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -165,3 +167,13 @@ async def request_build(amqp_url: str, repo_url: str, commit: str, platforms=("l
     finally:
         await bus.stop(grace_s=5)
     return build_id
+
+
+@contextmanager
+def https_git_server(repos: Path, certs: Path) -> Iterator[tuple[AuthenticatedGitServer, dict[str, str]]]:
+    """The attacker's branch on a real https git server (its own CA), and what a compiler needs to
+    fetch from it with its token: git trusts the CA, and the server's host is one the operator lets
+    the token go to (the token never goes over plain http: tests/security/test_sources.py)."""
+    cert, key = self_signed(certs)
+    with AuthenticatedGitServer(repos, username=GIT_USER, token=GIT_TOKEN, tls=(cert, key)) as server:
+        yield server, {"GIT_SSL_CAINFO": str(cert), "KILN_GIT_TOKEN_HOSTS": "127.0.0.1"}

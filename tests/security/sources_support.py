@@ -24,7 +24,7 @@ from shared.config import KilnConfig, parse_config
 from shared.events import Envelope, decode
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_CONFIG = ROOT / "examples" / "monorepo" / "config.yaml"
+EXAMPLE_CONFIG = ROOT / "examples" / "operator" / "config.yaml"  # the whole package
 # Made up, >= 32 bytes; what matters is that the gateway checks them.
 SECRETS = {name: secrets.token_hex(20) for name in ("github", "bitbucket_cloud", "bitbucket_server", "api")}
 

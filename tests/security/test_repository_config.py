@@ -13,13 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.integration.git_http_support import AuthenticatedGitServer
 from tests.security.compile_support import (
-    GIT_TOKEN,
-    GIT_USER,
     Events,
     example_tree,
     finished,
+    https_git_server,
     operator_config,
     push,
     request_build,
@@ -69,8 +67,8 @@ def attacker():
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory):
     repos = tmp_path_factory.mktemp("repos")
-    with AuthenticatedGitServer(repos, username=GIT_USER, token=GIT_TOKEN) as server:
-        yield server, repos
+    with https_git_server(repos, repos.parent / f"{repos.name}-tls") as (server, git_env):
+        yield server, repos, git_env
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +77,9 @@ def compiler(amqp_url, database_url, tmp_path_factory, git_server):
 
     work = tmp_path_factory.mktemp("compiler")
     generate_keys(work / "keys", "demo")
-    server, _ = git_server
+    server, _, git_env = git_server
     env = {
+        **git_env,
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
         "KILN_CONFIG_PATH": str(operator_config(work / "operator" / "config.yaml")),
@@ -114,7 +113,7 @@ ATTACKS = {
 async def test_a_pushed_config_yaml_cannot_choose_where_images_go(
     attack, amqp_url, compiler, git_server, attacker, tmp_path
 ):
-    server, repos = git_server
+    server, repos, _ = git_server
     text, key = ATTACKS[attack]
     tree = example_tree(tmp_path / "app")
     (tree / "config.yaml").write_text(text.format(attacker=attacker.host) if attack == "registry" else text)
@@ -144,7 +143,7 @@ async def test_a_pushed_config_yaml_cannot_choose_where_images_go(
 
 
 async def test_a_legitimate_push_after_the_attacks_still_builds(amqp_url, compiler, git_server, tmp_path):
-    server, repos = git_server
+    server, repos, _ = git_server
     commit = push(example_tree(tmp_path / "app"), repos, "app.git")
     async with Events(amqp_url) as events:
         build_id = await request_build(amqp_url, server.url("app.git"), commit)

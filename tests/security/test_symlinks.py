@@ -21,14 +21,13 @@ from services.imager.build_context import UnsafeLink, directory_context, service
 from shared.artifacts import pull_artifact
 from shared.config import generate_keys
 from shared.registry import RegistryClient
-from tests.integration.git_http_support import AuthenticatedGitServer
 from tests.integration.imager_support import required_env, start_worker, stop_worker
 from tests.security.compile_support import (
     GIT_TOKEN,
-    GIT_USER,
     Events,
     example_tree,
     finished,
+    https_git_server,
     operator_config,
     push,
     request_build,
@@ -58,10 +57,11 @@ def stack(amqp_url, database_url, tmp_path_factory):
     repos = work / "repos"
     repos.mkdir()
     operator = operator_config(work / "operator" / "config.yaml", one_service)
-    with AuthenticatedGitServer(repos, username=GIT_USER, token=GIT_TOKEN) as server:
+    with https_git_server(repos, work / "tls") as (server, git_env):
         compiler, compiler_log = start_compiler(
             work,
             {
+                **git_env,
                 "KILN_AMQP_URL": amqp_url,
                 "KILN_DATABASE_URL": database_url,
                 "KILN_CONFIG_PATH": str(operator),
