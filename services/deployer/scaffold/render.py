@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from services.deployer.scaffold.inputs import ScaffoldInputs
 from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, VolumePlan
+from shared.registry.transport import is_loopback
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHECKSUM_ANNOTATION = "kiln.dev/config-checksum"
@@ -130,8 +131,7 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
 
 def _registry_endpoints(inputs: ScaffoldInputs) -> list[str]:
     host = inputs.registry.host
-    local = host.split(":")[0] in ("127.0.0.1", "localhost")
-    return [f"{'http' if local else 'https'}://{host}", *inputs.registry.mirrors]
+    return [f"{'http' if is_loopback(host) else 'https'}://{host}", *inputs.registry.mirrors]
 
 
 def _render(name: str, context: dict[str, Any], **extra: Any) -> str:

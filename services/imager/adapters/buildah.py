@@ -2,6 +2,8 @@
 
 `buildah bud --arch` needs no QEMU here because the generated Dockerfile has no RUN step.
 vfs + chroot isolation work as root without overlay or user namespaces (a plain pod).
+TLS is verified for every registry except loopback and the operator's KILN_REGISTRY_INSECURE_HOSTS
+(shared.registry.transport): the base image's registry for `bud`, the target's for `push`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from shared.registry.transport import plain_http_allowed
 
 GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
 
@@ -32,24 +35,33 @@ def bud_command(
     platform: str,
     dockerfile: str,
     *,
-    insecure: bool = True,
+    tls_verify: bool = True,
     auth: RegistryAuth | None = None,
 ) -> list[str]:
     """The base image comes from a registry (pulled once into buildah's store): no daemon to ask."""
     arch = platform.split("/", 1)[1]
     return [
         "buildah", *GLOBAL_OPTIONS, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
-        "--layers", f"--tls-verify={str(not insecure).lower()}",
+        "--layers", f"--tls-verify={str(tls_verify).lower()}",
         *(["--creds", f"{auth.username}:{auth.password or ''}"] if auth and auth.username else []),
         "-f", str(context_dir / dockerfile), "-t", reference, str(context_dir),
     ]  # fmt: skip
 
 
+def base_image_of(dockerfile: Path) -> str:
+    """The first `FROM` of a generated Dockerfile: the registry `bud` pulls from."""
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        if line.upper().startswith("FROM "):
+            return line.split()[1]
+    return ""
+
+
 class BuildahBuilder:
     def __init__(
-        self, *, insecure_registry: bool = True, auth: RegistryAuth | None = None, timeout_s: int = 900
-    ):
-        self.insecure_registry = insecure_registry
+        self, *, insecure_hosts: frozenset[str] = frozenset(), auth: RegistryAuth | None = None,
+        timeout_s: int = 900,
+    ):  # fmt: skip
+        self.insecure_hosts = insecure_hosts
         self.auth = auth  # for pulling the base image from a private registry
         self.timeout_s = timeout_s
 
@@ -102,7 +114,9 @@ class BuildahBuilder:
                     reference,
                     platform,
                     dockerfile,
-                    insecure=self.insecure_registry,
+                    tls_verify=not plain_http_allowed(
+                        base_image_of(Path(scratch) / dockerfile), self.insecure_hosts
+                    ),
                     auth=self.auth,
                 ),
                 progress,
@@ -126,7 +140,7 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-push-") as scratch:
             digest_file = Path(scratch) / "digest"
             command = ["buildah", *GLOBAL_OPTIONS, "push", "--digestfile", str(digest_file)]
-            if self.insecure_registry:
+            if plain_http_allowed(reference, self.insecure_hosts):
                 command.append("--tls-verify=false")
             if auth.username:
                 # argv is visible to root on this host only; buildah has no stdin form for --creds
