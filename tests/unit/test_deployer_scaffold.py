@@ -117,7 +117,11 @@ def test_registries_yaml_takes_auth_from_env_and_is_private(tmp_path):
 def test_compose_file_mounts_config_and_keys_read_only_and_publishes_node_ports():
     compose = yaml.safe_load(render_scaffold(inputs())["compose/compose.yaml"])
     webhook = compose["services"]["webhook"]
-    assert "/srv/kiln-keys/shop:/etc/kiln/keys:ro" in webhook["volumes"]
+    # the package's own key files, never the whole keys directory (other packages' keys)
+    assert webhook["volumes"] == [
+        "/srv/kiln-keys/shop/shop_private.pem:/etc/kiln/keys/shop_private.pem:ro",
+        "/srv/kiln-keys/shop/shop_public.pem:/etc/kiln/keys/shop_public.pem:ro",
+    ]
     assert webhook["configs"] == [{"source": "kiln-config", "target": "/etc/kiln/config.json"}]
     assert webhook["ports"] == ["30080:8080"] and webhook["deploy"] == {"replicas": 2}
     assert webhook["environment"]["LOG_LEVEL"] == "debug"
