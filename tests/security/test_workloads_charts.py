@@ -111,13 +111,9 @@ def test_kiln_chart_defaults_grant_no_cluster_role_and_no_privileged_pod():
         assert not context.get("privileged"), name
         assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
         if "imager" in name:  # buildah's minimum, measured (docs/operations.md "Image workers")
-            assert context["capabilities"]["add"] == [
-                "CHOWN",
-                "DAC_OVERRIDE",
-                "MKNOD",
-                "SYS_CHROOT",
-                "SYS_ADMIN",
-            ]
+            # build: unpack layers, chroot copier, rootful mode; proof: switch to USER 65532
+            build = ["CHOWN", "DAC_OVERRIDE", "MKNOD", "SYS_CHROOT", "SYS_ADMIN"]
+            assert context["capabilities"]["add"] == [*build, "SETUID", "SETGID"]
         else:
             assert "add" not in context["capabilities"]
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
