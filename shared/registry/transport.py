@@ -85,6 +85,20 @@ def registry_base_url(registry: str, insecure_hosts: Iterable[str] = ()) -> str:
     return f"{'http' if allowed else 'https'}://{registry}"
 
 
+_PLAIN_HTTP_ANSWER = "http response to https client"
+
+
+def with_tls_hint(message: str, registry: str) -> str:
+    """A tool's error when a registry answered plain HTTP to TLS: say what the operator can set."""
+    if _PLAIN_HTTP_ANSWER not in message.lower():
+        return message
+    host = registry_host(registry)
+    return (
+        f"{message} ({host} speaks plain HTTP, and TLS is required for non-loopback registries: "
+        f"give it TLS, or if the network to it is private, add {host} to {INSECURE_HOSTS_SETTING})"
+    )
+
+
 def log_insecure_hosts(insecure_hosts: Iterable[str], log: logging.Logger) -> None:
     """Called once at start by each service that talks to registries: the opt-in is never silent."""
     for host in sorted(parse_hosts(insecure_hosts)):

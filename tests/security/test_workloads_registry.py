@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import ipaddress
 import os
 import socket
+import tarfile
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from services.imager.adapters.buildah import BuildahBuilder
+from services.imager.ports import BuildFailed, RegistryAuth
 from shared.registry import InsecureRegistryRefused, RegistryClient, RegistryUnavailable
-from shared.registry.transport import registry_base_url
+from shared.registry.transport import parse_hosts, registry_base_url
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +125,60 @@ def test_the_loopback_registry_still_works_over_plain_http_without_being_listed(
     with RegistryClient(os.environ.get("KILN_REGISTRY_URL", "127.0.0.1:5000"), user, password) as client:
         assert client.base_url.startswith("http://127.0.0.1")
         client.ping()
+
+
+@contextlib.contextmanager
+def relay_to_registry(address: str) -> Iterator[str]:
+    """The real local registry (plain HTTP, loopback only) reachable on a non-loopback address:
+    what a plain-HTTP registry elsewhere on the network looks like to Kiln."""
+    target = os.environ.get("KILN_REGISTRY_URL", "127.0.0.1:5000").rsplit(":", 1)
+    listener = socket.create_server((address, 0))
+    stop = threading.Event()
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed by the caller
+                return
+            upstream = socket.create_connection((target[0], int(target[1])))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"{address}:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_buildah_refuses_a_plain_http_registry_elsewhere_and_names_the_setting(outside_address):
+    """The real buildah pulling a base image from a plain-HTTP registry on a non-loopback address:
+    TLS is verified, the build fails, and the reason says what the operator can set."""
+    user, password = _credentials()
+    with relay_to_registry(outside_address) as registry:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            data = f"FROM {registry}/kiln/base:bookworm-amd64\nUSER 65532:65532\n".encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        builder = BuildahBuilder(auth=RegistryAuth(user, password), timeout_s=120)
+        with pytest.raises(BuildFailed, match="KILN_REGISTRY_INSECURE_HOSTS") as failed:
+            builder.build(buffer.getvalue(), f"{registry}/kiln/tls-probe:b1", platform="linux/amd64")
+        assert registry.split(":")[0] in str(failed.value) and password not in str(failed.value)
+
+        # The operator names the host: the same registry is then used over plain HTTP.
+        with RegistryClient(registry, user, password, insecure_hosts=parse_hosts(registry)) as client:
+            client.ping()

@@ -19,6 +19,7 @@ from shared.registry.transport import (
     parse_hosts,
     plain_http_allowed,
     registry_base_url,
+    with_tls_hint,
 )
 
 
@@ -82,3 +83,12 @@ def test_trivy_skips_tls_only_for_loopback_or_listed_registries(tmp_path, refere
     cli = TrivyCli(binary, tmp_path, db_download=False, insecure_hosts=parse_hosts(listed))
     cli.scan_image(reference)
     assert ("--insecure" in log.read_text().split()) is insecure
+
+
+def test_a_tls_failure_names_the_host_and_the_setting():
+    error = (
+        'pinging registry: Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client'
+    )
+    hinted = with_tls_hint(error, "10.0.0.5:5000/kiln/app:b1")
+    assert hinted.startswith(error) and "add 10.0.0.5:5000 to KILN_REGISTRY_INSECURE_HOSTS" in hinted
+    assert with_tls_hint("unauthorized", "10.0.0.5:5000") == "unauthorized"

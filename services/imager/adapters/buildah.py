@@ -24,7 +24,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
-from shared.registry.transport import plain_http_allowed
+from shared.registry.transport import plain_http_allowed, with_tls_hint
 
 GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
 
@@ -108,21 +108,19 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-") as scratch:
             with tarfile.open(fileobj=BytesIO(context_tar)) as tar:
                 tar.extractall(scratch, filter="tar")
-            code, log = self._run_showing(
-                bud_command(
-                    Path(scratch),
-                    reference,
-                    platform,
-                    dockerfile,
-                    tls_verify=not plain_http_allowed(
-                        base_image_of(Path(scratch) / dockerfile), self.insecure_hosts
-                    ),
-                    auth=self.auth,
-                ),
-                progress,
+            base = base_image_of(Path(scratch) / dockerfile)
+            command = bud_command(
+                Path(scratch),
+                reference,
+                platform,
+                dockerfile,
+                tls_verify=not plain_http_allowed(base, self.insecure_hosts),
+                auth=self.auth,
             )
+            code, log = self._run_showing(command, progress)
         if code != 0:
-            raise BuildFailed(f"buildah bud of {reference} failed (exit {code})", log)
+            message = f"buildah bud of {reference} failed (exit {code})"
+            raise BuildFailed(with_tls_hint(message + " " + " ".join(log[-1:]), base), log)
         inspect = json.loads(
             self._run(["buildah", *GLOBAL_OPTIONS, "inspect", "--type", "image", reference]).stdout
         )
@@ -150,7 +148,9 @@ class BuildahBuilder:
                 error = [line for line in output if line.strip()][-1:] or ["unknown error"]
                 if "unauthorized" in error[0].lower() or "authentication" in error[0].lower():
                     raise RegistryAuthFailed(f"registry refused the credentials pushing {reference}")
-                raise RuntimeError(f"buildah push of {reference} failed: {error[0]}")
+                raise RuntimeError(
+                    with_tls_hint(f"buildah push of {reference} failed: {error[0]}", reference)
+                )
             return PushResult(digest=digest_file.read_text().strip(), size_bytes=0)
 
     def remove(self, reference: str) -> None:

@@ -26,7 +26,7 @@ from services.scanner.report import (
 )
 from services.scanner.trivy_json import parse_trivy_report
 from shared.logging import REDACT
-from shared.registry.transport import plain_http_allowed
+from shared.registry.transport import plain_http_allowed, with_tls_hint
 
 log = logging.getLogger("kiln.scanner")
 
@@ -140,6 +140,7 @@ class TrivyCli:
                 if result.returncode == 0:
                     return result.stdout
                 last_error = f"exit status {result.returncode}: {_fatal_line(result.stderr)}"
+                last_error = with_tls_hint(last_error, argv[-1])
             log.warning("trivy %s failed (attempt %d/%d): %s", argv[1], attempt, self.attempts, last_error)
             if attempt < self.attempts:
                 self._sleep(self.retry_delay_s * attempt)
