@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.deployer.topology import Topology, plan_topology
+from shared.bus import PermanentError
 from shared.config import KilnConfig, RegistryConfig, registry_credentials, trimmed_config
 from shared.config.sections import WorkloadConfig
 from shared.naming import image_ref, safe_name
@@ -64,6 +65,12 @@ def scaffold_inputs(
     `{version}-{service}-{package}:{tag}` reference of the registry the config names."""
     pkg = cfg.package(package)
     topology = plan_topology(cfg, package)
+    unknown = sorted(set(pkg.deployment.workloads) - {svc.name for svc in topology.services})
+    if unknown:  # a typo would silently leave a service on the default limits
+        raise PermanentError(
+            f"deployment.workloads of package {package} names {', '.join(unknown)}, which is no "
+            f"enabled service of it: use one of {', '.join(s.name for s in topology.services)}"
+        )
     registry = pkg.deployment.registry
     version = version or cfg.version_map.get("*", "prism")
     chosen = dict(images or {})
