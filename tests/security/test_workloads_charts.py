@@ -14,7 +14,7 @@ import helm_python as helm
 import kubernetes_validate
 import yaml
 
-from services.deployer.scaffold import render_scaffold, scaffold_inputs, write_scaffold
+from services.deployer.scaffold import chart_manifests, render_scaffold, scaffold_inputs, write_scaffold
 from shared.config import parse_config
 from tests.unit.deployer_fixtures import CONFIG_TEXT
 
@@ -25,13 +25,16 @@ HOSTILE_ENV = "`{{ .Release.Namespace }}` }} {{- /* x */ -}} {{{{"
 PEMS = {"privatePem": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n", "publicPem": "pub\n"}
 
 
-def _render_generated_chart(tmp_path: Path) -> list[dict]:
+def _hostile_inputs():
     config = parse_config(
         CONFIG_TEXT.replace("LOG_LEVEL: debug", f"LOG_LEVEL: {HOSTILE_ENV!r}"), {}, source_name="shop.yaml"
     )
     images = {"webhook": f"registry.example.com:5000/kiln/web:{HOSTILE}"}
-    inputs = scaffold_inputs(config, "shop", config_path="shop.yaml", env={}, images=images)
-    write_scaffold(render_scaffold(inputs), tmp_path)
+    return scaffold_inputs(config, "shop", config_path="shop.yaml", env={}, images=images)
+
+
+def _render_generated_chart(tmp_path: Path) -> list[dict]:
+    write_scaffold(render_scaffold(_hostile_inputs()), tmp_path)
     with helm.Chart.load(tmp_path / "chart") as chart:
         rendered = chart.render({"keys": PEMS}, name="shop", namespace="shop-staging", is_install=True)
     return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
@@ -52,6 +55,14 @@ def test_hostile_image_and_env_values_come_out_of_helm_literally(tmp_path):
     # Kiln's own Helm action still runs: the keys come from --set-file values, base64-encoded.
     secret = _by_name(docs, "Secret")["shop-keys"]
     assert secret["data"]["shop_private.pem"] and "required" not in secret["data"]["shop_private.pem"]
+
+
+def test_the_apply_installer_gets_the_same_literal_values_without_helm_escapes():
+    """No Helm between Kiln and the cluster on this path: the text must arrive unescaped."""
+    docs = chart_manifests(_hostile_inputs(), (PEMS["privatePem"].encode(), PEMS["publicPem"].encode()))
+    webhook = _by_name(docs, "Deployment")["webhook"]["spec"]["template"]["spec"]["containers"][0]
+    assert webhook["image"] == f"registry.example.com:5000/kiln/web:{HOSTILE}"
+    assert {"name": "LOG_LEVEL", "value": HOSTILE_ENV} in webhook["env"]
 
 
 def test_generated_deployments_are_confined_with_limits(tmp_path):
