@@ -20,6 +20,7 @@ from services.deployer.scaffold import scaffold_inputs
 from services.imager.adapters.docker_engine import DockerEngineBuilder
 from services.imager.build_context import service_context
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
+from shared.bus import PermanentError
 from shared.config import generate_keys, load_config
 
 pytestmark = pytest.mark.integration
@@ -178,3 +179,19 @@ def test_compose_volume_is_writable_by_the_app_user(client, deployed):
     worker = client.containers.get(f"{PREFIX}demo-storage-worker")
     code, out = _run_inside(worker, "open('/data/probe', 'w').write('ok'); print(open('/data/probe').read())")
     assert (code, out.strip()) == (0, "ok")
+
+
+def test_a_package_without_its_own_keys_fails_the_deploy_naming_the_fix(client, tmp_path, config_env, images):
+    """Only the package's own files are mounted, so a missing one is a clear refusal, not an empty mount."""
+    empty = tmp_path / "keys"
+    empty.mkdir()
+    generate_keys(empty, "billing")  # someone else's keys are there; demo's are not
+    config = load_config(EXAMPLE / "config.yaml", {**config_env, "KILN_KEYS_DIR": str(empty)})
+    substrate = ComposeSubstrate(client, state_dir=tmp_path / "state", prefix=f"{PREFIX}nokeys-")
+    inputs = scaffold_inputs(config, "demo", config_path="config.yaml", env={}, images=images)
+    try:
+        with pytest.raises(PermanentError, match=r"demo_private\.pem.*keys generate --package demo"):
+            substrate.apply(inputs, 1)
+        assert not client.containers.list(all=True, filters={"label": f"dev.kiln.stack={PREFIX}nokeys-demo"})
+    finally:
+        substrate.teardown(inputs.topology)

@@ -27,7 +27,7 @@ from services.deployer.scaffold.hardening import (
     key_files,
 )
 from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, Topology
-from shared.bus import TransientError
+from shared.bus import PermanentError, TransientError
 from shared.logging import REDACT
 
 LABEL_STACK = "dev.kiln.stack"
@@ -179,9 +179,17 @@ class ComposeSubstrate:
             if stale.name not in wanted:
                 stale.unlink()
         for name in wanted:
+            try:
+                data = (source / name).read_bytes()
+            except OSError as exc:
+                package = inputs.topology.package
+                raise PermanentError(
+                    f"packages.{package}.keys.dir: cannot read {name} ({exc}); "
+                    f"create them: python -m shared.config keys generate --package {package}"
+                ) from None
             copy = target / name
             copy.unlink(missing_ok=True)
-            copy.write_bytes((source / name).read_bytes())
+            copy.write_bytes(data)
             copy.chmod(0o444)
         return target
 
