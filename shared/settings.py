@@ -30,7 +30,8 @@ class KilnSettings(BaseSettings):
     registry_url: str = "127.0.0.1:5000"
     registry_username: str | None = None
     registry_password: SecretStr | None = None
-    registry_insecure: bool = True
+    # Registries reached without TLS besides loopback, `host[:port],…` (shared.registry.transport).
+    registry_insecure_hosts: str = ""
     instance: str | None = Field(None, description="name of this process in logs and queue names")
     health_port: int | None = Field(None, description="workers answer /healthz and /readyz here")
     # First back-off of a failed handler (doubling, capped at 60 s, 8 retries): the retry budget.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
 from shared.logging import REDACT, setup_logging
 from shared.registry import RegistryClient
+from shared.registry.transport import log_insecure_hosts, parse_hosts
 
 
 @dataclass
@@ -47,7 +49,7 @@ def make_builder(settings: ImagerSettings) -> ImageBuilder:
 
         password = settings.registry_password.get_secret_value() if settings.registry_password else None
         auth = RegistryAuth(settings.registry_username, password)
-        return BuildahBuilder(insecure_registry=settings.registry_insecure, auth=auth)
+        return BuildahBuilder(insecure_hosts=parse_hosts(settings.registry_insecure_hosts), auth=auth)
     from services.imager.adapters.docker_engine import DockerEngineBuilder
 
     return DockerEngineBuilder()
@@ -81,6 +83,7 @@ def bootstrap(
 ) -> Imager:
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     REDACT.add(*settings.secret_values().values())
+    log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), logging.getLogger("kiln.imager"))
     registry = registry or RegistryClient.from_settings(settings)
     cancel = CancelWatch()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None

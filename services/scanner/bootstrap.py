@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
 from shared.config import RegistryConfig, ScanPolicy, load_config
 from shared.events import ImagePushed
+from shared.registry.transport import log_insecure_hosts, parse_hosts
 
 SOURCE = "scanner"
 
@@ -65,7 +67,7 @@ def trivy_from(settings: ScannerSettings) -> TrivyCli:
         attempts=settings.trivy_attempts,
         retry_delay_s=settings.trivy_retry_delay_s,
         registry_credentials=registry_credentials(settings),
-        insecure_registry=settings.registry_insecure,
+        insecure_hosts=parse_hosts(settings.registry_insecure_hosts),
     )
 
 
@@ -104,6 +106,7 @@ def bootstrap(
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
 ) -> Scanner:
+    log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), logging.getLogger("kiln.scanner"))
     trivy = scanner or trivy_from(settings)
     cancel = CancelWatch()
     if guard is None and with_database:

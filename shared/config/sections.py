@@ -94,6 +94,16 @@ class VerifyConfig(Section):
     pass_threshold: Annotated[float, Field(ge=0, le=100)] = 90.0
 
 
+class WorkloadConfig(Section):
+    """How one deployed service's containers are confined. Operator config only (deployment.*)."""
+
+    cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
+    memory: Annotated[str, StringConstraints(pattern=r"^[0-9]+(Mi|Gi)$")] = "512Mi"
+    pids: Annotated[int, Field(ge=16, le=65536)] = 512
+    # A read-only root filesystem (tmpfs /tmp, volumes writable) unless the service needs to write it.
+    writable_root: bool = False
+
+
 class DeploymentConfig(Section):
     substrate: Literal["compose", "k8s", "supervisor"] = "compose"
     platforms: Annotated[list[Platform], Field(min_length=1)] = ["linux/amd64"]
@@ -101,6 +111,9 @@ class DeploymentConfig(Section):
     k3s: K3sConfig = K3sConfig()
     volumes: dict[str, VolumeConfig] = {}
     verify: VerifyConfig = VerifyConfig()
+    # Limits and root filesystem of every deployed service; `workloads.<service>` replaces it for one.
+    workload: WorkloadConfig = WorkloadConfig()
+    workloads: dict[str, WorkloadConfig] = {}
     # Base image per platform for compiled services; empty means the imager's KILN_BASE_IMAGE_<ARCH>.
     base_images: dict[Platform, ImageReference] = {}
 

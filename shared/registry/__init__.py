@@ -3,8 +3,9 @@
     from shared.registry import RegistryClient, HarborClient, RegistryAuthError, RegistryUnavailable, NotFound
 
     client = RegistryClient("127.0.0.1:5000", username, password)  # or RegistryClient.from_settings(settings)
-    # registry: "host[:port]" or a URL. insecure=None → plain http for 127.*/localhost, https otherwise;
-    # True/False forces it. The password is added to shared.logging.REDACT; tokens too.
+    # registry: "host[:port]" or a URL. https with verified TLS, except loopback (127.0.0.0/8, ::1,
+    # localhost) and the hosts in insecure_hosts= (KILN_REGISTRY_INSECURE_HOSTS): plain http there.
+    # An http:// URL to any other host raises InsecureRegistryRefused. Password and tokens → REDACT.
     # Sync (httpx.Client): from async code use asyncio.to_thread. Close it, or use `with RegistryClient(...)`.
 
     # repo = repository path WITHOUT the host: "kiln/axion-report-homechoice-arm"
@@ -51,10 +52,12 @@ from shared.registry.errors import (
 )
 from shared.registry.harbor import HarborClient, harbor_repository_segment
 from shared.registry.prune import PruneReport
+from shared.registry.transport import InsecureRegistryRefused, is_loopback, parse_hosts, plain_http_allowed
 
 __all__ = [
     "DigestMismatch",
     "HarborClient",
+    "InsecureRegistryRefused",
     "NotFound",
     "PruneReport",
     "RegistryAuthError",
@@ -62,5 +65,8 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "harbor_repository_segment",
+    "is_loopback",
+    "parse_hosts",
+    "plain_http_allowed",
     "registry_base_url",
 ]

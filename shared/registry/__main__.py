@@ -16,6 +16,7 @@ from shared.logging import setup_logging
 from shared.registry.client import RegistryClient
 from shared.registry.errors import RegistryAuthError, RegistryError, RegistryUnavailable
 from shared.registry.harbor import HarborClient
+from shared.registry.transport import parse_hosts
 from shared.settings import KilnSettings, load_settings
 
 _GC_POLL_SECONDS = 5
@@ -45,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 def _client(args: argparse.Namespace, settings: KilnSettings, cls: type[RegistryClient]) -> RegistryClient:
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
     registry = args.registry or settings.registry_url
-    return cls(registry, settings.registry_username, password, insecure=settings.registry_insecure)
+    insecure_hosts = parse_hosts(settings.registry_insecure_hosts)
+    return cls(registry, settings.registry_username, password, insecure_hosts=insecure_hosts)
 
 
 def _run(args: argparse.Namespace, client: RegistryClient) -> int:

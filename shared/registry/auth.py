@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import httpx
 
 from shared.logging import REDACT
+from shared.registry.transport import plain_http_allowed
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+)/(?:manifests|blobs|tags)/")
@@ -45,9 +46,10 @@ class RegistryAuth(httpx.Auth):
     requires_response_body = True  # the token endpoint's JSON body
     requires_request_body = True  # a request is replayed after the challenge
 
-    def __init__(self, username: str | None, password: str | None):
+    def __init__(self, username: str | None, password: str | None, *, insecure_hosts: Iterable[str] = ()):
         self._username = username
         self._password = password
+        self._insecure_hosts = frozenset(insecure_hosts)
         if password:
             REDACT.add(password)
         self._basic_known = False
@@ -102,6 +104,11 @@ class RegistryAuth(httpx.Auth):
             query.append(("service", params["service"]))
         query += [("scope", scope) for scope in params.get("scope", "").split() if scope]
         request = httpx.Request("GET", params["realm"], params=query)
-        if header := self._basic_header():
+        # The realm is named by the registry's answer: Basic credentials go to it only over TLS
+        # (or loopback / an operator-listed host), never to a plain-HTTP realm elsewhere.
+        secure = request.url.scheme == "https" or plain_http_allowed(
+            request.url.netloc.decode(), self._insecure_hosts
+        )
+        if secure and (header := self._basic_header()):
             request.headers["Authorization"] = header
         return request

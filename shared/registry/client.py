@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -23,19 +24,9 @@ from shared.registry.errors import (
     RegistryError,
     RegistryUnavailable,
 )
+from shared.registry.transport import parse_hosts, registry_base_url
 
-_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]")
 _PAGE_SIZE = 1000
-
-
-def registry_base_url(registry: str, insecure: bool | None) -> str:
-    """`host[:port]` or a URL → base URL. Plain http for `insecure`, and by default for loopback."""
-    registry = registry.rstrip("/")
-    if registry.startswith(("http://", "https://")):
-        return registry
-    if insecure is None:
-        insecure = registry.startswith(_LOOPBACK_HOSTS)
-    return f"{'http' if insecure else 'https'}://{registry}"
 
 
 class RegistryClient:
@@ -45,16 +36,17 @@ class RegistryClient:
         username: str | None = None,
         password: str | None = None,
         *,
-        insecure: bool | None = None,
+        insecure_hosts: Iterable[str] = (),
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ):
-        self.base_url = registry_base_url(registry, insecure)
+        # Raises InsecureRegistryRefused for http:// to a host neither loopback nor listed.
+        self.base_url = registry_base_url(registry, insecure_hosts)
         self.host = httpx.URL(self.base_url).netloc.decode()
         self.username = username
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=RegistryAuth(username, password),
+            auth=RegistryAuth(username, password, insecure_hosts=insecure_hosts),
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
             follow_redirects=True,  # blob GETs may redirect to storage (S3, Harbor's proxy)
@@ -62,13 +54,13 @@ class RegistryClient:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RegistryClient:
-        """From `KilnSettings` (registry_url, registry_username, registry_password, registry_insecure)."""
+        """From `KilnSettings`: registry_url, registry_username/password, registry_insecure_hosts."""
         password = settings.registry_password
         return cls(
             settings.registry_url,
             settings.registry_username,
             password.get_secret_value() if password is not None else None,
-            insecure=settings.registry_insecure,
+            insecure_hosts=parse_hosts(settings.registry_insecure_hosts),
         )
 
     def close(self) -> None:

@@ -38,7 +38,8 @@ def _context(factories: list[str], module: str, extra: dict[str, str] | None = N
     dockerfile = f"FROM {BASE_IMAGE}\nWORKDIR /app\nENV PYTHONPATH=/app PYTHONUNBUFFERED=1\n" + "".join(
         f"COPY {f} /app/{f}\n" for f in [*factories, *(extra or {})]
     )
-    dockerfile += f'CMD ["python3", "-m", "{module}"]\n'
+    # the imager's USER (services/imager/templates/Dockerfile.j2): the substrate confines apps to it
+    dockerfile += f'USER 65532:65532\nCMD ["python3", "-m", "{module}"]\n'
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, text in {"Dockerfile": dockerfile, **(extra or {})}.items():

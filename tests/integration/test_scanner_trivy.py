@@ -85,7 +85,7 @@ def trivy(tmp_path_factory) -> TrivyCli:
         tmp_path_factory.mktemp("trivy-cache"),
         db_download=False,  # no database here: the scans below must say so
         registry_credentials=(env["KILN_REGISTRY_USERNAME"], env["KILN_REGISTRY_PASSWORD"]),
-        insecure_registry=True,
+        # 127.0.0.1:5000 is loopback: plain HTTP without being listed (shared.registry.transport)
         retry_delay_s=0,
     )
 

@@ -14,7 +14,9 @@ import yaml
 
 from services.deployer.scaffold import chart_manifests, render_scaffold, scaffold_inputs, write_scaffold
 from services.deployer.scaffold.render import CHECKSUM_ANNOTATION
-from tests.unit.deployer_fixtures import shop_config
+from shared.bus import PermanentError
+from shared.config import parse_config
+from tests.unit.deployer_fixtures import CONFIG_TEXT, shop_config
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots" / "deployer"
 K8S_VERSION = "1.29.0"
@@ -117,7 +119,11 @@ def test_registries_yaml_takes_auth_from_env_and_is_private(tmp_path):
 def test_compose_file_mounts_config_and_keys_read_only_and_publishes_node_ports():
     compose = yaml.safe_load(render_scaffold(inputs())["compose/compose.yaml"])
     webhook = compose["services"]["webhook"]
-    assert "/srv/kiln-keys/shop:/etc/kiln/keys:ro" in webhook["volumes"]
+    # the package's own key files, never the whole keys directory (other packages' keys)
+    assert webhook["volumes"] == [
+        "/srv/kiln-keys/shop/shop_private.pem:/etc/kiln/keys/shop_private.pem:ro",
+        "/srv/kiln-keys/shop/shop_public.pem:/etc/kiln/keys/shop_public.pem:ro",
+    ]
     assert webhook["configs"] == [{"source": "kiln-config", "target": "/etc/kiln/config.json"}]
     assert webhook["ports"] == ["30080:8080"] and webhook["deploy"] == {"replicas": 2}
     assert webhook["environment"]["LOG_LEVEL"] == "debug"
@@ -132,3 +138,43 @@ def test_routing_and_supervisor_sections_cover_the_apps(path):
         assert "handle_path /webhook/*" in text and "reverse_proxy webhook:8080" in text
     else:
         assert "[program:shop-webhook]" in text and "numprocs=2" in text and "[program:shop-worker]" in text
+
+
+def test_workload_limits_come_from_operator_config_per_service():
+    config = parse_config(
+        CONFIG_TEXT.replace(
+            "      k3s: {namespace_env: staging}",
+            "      k3s: {namespace_env: staging}\n"
+            "      workload: {cpus: 0.5, memory: 256Mi}\n"
+            "      workloads: {worker: {cpus: 2, memory: 1Gi, writable_root: true}}",
+        ),
+        {},
+        source_name="shop.yaml",
+    )
+    files = render_scaffold(scaffold_inputs(config, "shop", config_path="shop.yaml", env={}))
+    compose = yaml.safe_load(files["compose/compose.yaml"])
+    assert (compose["services"]["webhook"]["cpus"], compose["services"]["webhook"]["mem_limit"]) == (
+        0.5,
+        "256m",
+    )
+    assert compose["services"]["webhook"]["read_only"] is True
+    assert (
+        compose["services"]["worker"]["mem_limit"] == "1g"
+        and "read_only" not in compose["services"]["worker"]
+    )
+    worker = yaml.safe_load(files["chart/templates/deployment-worker.yaml"])["spec"]["template"]["spec"]
+    assert worker["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False
+    assert worker["containers"][0]["resources"]["limits"] == {"cpu": "2000m", "memory": "1Gi"}
+
+
+def test_workloads_naming_an_unknown_service_is_refused():
+    config = parse_config(
+        CONFIG_TEXT.replace(
+            "      k3s: {namespace_env: staging}",
+            "      k3s: {namespace_env: staging}\n      workloads: {wokrer: {cpus: 2}}",
+        ),
+        {},
+        source_name="shop.yaml",
+    )
+    with pytest.raises(PermanentError, match=r"deployment\.workloads of package shop names wokrer"):
+        scaffold_inputs(config, "shop", config_path="shop.yaml", env={})

@@ -138,10 +138,10 @@ def test_secrets_are_required_unless_an_existing_secret_is_named():
         helm.Chart.load(CHART).render({}, name="kiln", namespace="x")
     docs = render({"secrets": {"existingSecret": "kiln-prod"}})
     assert by_kind(docs, "Secret") == {}
-    env_from = by_kind(docs, "Deployment")["kiln-gateway"]["spec"]["template"]["spec"]["containers"][0][
-        "envFrom"
-    ]
-    assert {"secretRef": {"name": "kiln-prod"}} in env_from
+    env = by_kind(docs, "Deployment")["kiln-gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    # key by key from the named Secret (secretKeys.gateway), never envFrom of the whole Secret
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["KILN_AMQP_URL"] == {"name": "kiln-prod", "key": "KILN_AMQP_URL"}
 
 
 def test_namespaced_rbac_gives_the_deployer_a_role_per_namespace():
@@ -167,7 +167,8 @@ def test_values_schema_rejects_an_unknown_architecture():
 def test_compiler_cache_bound_comes_from_the_values():
     def compiler_env(values):
         deployment = by_kind(render(values), "Deployment")["kiln-compiler"]
-        return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e["value"] for e in env if "value" in e}
 
     assert compiler_env({})["KILN_COMPILER_CACHE_MAX_BYTES"] == "16GiB"
     bigger = {"compiler": {"cache": {"size": "100Gi", "maxBytes": "90GiB"}}}

@@ -27,10 +27,15 @@ def client_on(handler, username="u", password="p4ssw0rd") -> RegistryClient:
 
 
 def test_base_url_defaults_to_http_only_for_loopback():
-    assert registry_base_url("127.0.0.1:5000", None) == "http://127.0.0.1:5000"
-    assert registry_base_url("harbor.example.com", None) == "https://harbor.example.com"
-    assert registry_base_url("harbor.example.com", True) == "http://harbor.example.com"
-    assert registry_base_url("https://h.example/", True) == "https://h.example"
+    assert registry_base_url("127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert registry_base_url("127.8.0.3:5000") == "http://127.8.0.3:5000"
+    assert registry_base_url("[::1]:5000") == "http://[::1]:5000"
+    assert registry_base_url("localhost:5000") == "http://localhost:5000"
+    assert registry_base_url("harbor.example.com") == "https://harbor.example.com"
+    assert registry_base_url("127.example.com") == "https://127.example.com"  # a name, not 127/8
+    # only a host the operator listed (KILN_REGISTRY_INSECURE_HOSTS) gets plain http
+    assert registry_base_url("registry:5000", {"registry:5000"}) == "http://registry:5000"
+    assert registry_base_url("https://h.example/", {"h.example"}) == "https://h.example"
 
 
 def test_challenge_and_scope_parsing():

@@ -23,13 +23,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "kiln.fullname" .)) -}}
 {{- end -}}
 
-{{/* Environment of every Kiln container: shared settings, secrets, and where the config is. */}}
-{{- define "kiln.env" -}}
+{{/* Non-secret settings of every Kiln container (the -env ConfigMap). */}}
+{{- define "kiln.envFrom" -}}
 envFrom:
   - configMapRef:
       name: {{ include "kiln.fullname" . }}-env
-  - secretRef:
-      name: {{ include "kiln.secretName" . }}
+{{- end -}}
+
+{{/* The secret keys ONE service uses (values.secretKeys.<service>), each by secretKeyRef: no pod
+     gets every secret. Called with (list $ "gateway"); items of an `env:` list. */}}
+{{- define "kiln.secretEnv" -}}
+{{- $root := index . 0 -}}
+{{- $service := index . 1 -}}
+{{- range $key := index $root.Values.secretKeys $service }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kiln.secretName" $root }}
+      key: {{ $key }}
+      {{- if not (has $key (list "KILN_AMQP_URL" "KILN_DATABASE_URL")) }}
+      optional: true
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Probes of the worker services (shared/bus/health.py); the gateway has its own. */}}
@@ -45,16 +60,20 @@ readinessProbe:
   periodSeconds: 10
 {{- end -}}
 
+{{/* Called with (list $ "<service>"): its own ServiceAccount; only the deployer's has a token. */}}
 {{- define "kiln.podCommon" -}}
-serviceAccountName: {{ include "kiln.fullname" . }}
-{{- with .Values.imagePullSecrets }}
+{{- $root := index . 0 -}}
+{{- $service := index . 1 -}}
+serviceAccountName: {{ include "kiln.fullname" $root }}-{{ $service }}
+automountServiceAccountToken: {{ eq $service "deployer" }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets: {{ toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $root.Values.tolerations }}
 tolerations: {{ toYaml . | nindent 2 }}
 {{- end }}
 volumes:
   - name: pipeline-config
     configMap:
-      name: {{ include "kiln.fullname" . }}-pipeline
+      name: {{ include "kiln.fullname" $root }}-pipeline
 {{- end -}}

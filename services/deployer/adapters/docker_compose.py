@@ -1,11 +1,13 @@
 """The compose substrate, for real on a Docker Engine through the docker SDK.
 
 One network per package (`{prefix}{package}`), one container per service replica, each with the
-trimmed config and the package's keys mounted read-only. Services are replaced one at a time
-(infra first), so the others keep running. Every container carries its release in labels: the
-image reference and revision of what runs are read back from the engine, and the config it runs
-with from the file it mounts, which is how a failed release is rolled back to the previous images
-and config.
+trimmed config and the package's own two key files mounted read-only (a copy in the deployer's
+state dir, never the operator's keys directory, which may hold other packages' keys), confined as
+services.deployer.scaffold.hardening says (no capabilities, read-only root, limits). Services are
+replaced one at a time (infra first), so the others keep running. Every container carries its
+release in labels: the image reference and revision of what runs are read back from the engine,
+and the config it runs with from the file it mounts, which is how a failed release is rolled back
+to the previous images and config.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from docker.errors import APIError, DockerException, NotFound
 
 from services.deployer.ports import Release
 from services.deployer.scaffold import ScaffoldInputs
+from services.deployer.scaffold.hardening import (
+    APP_UID,
+    NO_NEW_PRIVILEGES,
+    docker_create_options,
+    key_files,
+)
 from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, Topology
-from shared.bus import TransientError
+from shared.bus import PermanentError, TransientError
 from shared.logging import REDACT
 
 LABEL_STACK = "dev.kiln.stack"
@@ -64,7 +72,11 @@ class ComposeSubstrate:
         try:
             network = self._network(stack)
             config_file = self._write_config(stack, inputs)
-            keys_dir = Path(inputs.keys_dir).expanduser()
+            keys_dir = self._copy_keys(stack, inputs)
+            # one app image per mounted volume (any image of the package has python3)
+            mounted = {v.dns_name: inputs.images[a.name] for a in topology.apps for v in a.volumes}
+            for volume, image in sorted(mounted.items()):
+                self._own_volume(stack, volume, image)
             started = []
             for svc in topology.services:
                 for name in self.container_names(topology, svc):
@@ -149,10 +161,60 @@ class ComposeSubstrate:
                         return None  # state dir wiped: the rollback keeps the current config
         return None
 
-    def _write_config(self, stack: str, inputs: ScaffoldInputs) -> Path:
-        # One file per config version: a rollback still finds the file its containers mount.
+    def _stack_dir(self, stack: str) -> Path:
         directory = self._state_dir / stack
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)  # holds the key copies: nobody else on the host walks into it
+        return directory
+
+    def _copy_keys(self, stack: str, inputs: ScaffoldInputs) -> Path:
+        """This package's two key files only, readable by the app user inside its containers (the
+        0700 stack directory keeps them from other users of the host)."""
+        source = Path(inputs.keys_dir).expanduser()
+        target = self._stack_dir(stack) / "keys"
+        target.mkdir(exist_ok=True)
+        target.chmod(0o755)
+        wanted = key_files(inputs.topology.package)
+        for stale in target.iterdir():
+            if stale.name not in wanted:
+                stale.unlink()
+        for name in wanted:
+            try:
+                data = (source / name).read_bytes()
+            except OSError as exc:
+                package = inputs.topology.package
+                raise PermanentError(
+                    f"packages.{package}.keys.dir: cannot read {name} ({exc}); "
+                    f"create them: python -m shared.config keys generate --package {package}"
+                ) from None
+            copy = target / name
+            copy.unlink(missing_ok=True)
+            copy.write_bytes(data)
+            copy.chmod(0o444)
+        return target
+
+    def _own_volume(self, stack: str, volume: str, image: str) -> None:
+        """Give a named volume's root to the app user (images run as APP_UID; Docker makes a new
+        volume root's). A one-shot container of an app image with CHOWN only, no network, and
+        `python3 -I -S` so nothing of the image's PYTHONPATH runs as root."""
+        self._client.containers.run(
+            image,
+            entrypoint=["python3", "-I", "-S", "-c"],
+            command=[f"import os; os.chown('/volume', {APP_UID}, {APP_UID})"],
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN"],
+            security_opt=[NO_NEW_PRIVILEGES],
+            network_mode="none",
+            read_only=True,
+            volumes={f"{stack}-{volume}": {"bind": "/volume", "mode": "rw"}},
+            labels={LABEL_STACK: f"{stack}-init"},
+            remove=True,
+        )
+
+    def _write_config(self, stack: str, inputs: ScaffoldInputs) -> Path:
+        # One file per config version: a rollback still finds the file its containers mount.
+        directory = self._stack_dir(stack)
         path = directory / f"config-{inputs.config_checksum.split(':')[1][:16]}.json"
         if not path.exists():
             path.write_text(inputs.config_json, encoding="utf-8")
@@ -177,7 +239,8 @@ class ComposeSubstrate:
             volumes[str(keys_dir)] = {"bind": KEYS_MOUNT, "mode": "ro"}
             environment = {"KILN_CONFIG": CONFIG_MOUNT, "KILN_KEYS_DIR": KEYS_MOUNT, **environment}
         for volume in svc.volumes:
-            volumes[f"{stack}-{volume.dns_name}"] = {"bind": volume.mount, "mode": "rw"}
+            # nocopy: an image directory at the mount point must not hand the volume back to root
+            volumes[f"{stack}-{volume.dns_name}"] = {"bind": volume.mount, "mode": "rw,nocopy"}
         if svc.port is not None:
             environment.setdefault("PORT", str(svc.port))
         container = self._client.containers.create(
@@ -198,6 +261,7 @@ class ComposeSubstrate:
             networking_config={network: self._client.api.create_endpoint_config(aliases=[svc.dns_name])},
             restart_policy={"Name": "unless-stopped"},
             detach=True,
+            **docker_create_options(svc.kind, inputs.workload(svc.name)),
         )
         container.start()
 

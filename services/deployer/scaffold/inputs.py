@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.deployer.topology import Topology, plan_topology
+from shared.bus import PermanentError
 from shared.config import KilnConfig, RegistryConfig, registry_credentials, trimmed_config
+from shared.config.sections import WorkloadConfig
 from shared.naming import image_ref, safe_name
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -33,6 +35,12 @@ class ScaffoldInputs:
     credentials: tuple[str, str] | None
     source: ScaffoldSource
     app_version: str
+    default_workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    workloads: Mapping[str, WorkloadConfig] = field(default_factory=dict)
+
+    def workload(self, service: str) -> WorkloadConfig:
+        """Operator config: `deployment.workloads.<service>`, else `deployment.workload`."""
+        return self.workloads.get(service, self.default_workload)
 
     @property
     def config_checksum(self) -> str:
@@ -57,6 +65,12 @@ def scaffold_inputs(
     `{version}-{service}-{package}:{tag}` reference of the registry the config names."""
     pkg = cfg.package(package)
     topology = plan_topology(cfg, package)
+    unknown = sorted(set(pkg.deployment.workloads) - {svc.name for svc in topology.services})
+    if unknown:  # a typo would silently leave a service on the default limits
+        raise PermanentError(
+            f"deployment.workloads of package {package} names {', '.join(unknown)}, which is no "
+            f"enabled service of it: use one of {', '.join(s.name for s in topology.services)}"
+        )
     registry = pkg.deployment.registry
     version = version or cfg.version_map.get("*", "prism")
     chosen = dict(images or {})
@@ -84,4 +98,6 @@ def scaffold_inputs(
         credentials=registry_credentials(registry, env),
         source=ScaffoldSource(config_name=Path(config_path).name, package=package),
         app_version=version,
+        default_workload=pkg.deployment.workload,
+        workloads=dict(pkg.deployment.workloads),
     )

@@ -20,8 +20,20 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from services.deployer.scaffold.hardening import (
+    APP_UID,
+    NO_NEW_PRIVILEGES,
+    TMP_MOUNT,
+    TMPFS_OPTIONS,
+    container_resources,
+    container_security_context,
+    docker_memory,
+    key_files,
+    pod_security_context,
+)
 from services.deployer.scaffold.inputs import ScaffoldInputs
 from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, VolumePlan
+from shared.registry.transport import is_loopback
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHECKSUM_ANNOTATION = "kiln.dev/config-checksum"
@@ -40,6 +52,7 @@ def _environment() -> Environment:
     )
     # JSON strings are valid YAML scalars: every value is quoted safely whatever it contains.
     env.filters["q"] = lambda value: json.dumps(value)
+    env.filters["to_yaml"] = lambda data: yaml.safe_dump(data, sort_keys=True).rstrip("\n")
     env.filters["shell_join"] = lambda args: shlex.join(args)
     env.filters["supervisor_escape"] = lambda v: str(v).replace("%", "%%").replace('"', '\\"')
     return env
@@ -93,12 +106,8 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
 
     def secret_value(field: str) -> str:
         if keys is None:
-            # Helm syntax, emitted verbatim: Helm fills it from --set-file at install time.
-            return (
-                "{{ required "
-                + f'"--set-file keys.{field}=PATH" .Values.keys.{field}'
-                + " | b64enc | quote }}"
-            )
+            # A placeholder: helm_template() turns it into the one Helm action of the chart.
+            return _HELM_SECRET_MARK.format(field=field)
         pem = keys[0] if field == "privatePem" else keys[1]
         return json.dumps(base64.b64encode(pem).decode())
 
@@ -125,21 +134,68 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
         "selector": selector,
         "env_of": env_of,
         "secret_value": secret_value,
+        # hardening (services.deployer.scaffold.hardening): one decision for compose and the chart
+        "workload_of": lambda svc: inputs.workload(svc.name),
+        "key_files": key_files(topology.package),
+        "app_uid": APP_UID,
+        "tmp_mount": TMP_MOUNT,
+        "tmpfs_options": TMPFS_OPTIONS,
+        "no_new_privileges": NO_NEW_PRIVILEGES,
+        "docker_memory": docker_memory,
+        "volume_owners": _volume_owners(inputs),
+        "pod_security_context": pod_security_context(),
+        "security_of": lambda svc: container_security_context(inputs.workload(svc.name)),
+        "resources_of": lambda svc: container_resources(inputs.workload(svc.name)),
     }
+
+
+def _volume_owners(inputs: ScaffoldInputs) -> list[tuple[VolumePlan, str]]:
+    """Each mounted volume with the image of the first app that mounts it (it has python3)."""
+    owners: dict[str, tuple[VolumePlan, str]] = {}
+    for app in inputs.topology.apps:
+        for volume in app.volumes:
+            owners.setdefault(volume.dns_name, (volume, inputs.images[app.name]))
+    return [owners[name] for name in sorted(owners)]
 
 
 def _registry_endpoints(inputs: ScaffoldInputs) -> list[str]:
     host = inputs.registry.host
-    local = host.split(":")[0] in ("127.0.0.1", "localhost")
-    return [f"{'http' if local else 'https'}://{host}", *inputs.registry.mirrors]
+    return [f"{'http' if is_loopback(host) else 'https'}://{host}", *inputs.registry.mirrors]
 
 
 def _render(name: str, context: dict[str, Any], **extra: Any) -> str:
     return _ENV.get_template(name).render(**context, **extra)
 
 
+_HELM_SECRET_MARK = "@@kiln-helm-secret:{field}@@"
+_HELM_SECRET_ACTION = (
+    '{{{{ required "--set-file keys.{field}=PATH" .Values.keys.{field} | b64enc | quote }}}}'
+)
+# Go templates open an action only at `{{`; `}}` and backticks outside an action are plain text.
+HELM_LITERAL_OPEN = '{{ "{{" }}'
+
+
+def helm_template(text: str) -> str:
+    """Rendered manifest text → a Helm template that prints it unchanged: every `{{` a value brought
+    (an image reference, an env value, the config) is escaped, so Helm never evaluates it
+    (`lookup` could read the cluster's secrets); only Kiln's own secret placeholder becomes an action."""
+    escaped = text.replace("{{", HELM_LITERAL_OPEN)
+    for field in ("privatePem", "publicPem"):
+        escaped = escaped.replace(
+            _HELM_SECRET_MARK.format(field=field), _HELM_SECRET_ACTION.format(field=field)
+        )
+    return escaped
+
+
 def render_chart_templates(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None = None) -> dict[str, str]:
-    """`templates/<file>` -> text, in apply order (config and storage before workloads)."""
+    """`templates/<file>` -> text, in apply order (config and storage before workloads). Without
+    `keys` the files are Helm templates (helm_template); with them, plain manifests to apply."""
+    if keys is None:
+        return {name: helm_template(text) for name, text in _render_chart(inputs, None).items()}
+    return _render_chart(inputs, keys)
+
+
+def _render_chart(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[str, str]:
     ctx = _context(inputs, keys)
     files = {
         "templates/configmap.yaml": _render("chart/configmap.yaml.j2", ctx),

@@ -2,6 +2,8 @@
 
 `buildah bud --arch` needs no QEMU here because the generated Dockerfile has no RUN step.
 vfs + chroot isolation work as root without overlay or user namespaces (a plain pod).
+TLS is verified for every registry except loopback and the operator's KILN_REGISTRY_INSECURE_HOSTS
+(shared.registry.transport): the base image's registry for `bud`, the target's for `push`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from shared.registry.transport import plain_http_allowed, with_tls_hint
 
 GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
 
@@ -32,24 +35,33 @@ def bud_command(
     platform: str,
     dockerfile: str,
     *,
-    insecure: bool = True,
+    tls_verify: bool = True,
     auth: RegistryAuth | None = None,
 ) -> list[str]:
     """The base image comes from a registry (pulled once into buildah's store): no daemon to ask."""
     arch = platform.split("/", 1)[1]
     return [
         "buildah", *GLOBAL_OPTIONS, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
-        "--layers", f"--tls-verify={str(not insecure).lower()}",
+        "--layers", f"--tls-verify={str(tls_verify).lower()}",
         *(["--creds", f"{auth.username}:{auth.password or ''}"] if auth and auth.username else []),
         "-f", str(context_dir / dockerfile), "-t", reference, str(context_dir),
     ]  # fmt: skip
 
 
+def base_image_of(dockerfile: Path) -> str:
+    """The first `FROM` of a generated Dockerfile: the registry `bud` pulls from."""
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        if line.upper().startswith("FROM "):
+            return line.split()[1]
+    return ""
+
+
 class BuildahBuilder:
     def __init__(
-        self, *, insecure_registry: bool = True, auth: RegistryAuth | None = None, timeout_s: int = 900
-    ):
-        self.insecure_registry = insecure_registry
+        self, *, insecure_hosts: frozenset[str] = frozenset(), auth: RegistryAuth | None = None,
+        timeout_s: int = 900,
+    ):  # fmt: skip
+        self.insecure_hosts = insecure_hosts
         self.auth = auth  # for pulling the base image from a private registry
         self.timeout_s = timeout_s
 
@@ -96,19 +108,19 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-") as scratch:
             with tarfile.open(fileobj=BytesIO(context_tar)) as tar:
                 tar.extractall(scratch, filter="tar")
-            code, log = self._run_showing(
-                bud_command(
-                    Path(scratch),
-                    reference,
-                    platform,
-                    dockerfile,
-                    insecure=self.insecure_registry,
-                    auth=self.auth,
-                ),
-                progress,
+            base = base_image_of(Path(scratch) / dockerfile)
+            command = bud_command(
+                Path(scratch),
+                reference,
+                platform,
+                dockerfile,
+                tls_verify=not plain_http_allowed(base, self.insecure_hosts),
+                auth=self.auth,
             )
+            code, log = self._run_showing(command, progress)
         if code != 0:
-            raise BuildFailed(f"buildah bud of {reference} failed (exit {code})", log)
+            message = f"buildah bud of {reference} failed (exit {code})"
+            raise BuildFailed(with_tls_hint(message + " " + " ".join(log[-1:]), base), log)
         inspect = json.loads(
             self._run(["buildah", *GLOBAL_OPTIONS, "inspect", "--type", "image", reference]).stdout
         )
@@ -126,7 +138,7 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="kiln-buildah-push-") as scratch:
             digest_file = Path(scratch) / "digest"
             command = ["buildah", *GLOBAL_OPTIONS, "push", "--digestfile", str(digest_file)]
-            if self.insecure_registry:
+            if plain_http_allowed(reference, self.insecure_hosts):
                 command.append("--tls-verify=false")
             if auth.username:
                 # argv is visible to root on this host only; buildah has no stdin form for --creds
@@ -136,7 +148,9 @@ class BuildahBuilder:
                 error = [line for line in output if line.strip()][-1:] or ["unknown error"]
                 if "unauthorized" in error[0].lower() or "authentication" in error[0].lower():
                     raise RegistryAuthFailed(f"registry refused the credentials pushing {reference}")
-                raise RuntimeError(f"buildah push of {reference} failed: {error[0]}")
+                raise RuntimeError(
+                    with_tls_hint(f"buildah push of {reference} failed: {error[0]}", reference)
+                )
             return PushResult(digest=digest_file.read_text().strip(), size_bytes=0)
 
     def remove(self, reference: str) -> None:

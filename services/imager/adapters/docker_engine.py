@@ -16,6 +16,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from shared.registry.transport import with_tls_hint
 
 _AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
@@ -102,7 +103,8 @@ class DockerEngineBuilder:
             if error:
                 if any(word in error.lower() for word in _AUTH_WORDS):
                     raise RegistryAuthFailed(f"registry refused the credentials pushing {reference}: {error}")
-                raise RuntimeError(f"push of {reference} failed: {error}")
+                # TLS for that registry is the daemon's `insecure-registries`, named by the hint
+                raise RuntimeError(with_tls_hint(f"push of {reference} failed: {error}", reference))
             aux = chunk.get("aux") or {}
             if "Digest" in aux:
                 digest, size = aux["Digest"], int(aux.get("Size", 0))

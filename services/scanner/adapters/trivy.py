@@ -26,6 +26,7 @@ from services.scanner.report import (
 )
 from services.scanner.trivy_json import parse_trivy_report
 from shared.logging import REDACT
+from shared.registry.transport import plain_http_allowed, with_tls_hint
 
 log = logging.getLogger("kiln.scanner")
 
@@ -54,7 +55,7 @@ class TrivyCli:
         attempts: int = 3,
         retry_delay_s: float = 2.0,
         registry_credentials: tuple[str, str] | None = None,
-        insecure_registry: bool = False,
+        insecure_hosts: frozenset[str] = frozenset(),
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.binary = binary
@@ -63,7 +64,7 @@ class TrivyCli:
         self.attempts = attempts
         self.retry_delay_s = retry_delay_s
         self.registry_credentials = registry_credentials
-        self.insecure_registry = insecure_registry
+        self.insecure_hosts = insecure_hosts
         self._sleep = sleep
         self.database = TrivyDatabase(
             binary, self.cache_dir, repository=db_repository, download=db_download, timeout_s=timeout_s
@@ -75,7 +76,7 @@ class TrivyCli:
         """Secrets always; vulnerabilities when asked and a database is there."""
         with_vulns = vulnerabilities and self.database.ensure()
         args = ["image", "--image-src", "remote", "--scanners", "vuln,secret" if with_vulns else "secret"]
-        if self.insecure_registry:
+        if plain_http_allowed(reference, self.insecure_hosts):  # loopback or operator-listed only
             args.append("--insecure")
         report = self._scan([*args, *self._db_flags(with_vulns), reference], with_vulns=with_vulns)
         return report if vulnerabilities else _without_vuln_state(report)
@@ -139,6 +140,7 @@ class TrivyCli:
                 if result.returncode == 0:
                     return result.stdout
                 last_error = f"exit status {result.returncode}: {_fatal_line(result.stderr)}"
+                last_error = with_tls_hint(last_error, argv[-1])
             log.warning("trivy %s failed (attempt %d/%d): %s", argv[1], attempt, self.attempts, last_error)
             if attempt < self.attempts:
                 self._sleep(self.retry_delay_s * attempt)
