@@ -5,6 +5,9 @@ python -m shared.bus provision --admin-url amqp://admin:pw@host:5672/VHOST --cre
         [--management-url http://admin:pw@host:15672] [--user-prefix kiln-] [--service-host H:P]
         [--passwords-from-env] [--allow-stage-replay] [--rotate] [--show-urls]
 
+The operator's own command, so it reads its defaults from the environment itself (no service
+settings class): KILN_BROKER_ADMIN_URL, KILN_BROKER_MANAGEMENT_URL, KILN_AMQP_PASSWORD_<SERVICE>.
+
 `provision` declares the whole topology as the admin, then creates (or updates) one user per
 service, `<prefix><service>`, with exactly the grants `permissions` shows, and writes each
 service's KILN_AMQP_URL to DIR/<service>.env (mode 600). Passwords are generated, kept across
@@ -37,10 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("permissions", help="print each service user's grants")
     show.add_argument("--allow-stage-replay", action="store_true")
     run = sub.add_parser("provision", help="declare the topology and create one broker user per service")
-    run.add_argument("--admin-url", required=True, help="amqp URL of a user that may configure the vhost")
+    # The admin's credentials may come from the environment, off the command line (compose).
+    run.add_argument(
+        "--admin-url",
+        default=os.environ.get("KILN_BROKER_ADMIN_URL"),
+        help="amqp URL of a user that may configure the vhost (default: $KILN_BROKER_ADMIN_URL)",
+    )
     run.add_argument("--vhost", help="default: the admin URL's vhost")
     run.add_argument("--credentials-dir", type=Path, help="write <service>.env files here (mode 600)")
-    run.add_argument("--management-url", help="manage users over the management API, not rabbitmqctl")
+    run.add_argument(
+        "--management-url",
+        default=os.environ.get("KILN_BROKER_MANAGEMENT_URL"),
+        help="manage users over the management API, not rabbitmqctl (default: $KILN_BROKER_MANAGEMENT_URL)",
+    )
     run.add_argument(
         "--rabbitmqctl", default="rabbitmqctl", help="the rabbitmqctl command (default: on PATH)"
     )
@@ -111,7 +123,10 @@ def run_provision(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "provision" and not args.admin_url:
+        parser.error("provision needs --admin-url (or KILN_BROKER_ADMIN_URL)")
     if args.command == "permissions":
         print_permissions(args.allow_stage_replay)
         return 0
