@@ -35,6 +35,10 @@ MessageCallback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 class PublishRefused(PermanentError):
     """The broker refused a publish (ACCESS_REFUSED): this service's user may not send that key."""
 
+    def __init__(self, message: str, *, exchange: str, key: str):
+        super().__init__(message)
+        self.exchange, self.key = exchange, key
+
 
 class TopologyMissing(RuntimeError):
     """A service's own user found an exchange or queue missing that only the admin may declare."""
@@ -209,7 +213,9 @@ class Bus:
         return PublishRefused(
             f"the broker refused {self.source}'s publish of {key!r} on {exchange}: its user may not "
             f"publish that key (shared.bus.topology.SERVICES; the operator provisions the users with "
-            f"`python -m shared.bus provision`): {exc}"
+            f"`python -m shared.bus provision`): {exc}",
+            exchange=exchange,
+            key=key,
         )
 
     async def publish_raw(self, exchange: str, routing_key: str, body: bytes, **properties: Any) -> None:

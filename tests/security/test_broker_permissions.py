@@ -14,9 +14,11 @@ import uuid
 from urllib.parse import urlsplit
 
 import aio_pika
+import httpx
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
+from services.gateway.bootstrap import bootstrap
 from shared.bus import Bus, PermanentError
 from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
@@ -33,7 +35,10 @@ from shared.events import (
     StageStarted,
     decode,
 )
+from tests.integration.test_gateway_seed import seed_build
+from tests.integration.test_gateway_webhooks import SECRETS, gateway_settings
 from tests.unit.samples import SAMPLES
+from tests.unit.test_gateway_payloads import gateway_config
 
 pytestmark = pytest.mark.integration
 
@@ -211,6 +216,27 @@ async def test_stage_replay_is_granted_only_when_the_operator_asks(users, amqp_u
             await gateway.stop(grace_s=2)
     finally:
         delete_users(done)
+
+
+async def test_gateway_on_its_own_user_replays_a_build_but_no_later_stage_without_the_grant(
+    users, database_url, sessions
+):
+    """The real gateway app starts on its user (live feeds, subscription consumer), replays a whole
+    build (build.requested) and answers a stage replay it may not publish with 403 and the remedy."""
+    app = bootstrap(gateway_settings(users["gateway"], database_url), config=gateway_config())
+    auth = {"Authorization": f"Bearer {SECRETS['api']}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            build_id, _ = seed_build(sessions, package="busreplay")
+            assert (await client.post(f"/builds/{build_id}/replay", headers=auth)).status_code == 202
+            refused = await client.post(f"/builds/{build_id}/replay", params={"from": "image"}, headers=auth)
+            assert refused.status_code == 403, refused.text
+            assert "image.requested" in refused.json()["detail"]
+            assert "--allow-stage-replay" in refused.json()["detail"]
+            cancel = await client.post(f"/builds/{build_id}/cancel", headers=auth)
+            assert cancel.status_code in (200, 202), cancel.text  # the same channel works after a refusal
+            assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_a_chain_of_stages_runs_on_the_restricted_users(users, admin):
