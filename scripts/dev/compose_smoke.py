@@ -32,6 +32,10 @@ IMAGE_UID = 10001  # the Dockerfile's user `kiln`
 # Generated per state directory; the names docker-compose.yml substitutes (.env.example).
 GENERATED_SECRETS = (
     "RABBITMQ_PASSWORD",
+    *(
+        f"KILN_AMQP_PASSWORD_{service}"
+        for service in ("GATEWAY", "COMPILER", "IMAGER", "SCANNER", "DEPLOYER", "REPORTER")
+    ),
     "MYSQL_PASSWORD",
     "MYSQL_ROOT_PASSWORD",
     "KILN_REGISTRY_PASSWORD",

@@ -61,6 +61,25 @@ class Stack:
         return urlunsplit(base._replace(path="/" + self.vhost))
 
     @property
+    def broker_users(self) -> Path:
+        """Each service's KILN_AMQP_URL with its own broker user (`python -m shared.bus provision`)."""
+        return self.state / "broker-users"
+
+    def service_amqp_url(self, process: str) -> str:
+        """The URL of the process's own broker user (imager-arm64 -> imager's); the admin URL
+        (`amqp_url`, the stack's own tools) for a process of no Kiln service."""
+        from shared.bus.provision import credentials_file, read_password, service_url
+
+        service = process.split("-", 1)[0]
+        password = read_password(credentials_file(self.broker_users, service))
+        if password is None:
+            return self.amqp_url
+        return service_url(self.amqp_url, self.vhost, self.broker_user(service), password, None)
+
+    def broker_user(self, service: str) -> str:
+        return f"{self.vhost}-{service}"
+
+    @property
     def database_url(self) -> str:
         base = urlsplit(self.env.get("KILN_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/"))
         return urlunsplit(base._replace(path="/" + self.database, query="charset=utf8mb4"))
@@ -122,13 +141,20 @@ class Stack:
 
     def process_table(self) -> list[Process]:
         port = str(self.gateway_port)
-        health = {name: {"KILN_HEALTH_PORT": str(p)} for name, p in self.health_ports().items()}
+        health = {
+            name: {"KILN_HEALTH_PORT": str(p), "KILN_AMQP_URL": self.service_amqp_url(name)}
+            for name, p in self.health_ports().items()
+        }
         return [
             Process(
                 "mailcatcher",
                 ["scripts/stack/mailcatcher.py", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)],
             ),
-            Process("gateway", ["-m", "services.gateway", "--host", "127.0.0.1", "--port", port]),
+            Process(
+                "gateway",
+                ["-m", "services.gateway", "--host", "127.0.0.1", "--port", port],
+                {"KILN_AMQP_URL": self.service_amqp_url("gateway")},
+            ),
             Process("compiler", ["-m", "services.compiler", "worker"], health["compiler"]),
             *(
                 Process(
@@ -180,6 +206,7 @@ class Stack:
             result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True)
             if result.returncode != 0 and "already exists" not in result.stdout + result.stderr:
                 raise SystemExit(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+        self.provision_broker_users()
         parts = urlsplit(self.database_url)
         with (
             pymysql.connect(
@@ -198,6 +225,33 @@ class Stack:
         from scripts.stack.example import prepare_repo
 
         prepare_repo(self.repo)
+
+    def provision_broker_users(self) -> None:
+        """One broker user per service, as in production (docs/operations.md "Broker users"):
+        the stack's processes run with the grants a real deployment gives them."""
+        import asyncio
+
+        from shared.bus.provision import ProvisionError, RabbitmqctlAdmin, provision
+
+        say(f"broker users {self.broker_user('<service>')} (credentials in {self.broker_users})")
+        try:
+            asyncio.run(
+                provision(
+                    self.amqp_url,
+                    RabbitmqctlAdmin(),
+                    credentials_dir=self.broker_users,
+                    user_prefix=f"{self.vhost}-",
+                )
+            )
+        except ProvisionError as exc:
+            raise SystemExit(f"provisioning the broker users failed: {exc}") from None
+
+    def remove_broker_users(self) -> None:
+        """Users are broker-wide, not per vhost: `down` removes the stack's (`start` makes them again)."""
+        for path in sorted(self.broker_users.glob("*.env")):
+            subprocess.run(
+                ["rabbitmqctl", "-q", "delete_user", self.broker_user(path.stem)], capture_output=True
+            )
 
     def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -230,6 +284,7 @@ class Stack:
     def down(self) -> None:
         stopped = processes.stop_all(self.state)
         say(f"stopped {', '.join(stopped) or 'nothing (no process was running)'}")
+        self.remove_broker_users()
         import docker
 
         client = docker.from_env()

@@ -1,5 +1,10 @@
 """The Bus: one robust AMQP connection per process, confirmed publishing, consuming with the
-policy of `dispatch.py`, graceful shutdown, and automatic reconnection after a broker restart."""
+policy of `dispatch.py`, graceful shutdown, and automatic reconnection after a broker restart.
+
+A process connects either as a user that may configure the vhost (dev/test, the operator's
+admin: it declares the whole topology, idempotently) or as its service's own broker user
+(shared.bus.permissions: it checks passively that the topology exists and declares only its
+per-process queues). `connect` finds out which by trying, on a throwaway connection."""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
 from shared.bus import topology as t
-from shared.bus.declare import declare_exchanges, declare_topology, declare_work_queue
+from shared.bus.declare import PROVISION_HINT, declare_exchanges, declare_topology, declare_work_queue
 from shared.bus.dispatch import Dispatcher, GiveUpTable, HandlerTable, copy_for_parking
+from shared.bus.errors import PermanentError
 from shared.bus.idempotency import IdempotencyGuard, MemoryIdempotencyGuard
 from shared.events import Envelope, Event
 from shared.events.envelope import CONTENT_TYPE
@@ -23,6 +30,18 @@ from shared.events.envelope import CONTENT_TYPE
 log = logging.getLogger("kiln.bus")
 
 MessageCallback = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class PublishRefused(PermanentError):
+    """The broker refused a publish (ACCESS_REFUSED): this service's user may not send that key."""
+
+    def __init__(self, message: str, *, exchange: str, key: str):
+        super().__init__(message)
+        self.exchange, self.key = exchange, key
+
+
+class TopologyMissing(RuntimeError):
+    """A service's own user found an exchange or queue missing that only the admin may declare."""
 
 
 @dataclass
@@ -58,6 +77,8 @@ class Bus:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        # True until `connect` finds this user may not configure the vhost (a service's own user).
+        self.may_configure = True
 
     @classmethod
     def from_settings(cls, settings: Any, *, source: str) -> Bus:
@@ -79,9 +100,38 @@ class Bus:
         )
         self._publisher = await self._open_publisher()
         if declare:
-            await declare_topology(self._publisher)
+            self.may_configure = await self._declare_or_check()
         self._connection.reconnect_callbacks.add(self._heal)
         return self
+
+    async def _declare_or_check(self) -> bool:
+        """Declare the whole topology if this user may; else check that it exists. A refused
+        declare closes its channel, so both run on a connection of their own."""
+        probe = await aio_pika.connect(
+            self.amqp_url,
+            client_properties={"connection_name": f"kiln-{self.source}-{self.instance}-declare"},
+        )
+        try:
+            try:
+                await declare_topology(await probe.channel())
+                return True
+            except ChannelAccessRefused:
+                log.info(
+                    "%s's broker user may not configure the vhost: using the provisioned topology",
+                    self.source,
+                )
+            try:
+                channel = await probe.channel()
+                await declare_exchanges(channel, passive=True)
+                for spec in _queues_of(self.source):
+                    await declare_work_queue(channel, spec, passive=True)
+            except ChannelNotFoundEntity as exc:
+                raise TopologyMissing(
+                    f"{self.source}: {exc.args[-1] if exc.args else exc}; {PROVISION_HINT}"
+                ) from None
+            return False
+        finally:
+            await probe.close()
 
     async def _open_publisher(self) -> AbstractRobustChannel:
         self._exchanges.clear()
@@ -153,13 +203,29 @@ class Bus:
             app_id=envelope.source,
             timestamp=envelope.time,
         )
-        await target.publish(message, routing_key=envelope.routing_key(), mandatory=True)
+        key = envelope.routing_key()
+        try:
+            await target.publish(message, routing_key=key, mandatory=True)
+        except ChannelAccessRefused as exc:
+            raise self._refused(exchange, key, exc) from None
+
+    def _refused(self, exchange: str, key: str, exc: BaseException) -> PublishRefused:
+        return PublishRefused(
+            f"the broker refused {self.source}'s publish of {key!r} on {exchange}: its user may not "
+            f"publish that key (shared.bus.topology.SERVICES; the operator provisions the users with "
+            f"`python -m shared.bus provision`): {exc}",
+            exchange=exchange,
+            key=key,
+        )
 
     async def publish_raw(self, exchange: str, routing_key: str, body: bytes, **properties: Any) -> None:
         """For other wire formats on Kiln's exchanges (the CDEvents feed)."""
         target = await self._exchange(exchange)
         message = aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties)
-        await target.publish(message, routing_key=routing_key, mandatory=False)
+        try:
+            await target.publish(message, routing_key=routing_key, mandatory=False)
+        except ChannelAccessRefused as exc:
+            raise self._refused(exchange, routing_key, exc) from None
 
     async def emit(
         self, event: Event, *, build_id: str, package: str = "", cause: Envelope | None = None
@@ -175,9 +241,11 @@ class Bus:
         headers: dict[str, Any],
         delay_s: float | None,
     ) -> None:
-        channel = await self._publishing_channel()
-        await channel.default_exchange.publish(
-            copy_for_parking(message, headers, delay_s), routing_key=queue, mandatory=True
+        # Through kiln.parking, not the default exchange: a service's user may write only its
+        # own queues' keys there, while the default exchange would reach any queue by name.
+        parking = await self._exchange(t.PARKING_EXCHANGE)
+        await parking.publish(
+            copy_for_parking(message, headers, delay_s), routing_key=t.parking_key(queue), mandatory=True
         )
 
     async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
@@ -190,7 +258,7 @@ class Bus:
         """A plain channel (no publisher confirms) on this process's connection, for fire-and-forget
         publishing that must never wait on the broker (live log lines); exchanges declared on it."""
         channel = await self._require_connection().channel(publisher_confirms=False)
-        await declare_exchanges(channel)
+        await declare_exchanges(channel, passive=not self.may_configure)
         return channel
 
     def _require_publisher(self) -> AbstractRobustChannel:
@@ -232,7 +300,7 @@ class Bus:
         async def open_work_queue() -> tuple[Any, Any, str]:
             channel = await self._require_connection().channel()
             await channel.set_qos(prefetch_count=spec.prefetch)
-            queue = await declare_work_queue(channel, spec)
+            queue = await declare_work_queue(channel, spec, passive=not self.may_configure)
             return channel, queue, await queue.consume(callback, no_ack=False)
 
         consumer = _Consumer(spec.name, open_work_queue)
@@ -258,7 +326,7 @@ class Bus:
         async def open_transient_queue() -> tuple[Any, Any, str]:
             channel = await self._require_connection().channel()
             await channel.set_qos(prefetch_count=100)
-            exchanges = await declare_exchanges(channel)
+            exchanges = await declare_exchanges(channel, passive=not self.may_configure)
             queue = await channel.declare_queue(name, exclusive=True, auto_delete=True, arguments=arguments)
             for key in keys:
                 await queue.bind(exchanges[exchange], routing_key=key)
@@ -300,3 +368,8 @@ async def _warm_up(guard: IdempotencyGuard | None) -> None:
         await asyncio.to_thread(warm_up)
     except Exception as exc:
         log.warning("idempotency guard not reachable yet (%s); its first event will wait for it", exc)
+
+
+def _queues_of(source: str) -> tuple[t.QueueSpec, ...]:
+    """The work queues a known service consumes (checked at start); none for other sources."""
+    return next((spec.queues for spec in t.SERVICES if spec.name == source), ())

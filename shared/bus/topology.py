@@ -6,6 +6,10 @@ broker:
     kiln.events    (topic)   every event, routing key `<subject>.<predicate>[.<arch>]`
     kiln.cdevents  (topic)   the CDEvents v0.5.1 translation, published by the reporter
     kiln.dlx       (direct)  dead letters; routing key = the queue they died in
+    kiln.parking   (topic)   where a consumer parks a message it cannot finish now: routing key =
+                             the retry or dead-letter queue it goes to (`<queue>.retry`,
+                             `<queue>.dlq`); a topic exchange, so each service's user may write
+                             only its own queues' keys (the default exchange reaches any queue)
     kiln.logs      (topic)   live log lines of running stages, routing key `log.<stage>[.<arch>]`;
                              transient messages, no queue of record: a view, dropped when nobody
                              listens (the durable record is the log tail in the stage's events)
@@ -17,6 +21,12 @@ Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two si
                    to <queue> (not to kiln.events, which would hand it to every subscriber again)
     <queue>.dlq    where a message goes when it can never succeed: invalid, a permanent error,
                    retries exhausted, or the quorum delivery limit hit (consumers kept dying on it)
+
+Who may do what (`SERVICES` below, made into broker users by `shared.bus.permissions`): each
+service declares the queues it consumes, the routing keys it publishes on each exchange and the
+per-process queues it binds. Its broker user may publish exactly those keys, read exactly its
+queues, and configure only its per-process queues; the operator's admin declares the rest once
+(`python -m shared.bus provision`).
 
 Consumer timeout: RabbitMQ 3.10 only knows the broker-wide `consumer_timeout` (30 min). Kiln
 keeps every job well below it: one message is one image for one platform, or one compile of
@@ -31,6 +41,7 @@ EVENTS_EXCHANGE = "kiln.events"
 CDEVENTS_EXCHANGE = "kiln.cdevents"
 DEAD_LETTER_EXCHANGE = "kiln.dlx"
 LOGS_EXCHANGE = "kiln.logs"
+PARKING_EXCHANGE = "kiln.parking"
 
 # RabbitMQ redelivers a message whose consumer died before acking; after this many deliveries
 # the quorum queue dead-letters it, so a message that kills its consumer cannot loop forever.
@@ -116,6 +127,11 @@ WORK_QUEUES: tuple[QueueSpec, ...] = (
 )
 
 
+def parking_key(queue: str) -> str:
+    """The routing key on kiln.parking of a retry or dead-letter queue: its own name."""
+    return queue
+
+
 def quorum_arguments(spec: QueueSpec) -> dict[str, object]:
     return {
         "x-queue-type": "quorum",
@@ -132,14 +148,133 @@ def retry_arguments(spec: QueueSpec) -> dict[str, object]:
     }
 
 
-def transient_queue_name(service: str, purpose: str, instance: str) -> str:
-    """Per-process queues (live views, cancellation signals): exclusive, gone with the process."""
-    return f"kiln.{service}.{purpose}.{instance}"
-
-
 def log_routing_key(stage: str, platform: str | None = None) -> str:
     """`log.compile`, `log.image.arm64`: bind `log.#` for every line, `log.*.arm64` for one arch."""
     return f"log.{stage}.{platform.split('/', 1)[1]}" if platform else f"log.{stage}"
+
+
+def image_requested_keys() -> tuple[str, ...]:
+    return tuple(f"image.requested.{arch}" for arch in ARCHITECTURES)
+
+
+@dataclass(frozen=True)
+class TransientSpec:
+    """A per-process queue a service binds itself (exclusive, gone with the process)."""
+
+    purpose: str
+    exchange: str
+    bindings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What one service does on the broker: the source of its broker user's permissions.
+
+    `publishes` maps an exchange to the exact routing keys the service publishes there: its
+    handlers' events, its give-up reports, its stage events and live-log lines. A unit test
+    (tests/unit/test_bus_permissions.py) checks it against the events the service's code builds."""
+
+    name: str
+    queues: tuple[QueueSpec, ...] = ()
+    transient: tuple[TransientSpec, ...] = ()
+    publishes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def keys_published(self, exchange: str) -> tuple[str, ...]:
+        return next((keys for name, keys in self.publishes if name == exchange), ())
+
+
+STAGE_KEYS = ("stage.started", "stage.finished")
+CANCEL_WATCH = TransientSpec("cancel", EVENTS_EXCHANGE, (CANCEL_KEY,))
+# The gateway republishes stored events for `POST /builds/{id}/replay?from=<stage>`. Any stage
+# after the first needs the key of the event that started it (shared.history.STAGE_TRIGGERS):
+# a grant that lets the gateway's user publish image.pushed, so the operator opts in to it
+# (`provision --allow-stage-replay`); a whole-build replay needs only build.requested.
+STAGE_REPLAY_KEYS = ("compile.completed", *image_requested_keys(), "image.pushed")
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        "gateway",
+        queues=(GATEWAY_SUBSCRIPTIONS,),
+        transient=(
+            TransientSpec("live", EVENTS_EXCHANGE, ("#",)),
+            TransientSpec("logs", LOGS_EXCHANGE, ("#",)),
+        ),
+        publishes=((EVENTS_EXCHANGE, ("build.requested", CANCEL_KEY)),),
+    ),
+    ServiceSpec(
+        "compiler",
+        queues=(COMPILER_BUILDS,),
+        transient=(CANCEL_WATCH,),
+        publishes=(
+            (
+                EVENTS_EXCHANGE,
+                (*STAGE_KEYS, "compile.completed", *image_requested_keys(), "build.finished"),
+            ),
+            (LOGS_EXCHANGE, tuple(log_routing_key(stage) for stage in ("config", "keys", "compile"))),
+        ),
+    ),
+    ServiceSpec(
+        "imager",
+        queues=(*(imager_queue(arch) for arch in ARCHITECTURES), IMAGER_MANIFESTS),
+        transient=(CANCEL_WATCH,),
+        publishes=(
+            (EVENTS_EXCHANGE, (*STAGE_KEYS, "image.pushed", "image.failed", "manifest.pushed")),
+            (
+                LOGS_EXCHANGE,
+                tuple(
+                    log_routing_key(stage, f"linux/{arch}")
+                    for stage in ("image", "push")
+                    for arch in ARCHITECTURES
+                ),
+            ),
+        ),
+    ),
+    ServiceSpec(
+        "scanner",
+        queues=(SCANNER_IMAGES,),
+        transient=(CANCEL_WATCH,),
+        publishes=((EVENTS_EXCHANGE, (*STAGE_KEYS, "scan.completed", "audit.completed", "build.finished")),),
+    ),
+    ServiceSpec(
+        "deployer",
+        queues=(DEPLOYER_GATE,),
+        publishes=(
+            (EVENTS_EXCHANGE, (*STAGE_KEYS, "deploy.completed", "verify.completed", "build.finished")),
+        ),
+    ),
+    ServiceSpec(
+        "reporter",
+        queues=(REPORTER_HISTORY, REPORTER_NOTIFY, REPORTER_CDEVENTS),
+        # The CDEvents vocabulary shared.cdevents.translate emits (checked by the unit test).
+        publishes=(
+            (
+                CDEVENTS_EXCHANGE,
+                (
+                    "pipelinerun.queued",
+                    "pipelinerun.started",
+                    "pipelinerun.finished",
+                    "taskrun.started",
+                    "taskrun.finished",
+                    "artifact.packaged",
+                    "artifact.published",
+                    "service.deployed",
+                ),
+            ),
+        ),
+    ),
+)
+
+
+def service(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown service {name!r}; one of {', '.join(s.name for s in SERVICES)}")
+
+
+def transient_queue_name(service: str, purpose: str, instance: str) -> str:
+    """Per-process queues (live views, cancellation signals): exclusive, gone with the process."""
+    return f"kiln.{service}.{purpose}.{instance}"
 
 
 # A live-log queue is a window, not a backlog: a slow reader loses the oldest lines, never the

@@ -17,6 +17,8 @@ import yaml
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 SECRETS = {"RABBITMQ_PASSWORD": "r-test", "MYSQL_PASSWORD": "m-test", "MYSQL_ROOT_PASSWORD": "mr-test"}
+BROKER_USERS = ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
+SECRETS |= {f"KILN_AMQP_PASSWORD_{name.upper()}": f"amqp-{name}-test" for name in BROKER_USERS}
 
 
 OFFLINE = ("docker-compose.yml", "docker-compose.offline.yml")
@@ -44,14 +46,26 @@ def test_compose_file_is_valid_and_has_the_whole_stack(tmp_path):
     result = compose_config(tmp_path, SECRETS)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert {*INFRA, "migrate", *KILN_SERVICES} <= set(services)
+    assert {*INFRA, "migrate", "broker-users", *KILN_SERVICES} <= set(services)
     for name in KILN_SERVICES:
         service = services[name]
         assert "healthcheck" in service, name
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        # each service on its own broker user, made by the one-shot broker-users (docs/operations.md)
+        assert service["depends_on"]["broker-users"]["condition"] == "service_completed_successfully"
+        user = name.split("-", 1)[0]
+        amqp = service["environment"]["KILN_AMQP_URL"]
+        assert amqp == f"amqp://kiln-{user}:amqp-{user}-test@rabbitmq:5672/", name
         module = service["command"][2]
         assert (ROOT / module.replace(".", "/")).is_dir(), f"{name} runs {module}, which does not exist"
     assert services["imager-arm64"]["command"][-1] == "linux/arm64"
+    provisioner = services["broker-users"]
+    assert provisioner["command"][2:] == ["shared.bus", "provision", "--passwords-from-env"]
+    assert set(provisioner["environment"]) == {
+        "KILN_BROKER_ADMIN_URL",
+        "KILN_BROKER_MANAGEMENT_URL",
+        *(f"KILN_AMQP_PASSWORD_{name.upper()}" for name in BROKER_USERS),
+    }  # the admin's password and the six service passwords, no other secret
 
 
 def test_compose_refuses_to_start_without_its_secrets(tmp_path):
@@ -116,7 +130,7 @@ def test_offline_override_builds_every_image_from_the_local_base(tmp_path):
         assert (ROOT / build["dockerfile"]).is_file(), name
         assert build["args"]["BASE"] == "kiln-base:bookworm-amd64", name
         assert services[name]["image"].startswith("kiln-offline/"), name
-    for name in (*KILN_SERVICES, "migrate"):
+    for name in (*KILN_SERVICES, "migrate", "broker-users"):
         args = services[name]["build"]["args"]
         assert args == {"BASE": "kiln-python:3.11", "PIP_CA_FILE": "build/compose/pip-ca.pem"}, name
         assert services[name]["image"] == "kiln:local", name

@@ -12,6 +12,7 @@ from services.gateway.auth import ReadAccess, WriteAccess
 from services.gateway.deps import Deps
 from services.gateway.replay import NothingToReplay, replay_envelopes
 from services.gateway.runs import build_detail, build_events, build_logs, list_builds, registry_overview
+from shared.bus.connection import PublishRefused
 from shared.events import BuildCancelRequested, Envelope
 from shared.history import STAGE_TRIGGERS, BuildNotFound, build_diff
 
@@ -103,5 +104,11 @@ async def _publish(deps: Deps, envelopes: list[Envelope]) -> None:
     try:
         for envelope in envelopes:
             await deps.publisher.publish(envelope)
+    except PublishRefused as exc:  # the gateway's broker user may not send it: retrying cannot help
+        raise HTTPException(
+            403,
+            f"the gateway may not publish {exc.key} (a replay from this stage republishes it); the "
+            "operator grants it with `python -m shared.bus provision --allow-stage-replay`",
+        ) from None
     except Exception as exc:  # broker unavailable: the caller may retry
         raise HTTPException(503, f"broker did not confirm: {type(exc).__name__}") from None
