@@ -26,6 +26,7 @@ from shared.config import generate_keys, load_config
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monorepo"
+OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"  # the whole package, as the operator writes it
 BASE_IMAGE = os.environ.get("KILN_BASE_IMAGE_AMD64", "kiln-base:bookworm-amd64")
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"ksec{RUN}-"
@@ -63,7 +64,7 @@ def config_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(config_env):
-    return load_config(EXAMPLE / "config.yaml", config_env)
+    return load_config(OPERATOR_CONFIG, config_env)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_a_package_without_its_own_keys_fails_the_deploy_naming_the_fix(client, 
     empty = tmp_path / "keys"
     empty.mkdir()
     generate_keys(empty, "billing")  # someone else's keys are there; demo's are not
-    config = load_config(EXAMPLE / "config.yaml", {**config_env, "KILN_KEYS_DIR": str(empty)})
+    config = load_config(OPERATOR_CONFIG, {**config_env, "KILN_KEYS_DIR": str(empty)})
     substrate = ComposeSubstrate(client, state_dir=tmp_path / "state", prefix=f"{PREFIX}nokeys-")
     inputs = scaffold_inputs(config, "demo", config_path="config.yaml", env={}, images=images)
     try:
