@@ -31,6 +31,23 @@ _REGISTRY_HOST = re.compile(
     r"(?::[0-9]{1,5})?$"
 )
 _MAX_REPOSITORY_LENGTH = 255
+
+# The same rules as patterns, for the event models (pydantic checks them in its Rust core, so a
+# malformed event costs nothing per field beyond a regex). Anchored, no lookarounds.
+NAME_PATTERN = r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$"  # = _OCI_COMPONENT: package, target, version
+TAG_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?"
+_PATH = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+# `[host[:port]/]path`: no scheme, no whitespace, no control character, nothing a shell, a
+# Dockerfile or a template would read as syntax.
+REPOSITORY_PATTERN = rf"^(?:{_HOST}/)?{_PATH}$"
+# A pullable reference: repository, optional `:tag`, optional `@sha256:<hex>` (base images).
+IMAGE_REFERENCE_PATTERN = (
+    rf"^(?:{_HOST}/)?{_PATH}(?::[a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$"
+)
+_REPOSITORY = re.compile(REPOSITORY_PATTERN)
+_IMAGE_REFERENCE = re.compile(IMAGE_REFERENCE_PATTERN)
 _MAX_COMPONENT_LENGTH = 63  # our own limit: components double as DNS labels in k8s names
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # git check-ref-format, reduced to what a webhook may legally send us.
@@ -42,7 +59,7 @@ def _component(kind: str, value: str) -> str:
         raise ValueError(f"{kind} must be a non-empty string, got {value!r}")
     if len(value) > _MAX_COMPONENT_LENGTH:
         raise ValueError(f"{kind} {value!r} is longer than {_MAX_COMPONENT_LENGTH} characters")
-    if not _OCI_COMPONENT.match(value):
+    if not _OCI_COMPONENT.fullmatch(value):
         raise ValueError(
             f"{kind} {value!r} is not a valid image name component: use lowercase "
             "[a-z0-9] separated by single '.', '_', '__' or '-'"
@@ -150,7 +167,7 @@ def image_repository(
     tenant: str | None = None,
 ) -> str:
     """`{registry}/{project}/[tenants/{tenant}/]{version}-{service}-{package}[-arm]`."""
-    if not isinstance(registry_host, str) or not _REGISTRY_HOST.match(registry_host):
+    if not isinstance(registry_host, str) or not _REGISTRY_HOST.fullmatch(registry_host):
         raise ValueError(f"registry host {registry_host!r} is not host[:port]")
     if platform not in PLATFORMS:
         raise ValueError(f"platform {platform!r} is not one of {', '.join(PLATFORMS)}")
@@ -169,7 +186,7 @@ def image_repository(
 
 
 def validate_tag(tag: str) -> str:
-    if not isinstance(tag, str) or not _OCI_TAG.match(tag):
+    if not isinstance(tag, str) or not _OCI_TAG.fullmatch(tag):
         raise ValueError(f"tag {tag!r} must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")
     return tag
 
@@ -191,7 +208,7 @@ def image_ref(
 
 def digest_ref(repository: str, digest: str) -> str:
     """`repository@sha256:...`: the reference deployments pin to."""
-    if not isinstance(digest, str) or not _OCI_DIGEST.match(digest):
+    if not isinstance(digest, str) or not _OCI_DIGEST.fullmatch(digest):
         raise ValueError(f"digest {digest!r} is not sha256:<64 lowercase hex>")
     return f"{repository}@{digest}"
 
@@ -208,7 +225,7 @@ def safe_name(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"name must be a string, got {value!r}")
     name = value.lower().replace("_", "-").replace(".", "-")
-    if not _DNS_LABEL.match(name):
+    if not _DNS_LABEL.fullmatch(name):
         raise ValueError(
             f"name {value!r} does not become a DNS-1123 label ({name!r}): use [a-z0-9-], "
             "start and end alphanumeric, at most 63 characters"
@@ -219,3 +236,71 @@ def safe_name(value: str) -> str:
 def namespace(package: str, env: str) -> str:
     """Kubernetes namespace of a package's deployment: `{package}-{env}`."""
     return safe_name(f"{package}-{env}")
+
+
+def validate_repository(repository: str, what: str = "repository") -> str:
+    """`[host[:port]/]path` with lowercase OCI components; ValueError naming `what` otherwise."""
+    if not isinstance(repository, str) or len(repository) > _MAX_REPOSITORY_LENGTH:
+        raise ValueError(f"{what} {repository!r} is not a string of at most {_MAX_REPOSITORY_LENGTH} chars")
+    if not _REPOSITORY.fullmatch(repository):
+        raise ValueError(
+            f"{what} {repository!r} is not [host[:port]/]path with lowercase [a-z0-9] components "
+            "(no scheme, tag, whitespace or control characters)"
+        )
+    return repository
+
+
+def validate_image_reference(reference: str, what: str = "image reference") -> str:
+    """A pullable reference (`[host/]path[:tag][@sha256:…]`): what may follow `FROM`."""
+    if not isinstance(reference, str) or len(reference) > 2 * _MAX_REPOSITORY_LENGTH:
+        raise ValueError(f"{what} {reference!r} is not a string of a reasonable length")
+    if not _IMAGE_REFERENCE.fullmatch(reference):
+        raise ValueError(
+            f"{what} {reference!r} is not an image reference [host[:port]/]path[:tag][@sha256:<hex>] "
+            "(no whitespace, newline or control characters)"
+        )
+    return reference
+
+
+def registry_host_of(url: str) -> str:
+    """`http://127.0.0.1:5000/x` or `127.0.0.1:5000` -> `127.0.0.1:5000` (what repositories start with)."""
+    return url.split("://", 1)[-1].split("/", 1)[0].lower()
+
+
+def split_repository(repository: str) -> tuple[str | None, str]:
+    """(`host[:port]`, path) the way docker reads a reference: the first component is a host only
+    if it has a `.` or `:` or is `localhost`; otherwise there is no host (docker.io)."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first.lower(), rest
+    return None, repository
+
+
+def derived_version(
+    repository: str,
+    *,
+    registry_host: str,
+    project: str,
+    service: str,
+    package: str,
+    platform: str,
+    tenant: str | None = None,
+) -> str:
+    """The version V for which `repository == image_repository(registry_host, project, V, service,
+    package, platform, tenant)`, or ValueError saying which repository was expected.
+
+    The version is the one part a receiver cannot re-derive (a build may ask for any version), so
+    it is the only free part: host, project, tenant, service, package and platform must all match."""
+    prefix = "/".join([registry_host.lower(), project, *(["tenants", tenant] if tenant else [])]) + "/"
+    suffix = f"-{service}-{package}" + ("-arm" if platform == "linux/arm64" else "")
+    refused = f"repository {repository!r} is not {prefix}<version>{suffix} (derived from the operator config)"
+    if not (isinstance(repository, str) and repository.startswith(prefix) and repository.endswith(suffix)):
+        raise ValueError(refused)
+    version = repository[len(prefix) : len(repository) - len(suffix)]
+    try:
+        derived = image_repository(registry_host, project, version, service, package, platform, tenant=tenant)
+    except ValueError as exc:
+        raise ValueError(f"{refused}: {exc}") from None
+    if derived != repository:
+        raise ValueError(refused)
+    return version
