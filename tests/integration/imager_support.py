@@ -23,6 +23,30 @@ def required_env(name: str) -> str:
     return value
 
 
+def dockerfile_operator_config(directory: Path, package: str, registry_host: str, base_image: str) -> Path:
+    """An operator config with one plain-Dockerfile service `svc`: the imager accepts a job only
+    for a service, registry and base image its operator config names (services/imager/receipt.py)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(
+        f"""
+version_map: {{"*": prism}}
+factories: {{app: {{path: app}}}}
+packages:
+  {package}:
+    factories: [app]
+    keys: {{dir: {directory.parent / "keys"}}}
+    services:
+      svc: {{command: [python3, /srv/app.py], dockerfile: Dockerfile}}
+    deployment:
+      platforms: [linux/amd64]
+      registry: {{type: registry, host: "{registry_host}", project: kiln}}
+      base_images: {{linux/amd64: "{base_image}"}}
+"""
+    )
+    return path
+
+
 def compile_example(out: Path) -> dict[str, Path]:
     """The compiler as a subprocess (a service never imports another): one tree per platform."""
     command = [sys.executable, "-m", "services.compiler", "compile", str(EXAMPLE), "--out", str(out)]

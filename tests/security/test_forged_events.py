@@ -19,7 +19,6 @@ import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import aio_pika
 import pytest
@@ -33,7 +32,13 @@ from shared.events.build import Options
 from shared.events.compile import Artifact, ImageRequested, TargetPlatform
 from shared.naming import image_repository
 from shared.registry import NotFound, RegistryClient
-from tests.integration.imager_support import ROOT, required_env, start_worker, stop_worker
+from tests.integration.imager_support import (
+    ROOT,
+    dockerfile_operator_config,
+    required_env,
+    start_worker,
+    stop_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -95,27 +100,6 @@ class Watch:
             await asyncio.sleep(0.2)
 
 
-def operator_config(path: Path, registry_host: str, base_image: str) -> Path:
-    """The operator's config: one package, one plain-Dockerfile service, the local registry."""
-    path.write_text(
-        f"""
-version_map: {{"*": prism}}
-factories: {{app: {{path: app}}}}
-packages:
-  {PACKAGE}:
-    factories: [app]
-    keys: {{dir: {path.parent.parent / "keys"}}}
-    services:
-      svc: {{command: [python3, /srv/app.py], dockerfile: Dockerfile}}
-    deployment:
-      platforms: [linux/amd64]
-      registry: {{type: registry, host: "{registry_host}", project: kiln}}
-      base_images: {{linux/amd64: "{base_image}"}}
-"""
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def registry():
     client = RegistryClient(
@@ -144,8 +128,7 @@ def setup(tmp_path_factory, registry):
     (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
     store = f"file://{work / 'store'}"
     stored = push_artifact(src, store=store, package=PACKAGE, build="b1", platform="linux/amd64")
-    (work / "operator").mkdir()
-    config = operator_config(work / "operator" / "config.yaml", registry.host, base)
+    config = dockerfile_operator_config(work / "operator", PACKAGE, registry.host, base)
     legit = ImageRequested(
         target="svc",
         platform="linux/amd64",
