@@ -23,11 +23,23 @@ def required_env(name: str) -> str:
     return value
 
 
-def dockerfile_operator_config(directory: Path, package: str, registry_host: str, base_image: str) -> Path:
-    """An operator config with one plain-Dockerfile service `svc`: the imager accepts a job only
-    for a service, registry and base image its operator config names (services/imager/receipt.py)."""
+def dockerfile_operator_config(
+    directory: Path,
+    package: str,
+    registry_host: str,
+    base_images: dict[str, str],
+    *,
+    services: tuple[str, ...] = ("svc",),
+    project: str = "kiln",
+) -> Path:
+    """An operator config whose `services` are plain-Dockerfile builds: the imager accepts a job
+    only for a service, registry and base image its operator config names (services/imager/receipt.py)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "config.yaml"
+    entries = "".join(
+        f"      {name}: {{command: [python3, /srv/app.py], dockerfile: Dockerfile}}\n" for name in services
+    )
+    bases = ", ".join(f'{platform}: "{image}"' for platform, image in base_images.items())
     path.write_text(
         f"""
 version_map: {{"*": prism}}
@@ -37,11 +49,10 @@ packages:
     factories: [app]
     keys: {{dir: {directory.parent / "keys"}}}
     services:
-      svc: {{command: [python3, /srv/app.py], dockerfile: Dockerfile}}
-    deployment:
-      platforms: [linux/amd64]
-      registry: {{type: registry, host: "{registry_host}", project: kiln}}
-      base_images: {{linux/amd64: "{base_image}"}}
+{entries}    deployment:
+      platforms: [{", ".join(base_images)}]
+      registry: {{type: registry, host: "{registry_host}", project: {project}}}
+      base_images: {{{bases}}}
 """
     )
     return path

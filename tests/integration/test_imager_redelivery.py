@@ -53,7 +53,9 @@ async def test_worker_killed_mid_build_job_is_redelivered_and_pushed_once(amqp_u
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
         "KILN_IMAGER_WORK_DIR": str(tmp_path / "work"),
-        "KILN_CONFIG_PATH": str(dockerfile_operator_config(tmp_path / "operator", "p", registry.host, base)),
+        "KILN_CONFIG_PATH": str(
+            dockerfile_operator_config(tmp_path / "operator", "p", registry.host, {"linux/amd64": base})
+        ),
         "KILN_ARTIFACT_STORE": store,
         "KILN_PROVE_STAY_UP_S": "4",  # long enough to be killed inside it
     }

@@ -128,7 +128,7 @@ def setup(tmp_path_factory, registry):
     (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
     store = f"file://{work / 'store'}"
     stored = push_artifact(src, store=store, package=PACKAGE, build="b1", platform="linux/amd64")
-    config = dockerfile_operator_config(work / "operator", PACKAGE, registry.host, base)
+    config = dockerfile_operator_config(work / "operator", PACKAGE, registry.host, {"linux/amd64": base})
     legit = ImageRequested(
         target="svc",
         platform="linux/amd64",
