@@ -237,24 +237,27 @@ async def test_forged_image_jobs_are_refused_and_the_worker_serves_the_next_job(
     await bus.stop(grace_s=5)
 
 
+def start_service(module: str, setup: dict, env: dict[str, str]) -> subprocess.Popen:
+    log = (setup["work"] / f"{module}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", f"services.{module}", "worker"],
+        cwd=ROOT,
+        env={**os.environ, "KILN_CONFIG_PATH": str(setup["config"]), **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture
 async def deployer(amqp_url, database_url, setup):
     """The real deployer worker process; its substrate is never reached for a refused build."""
     env = {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
-        "KILN_CONFIG_PATH": str(setup["config"]),
         "KILN_DEPLOYER_REQUIRE_SCAN": "false",
         "KILN_DEPLOYER_STATE_DIR": str(setup["work"] / "deployer"),
     }
-    log = (setup["work"] / "deployer.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.deployer", "worker"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_service("deployer", setup, env)
     yield process
     stop_worker(process)
 
@@ -284,4 +287,36 @@ async def test_forged_image_pushed_with_a_foreign_repository_is_not_deployed(
     assert not watch.of(".deploy.completed.v1", build_id), "nothing may be deployed"
     assert deployer.poll() is None
     assert attacker.requests == []
+    await bus.stop(grace_s=5)
+
+
+@pytest.fixture
+async def scanner(amqp_url, database_url, setup):
+    """The real scanner worker process, with the registry credentials of the dev environment."""
+    env = {
+        "KILN_AMQP_URL": amqp_url,
+        "KILN_DATABASE_URL": database_url,
+        "KILN_TRIVY_CACHE_DIR": str(setup["work"] / "trivy-cache"),
+        "KILN_TRIVY_DB_DOWNLOAD": "false",
+    }
+    process = start_service("scanner", setup, env)
+    yield process
+    stop_worker(process)
+
+
+async def test_forged_image_pushed_is_never_pulled_from_a_foreign_registry(amqp_url, scanner, attacker):
+    bus = await Bus(amqp_url, source="attacker").connect()
+    watch = Watch()
+    await bus.subscribe_transient("forged-scan-watch", ["#"], watch)
+    build_id = f"scan-{uuid.uuid4().hex[:8]}"
+    foreign = f"{attacker.host}/kiln/{VERSION}-svc-{PACKAGE}"
+    forged = ImagePushed(
+        target="svc", platform="linux/amd64", repository=foreign, tag="b1", digest=DIGEST, size_bytes=1
+    )
+    await bus.emit(forged, build_id=build_id, package=PACKAGE)
+    scan = await watch.first((".scan.completed.v1",), build_id, timeout=90)
+    assert scan["data"]["verdict"] == "fail"
+    assert "not under the operator's registry" in scan["data"]["note"] and foreign in scan["data"]["note"]
+    assert scanner.poll() is None
+    assert attacker.requests == [], "trivy must not have contacted the attacker's registry"
     await bus.stop(grace_s=5)
