@@ -152,7 +152,7 @@ class Envelope(BaseModel):
             try:
                 event = private["_event"] = self.model().model_validate(self.data)
             except ValidationError as exc:
-                raise InvalidEvent(f"{self.type}: {_describe(exc)}", envelope=self) from None
+                raise InvalidEvent(f"{self.type}: {describe_invalid(exc)}", envelope=self) from None
         return event
 
     def routing_key(self) -> str:
@@ -206,12 +206,14 @@ def _diagnose(body: bytes) -> Envelope:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidEvent(f"invalid envelope: {_describe(exc)}") from None
+        raise InvalidEvent(f"invalid envelope: {describe_invalid(exc)}") from None
     envelope.event()  # validates data against the model for its type
     return envelope
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_invalid(exc: ValidationError) -> str:
+    """The first five field errors of a model, each naming the field (and, for a format, the
+    value and the format it missed)."""
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "(root)"

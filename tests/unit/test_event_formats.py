@@ -89,3 +89,33 @@ def test_a_bad_envelope_has_no_envelope_to_report_on():
     with pytest.raises(InvalidEvent, match="package") as refused:
         decode(json.dumps(body).encode())
     assert refused.value.envelope is None
+
+
+def test_the_compiler_refuses_a_job_the_imager_would_refuse_at_plan_time():
+    from services.compiler.fanout import PlanError, plan_images
+    from shared.config import parse_config
+    from shared.events import BuildRequested
+
+    config = parse_config(
+        """
+factories: {core: {path: core}}
+tiers: {minimal: {requirements: []}}
+packages:
+  demo:
+    factories: [core]
+    keys: {dir: /srv/keys/demo}
+    services:
+      web: {command: [python3, -m, core.web], port: 8080, health: "/x'", factories: [core], tier: minimal}
+    deployment:
+      registry: {host: "reg:5000", project: kiln}
+""",
+        env={},
+    )
+    with pytest.raises(PlanError, match="service web \\(linux/amd64\\): health_path"):
+        plan_images(
+            BuildRequested(package="demo", version="axion"),
+            config,
+            config.package("demo"),
+            factory_dirs={"core": "core"},
+            default_base_images={"linux/amd64": "reg:5000/kiln/base:amd64", "linux/arm64": "b:arm64"},
+        )
