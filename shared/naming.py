@@ -31,25 +31,15 @@ _REGISTRY_HOST = re.compile(
     r"(?::[0-9]{1,5})?$"
 )
 _MAX_REPOSITORY_LENGTH = 255
-
-# The same rules as patterns, for the event models (pydantic checks them in its Rust core, so a
-# malformed event costs nothing per field beyond a regex). Anchored, no lookarounds.
-NAME_PATTERN = r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$"  # = _OCI_COMPONENT: package, target, version
-TAG_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
-DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
-_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?"
-_PATH = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
-# `[host[:port]/]path`: no scheme, no whitespace, no control character, nothing a shell, a
-# Dockerfile or a template would read as syntax.
-REPOSITORY_PATTERN = rf"^(?:{_HOST}/)?{_PATH}$"
-# A pullable reference: repository, optional `:tag`, optional `@sha256:<hex>` (base images).
-IMAGE_REFERENCE_PATTERN = (
-    rf"^(?:{_HOST}/)?{_PATH}(?::[a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$"
-)
-_REPOSITORY = re.compile(REPOSITORY_PATTERN)
-_IMAGE_REFERENCE = re.compile(IMAGE_REFERENCE_PATTERN)
 _MAX_COMPONENT_LENGTH = 63  # our own limit: components double as DNS labels in k8s names
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# An image reference as docker and buildah take it: [registry[:port]/]path[:tag][@sha256:digest].
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+_MAX_REFERENCE_LENGTH = 512
 # git check-ref-format, reduced to what a webhook may legally send us.
 _BAD_REF = re.compile(r"(?:\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|//|/\.|\.lock$|^/|/$|\.$)")
 
@@ -206,6 +196,21 @@ def image_ref(
     return f"{repository}:{validate_tag(tag)}"
 
 
+def validate_image_reference(reference: str) -> str:
+    """A base or infra image reference, whole: it is written into a Dockerfile's FROM line and
+    handed to docker, so whitespace, a newline or any other character outside the grammar is refused."""
+    if (
+        not isinstance(reference, str)
+        or len(reference) > _MAX_REFERENCE_LENGTH
+        or not _IMAGE_REFERENCE.fullmatch(reference)
+    ):
+        raise ValueError(
+            f"image reference {reference!r} is not [registry[:port]/]name[:tag][@sha256:digest] "
+            "(lowercase name components, no spaces or newlines)"
+        )
+    return reference
+
+
 def digest_ref(repository: str, digest: str) -> str:
     """`repository@sha256:...`: the reference deployments pin to."""
     if not isinstance(digest, str) or not _OCI_DIGEST.fullmatch(digest):
@@ -238,6 +243,19 @@ def namespace(package: str, env: str) -> str:
     return safe_name(f"{package}-{env}")
 
 
+# The same rules as patterns for the event models (shared/events/formats.py): pydantic checks
+# them in its Rust core, so a malformed event costs a regex per field and nothing else. Anchored.
+NAME_PATTERN = rf"^{_PATH_COMPONENT}$"  # = _OCI_COMPONENT: package, target, version
+TAG_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+# `[host[:port]/]path`: no scheme, tag, whitespace or control character, nothing a shell, a
+# Dockerfile or a template would read as syntax.
+REPOSITORY_PATTERN = rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
+# What validate_image_reference accepts: the base images (FROM) and deployed references.
+IMAGE_REFERENCE_PATTERN = rf"^{_IMAGE_REFERENCE.pattern}$"
+_REPOSITORY = re.compile(REPOSITORY_PATTERN)
+
+
 def validate_repository(repository: str, what: str = "repository") -> str:
     """`[host[:port]/]path` with lowercase OCI components; ValueError naming `what` otherwise."""
     if not isinstance(repository, str) or len(repository) > _MAX_REPOSITORY_LENGTH:
@@ -248,18 +266,6 @@ def validate_repository(repository: str, what: str = "repository") -> str:
             "(no scheme, tag, whitespace or control characters)"
         )
     return repository
-
-
-def validate_image_reference(reference: str, what: str = "image reference") -> str:
-    """A pullable reference (`[host/]path[:tag][@sha256:…]`): what may follow `FROM`."""
-    if not isinstance(reference, str) or len(reference) > 2 * _MAX_REPOSITORY_LENGTH:
-        raise ValueError(f"{what} {reference!r} is not a string of a reasonable length")
-    if not _IMAGE_REFERENCE.fullmatch(reference):
-        raise ValueError(
-            f"{what} {reference!r} is not an image reference [host[:port]/]path[:tag][@sha256:<hex>] "
-            "(no whitespace, newline or control characters)"
-        )
-    return reference
 
 
 def registry_host_of(url: str) -> str:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from shared.config import KilnConfig, PackageConfig
-from shared.events import BuildRequested, ImageRequested
+from shared.events import BuildRequested, ImageRequested, describe_invalid
 from shared.events.compile import Artifact, TargetPlatform
-from shared.events.envelope import describe_invalid
 from shared.naming import FALLBACK_KEY, build_tag, image_repository, version_for_branch
 
 
