@@ -49,7 +49,7 @@ def _component(kind: str, value: str) -> str:
         raise ValueError(f"{kind} must be a non-empty string, got {value!r}")
     if len(value) > _MAX_COMPONENT_LENGTH:
         raise ValueError(f"{kind} {value!r} is longer than {_MAX_COMPONENT_LENGTH} characters")
-    if not _OCI_COMPONENT.match(value):
+    if not _OCI_COMPONENT.fullmatch(value):
         raise ValueError(
             f"{kind} {value!r} is not a valid image name component: use lowercase "
             "[a-z0-9] separated by single '.', '_', '__' or '-'"
@@ -157,7 +157,7 @@ def image_repository(
     tenant: str | None = None,
 ) -> str:
     """`{registry}/{project}/[tenants/{tenant}/]{version}-{service}-{package}[-arm]`."""
-    if not isinstance(registry_host, str) or not _REGISTRY_HOST.match(registry_host):
+    if not isinstance(registry_host, str) or not _REGISTRY_HOST.fullmatch(registry_host):
         raise ValueError(f"registry host {registry_host!r} is not host[:port]")
     if platform not in PLATFORMS:
         raise ValueError(f"platform {platform!r} is not one of {', '.join(PLATFORMS)}")
@@ -176,7 +176,7 @@ def image_repository(
 
 
 def validate_tag(tag: str) -> str:
-    if not isinstance(tag, str) or not _OCI_TAG.match(tag):
+    if not isinstance(tag, str) or not _OCI_TAG.fullmatch(tag):
         raise ValueError(f"tag {tag!r} must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")
     return tag
 
@@ -213,7 +213,7 @@ def validate_image_reference(reference: str) -> str:
 
 def digest_ref(repository: str, digest: str) -> str:
     """`repository@sha256:...`: the reference deployments pin to."""
-    if not isinstance(digest, str) or not _OCI_DIGEST.match(digest):
+    if not isinstance(digest, str) or not _OCI_DIGEST.fullmatch(digest):
         raise ValueError(f"digest {digest!r} is not sha256:<64 lowercase hex>")
     return f"{repository}@{digest}"
 
@@ -230,7 +230,7 @@ def safe_name(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"name must be a string, got {value!r}")
     name = value.lower().replace("_", "-").replace(".", "-")
-    if not _DNS_LABEL.match(name):
+    if not _DNS_LABEL.fullmatch(name):
         raise ValueError(
             f"name {value!r} does not become a DNS-1123 label ({name!r}): use [a-z0-9-], "
             "start and end alphanumeric, at most 63 characters"
@@ -241,3 +241,72 @@ def safe_name(value: str) -> str:
 def namespace(package: str, env: str) -> str:
     """Kubernetes namespace of a package's deployment: `{package}-{env}`."""
     return safe_name(f"{package}-{env}")
+
+
+# The same rules as patterns for the event models (shared/events/formats.py): pydantic checks
+# them in its Rust core, so a malformed event costs a regex per field and nothing else. Anchored.
+NAME_PATTERN = rf"^{_PATH_COMPONENT}$"  # = _OCI_COMPONENT: package, target, version
+TAG_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+# `[host[:port]/]path`: no scheme, tag, whitespace or control character, nothing a shell, a
+# Dockerfile or a template would read as syntax.
+REPOSITORY_PATTERN = rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
+# What validate_image_reference accepts: the base images (FROM) and deployed references.
+IMAGE_REFERENCE_PATTERN = rf"^{_IMAGE_REFERENCE.pattern}$"
+_REPOSITORY = re.compile(REPOSITORY_PATTERN)
+
+
+def validate_repository(repository: str, what: str = "repository") -> str:
+    """`[host[:port]/]path` with lowercase OCI components; ValueError naming `what` otherwise."""
+    if not isinstance(repository, str) or len(repository) > _MAX_REPOSITORY_LENGTH:
+        raise ValueError(f"{what} {repository!r} is not a string of at most {_MAX_REPOSITORY_LENGTH} chars")
+    if not _REPOSITORY.fullmatch(repository):
+        raise ValueError(
+            f"{what} {repository!r} is not [host[:port]/]path with lowercase [a-z0-9] components "
+            "(no scheme, tag, whitespace or control characters)"
+        )
+    return repository
+
+
+def registry_host_of(url: str) -> str:
+    """`http://127.0.0.1:5000/x` or `127.0.0.1:5000` -> `127.0.0.1:5000` (what repositories start with)."""
+    return url.split("://", 1)[-1].split("/", 1)[0].lower()
+
+
+def split_repository(repository: str) -> tuple[str | None, str]:
+    """(`host[:port]`, path) the way docker reads a reference: the first component is a host only
+    if it has a `.` or `:` or is `localhost`; otherwise there is no host (docker.io)."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first.lower(), rest
+    return None, repository
+
+
+def derived_version(
+    repository: str,
+    *,
+    registry_host: str,
+    project: str,
+    service: str,
+    package: str,
+    platform: str,
+    tenant: str | None = None,
+) -> str:
+    """The version V for which `repository == image_repository(registry_host, project, V, service,
+    package, platform, tenant)`, or ValueError saying which repository was expected.
+
+    The version is the one part a receiver cannot re-derive (a build may ask for any version), so
+    it is the only free part: host, project, tenant, service, package and platform must all match."""
+    prefix = "/".join([registry_host.lower(), project, *(["tenants", tenant] if tenant else [])]) + "/"
+    suffix = f"-{service}-{package}" + ("-arm" if platform == "linux/arm64" else "")
+    refused = f"repository {repository!r} is not {prefix}<version>{suffix} (derived from the operator config)"
+    if not (isinstance(repository, str) and repository.startswith(prefix) and repository.endswith(suffix)):
+        raise ValueError(refused)
+    version = repository[len(prefix) : len(repository) - len(suffix)]
+    try:
+        derived = image_repository(registry_host, project, version, service, package, platform, tenant=tenant)
+    except ValueError as exc:
+        raise ValueError(f"{refused}: {exc}") from None
+    if derived != repository:
+        raise ValueError(refused)
+    return version

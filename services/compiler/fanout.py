@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from shared.config import KilnConfig, PackageConfig
-from shared.events import BuildRequested, ImageRequested
+from shared.events import BuildRequested, ImageRequested, describe_invalid
 from shared.events.compile import Artifact, TargetPlatform
 from shared.naming import (
     FALLBACK_KEY,
@@ -93,6 +95,10 @@ def plan_images(
                 "skip_push": event.options.skip_push,
                 "commit": event.source.commit,
             }
+            try:  # the imager refuses a malformed job on receipt: fail here, at stage config
+                ImageRequested(**fields)
+            except ValidationError as exc:
+                raise PlanError(f"service {name} ({platform}): {describe_invalid(exc)}") from None
             plans.append(ImagePlan(fields))
     return plans
 

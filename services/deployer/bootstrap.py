@@ -163,7 +163,7 @@ def bootstrap(
         ImagePushed: partial(h.on_image_pushed, **gate),
         ImageFailed: partial(h.on_image_failed, **gate),
         ScanCompleted: partial(h.on_scan_completed, **gate),
-        ManifestPushed: partial(h.on_manifest_pushed, store=store),
+        ManifestPushed: partial(h.on_manifest_pushed, store=store, load_config=load),
         BuildFinished: partial(h.on_build_finished, store=store),
         BuildCancelRequested: partial(h.on_cancel_requested, store=store),
     }

@@ -14,6 +14,7 @@ from services.deployer.gate import ImageState
 from services.deployer.handlers import finish
 from services.deployer.models import DeployerBuild
 from services.deployer.ports import DocsFailed, HttpProbe, Substrate
+from services.deployer.references import refused_images
 from services.deployer.release import run_release
 from services.deployer.scaffold import scaffold_inputs
 from services.deployer.store import GateStore
@@ -43,7 +44,11 @@ class DeployStep:
             pkg = cfg.package(build.package)
         except (ConfigError, KeyError) as exc:
             return self._fail(ctx, "deploy", started, f"config: {exc}")
-        refs = {i.target: i.reference for i in images if i.expected and i.platform == self.platform}
+        deployed = [i for i in images if i.expected and i.platform == self.platform]
+        refused = refused_images(deployed, build.package, pkg)
+        if refused:
+            return self._fail(ctx, "deploy", started, "refused to deploy: " + "; ".join(refused))
+        refs = {i.target: i.reference for i in deployed}
         missing = sorted(set(pkg.enabled_services()) - set(refs))
         if missing:
             return self._fail(ctx, "deploy", started, f"no {self.platform} image for {', '.join(missing)}")

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 
 from services.deployer.gate import ImageState, decide
 from services.deployer.models import DeployerBuild
+from services.deployer.references import repository_problem
 from services.deployer.store import GateStore
-from shared.bus import EventContext
+from shared.bus import EventContext, PermanentError
+from shared.config import ConfigError, KilnConfig
 from shared.events import (
     BuildCancelRequested,
     BuildFinished,
@@ -90,8 +92,18 @@ def on_scan_completed(
     advance(ctx, store=store, deploy=deploy, require_scan=require_scan)
 
 
-def on_manifest_pushed(event: ManifestPushed, ctx: EventContext, *, store: GateStore) -> None:
+def on_manifest_pushed(
+    event: ManifestPushed, ctx: EventContext, *, store: GateStore, load_config: Callable[[], KilnConfig]
+) -> None:
     # The gate deploys per-platform digests; the index matters to the reporter, not to the gate.
+    # Still, an index outside the operator's registry is refused: it ends the build (give-up).
+    try:
+        pkg = load_config().package(ctx.package)
+    except (ConfigError, KeyError) as exc:
+        raise PermanentError(f"manifest.pushed for package {ctx.package!r}: config: {exc}") from None
+    problem = repository_problem(event.repository, event.target, "linux/amd64", ctx.package, pkg)
+    if problem:
+        raise PermanentError(f"manifest.pushed refused: {problem}")
     store.ensure_build(ctx.build_id, ctx.package)
 
 

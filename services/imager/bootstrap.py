@@ -17,6 +17,7 @@ from services.imager.handlers import (
 )
 from services.imager.image_job import ImagerDeps
 from services.imager.ports import ImageBuilder, Prover, RegistryAuth
+from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
 from services.imager.tier_venv import TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
@@ -24,6 +25,7 @@ from shared.bus import Bus
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import GiveUpTable, HandlerTable
 from shared.bus.live_logs import LogShipper
+from shared.config import load_config
 from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
@@ -105,12 +107,19 @@ def bootstrap(
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))
-    jobs = {ImageRequested: functools.partial(on_image_requested, deps=deps, platform=settings.platform)}
+    receipt = receipt_policy(settings, registry.host)
+    jobs = {
+        ImageRequested: functools.partial(
+            on_image_requested, deps=deps, platform=settings.platform, receipt=receipt
+        )
+    }
     manifests = {}
     if sessions is not None:
         manifests = {
             CompileCompleted: functools.partial(on_compile_completed, sessions=sessions, registry=registry),
-            ImagePushed: functools.partial(on_image_pushed, sessions=sessions, registry=registry),
+            ImagePushed: functools.partial(
+                on_image_pushed, sessions=sessions, registry=registry, receipt=receipt
+            ),
         }
     return Imager(
         settings=settings,
@@ -120,6 +129,21 @@ def bootstrap(
         sessions=sessions,
         cancel=cancel,
         give_up={ImageRequested: on_image_job_given_up},
+    )
+
+
+def receipt_policy(settings: ImagerSettings, registry_host: str) -> ReceiptPolicy:
+    """What a job may name: read per job from the operator config, so a change applies without a
+    restart (as the scanner's policy)."""
+    path = settings.config_path
+    return ReceiptPolicy(
+        load_config=functools.partial(load_config, path) if path else None,
+        registry_host=registry_host,
+        artifact_store=settings.artifact_store or f"{registry_host}/kiln",
+        default_base_images={
+            "linux/amd64": settings.base_image_amd64,
+            "linux/arm64": settings.base_image_arm64,
+        },
     )
 
 

@@ -18,3 +18,8 @@ class ImagerSettings(KilnSettings):
         30.0, gt=0, description="an HTTP service must answer its health path by then"
     )
     prove_emulated_factor: float = Field(4.0, ge=1, description="longer windows for images run under QEMU")
+    # The operator's defaults, the same variables the compiler reads: a job's base_image must be
+    # one of these or the package's deployment.base_images, its artifact in this store.
+    base_image_amd64: str | None = None
+    base_image_arm64: str | None = None
+    artifact_store: str | None = Field(None, description='"host[:port]/project" or "file:///dir"')

@@ -25,6 +25,7 @@ from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
 from shared.config import RegistryConfig, ScanPolicy, load_config
 from shared.events import ImagePushed
+from shared.naming import registry_host_of
 from shared.registry.transport import log_insecure_hosts, parse_hosts
 
 SOURCE = "scanner"
@@ -119,6 +120,7 @@ def bootstrap(
             scanner=trivy,
             package_setup=package_setup or package_setup_from(settings),
             harbor_for=harbor_for or harbor_from(settings),
+            registry_host=registry_host_of(settings.registry_url),
             today=today,
             is_cancelled=cancel.is_cancelled,
         )

@@ -24,7 +24,7 @@ from shared.bus import EventContext
 from shared.config import ConfigError, RegistryConfig, ScanPolicy
 from shared.events import ImagePushed, StageFinished, StageStarted
 from shared.events.scan import Finding, ScanCompleted
-from shared.naming import digest_ref
+from shared.naming import digest_ref, split_repository
 
 log = logging.getLogger("kiln.scanner")
 
@@ -50,6 +50,7 @@ def on_image_pushed(
     scanner: ImageScanner,
     package_setup: PackageSetupFn,
     harbor_for: HarborFor,
+    registry_host: str,
     today: Callable[[], dt.date] = dt.date.today,
     is_cancelled: Callable[[str], bool] = lambda build_id: False,
 ) -> None:
@@ -63,6 +64,7 @@ def on_image_pushed(
     try:
         setup = package_setup(ctx.package)
         use_harbor = setup.registry is not None and setup.registry.type == "harbor"
+        check_pull_source(event.repository, ctx.package, setup.registry, registry_host)
         report = _scan(event, setup, scanner, harbor_for if use_harbor else None)
     except (ScanError, ConfigError, KeyError, ValueError) as exc:
         reason = f"scan failed: {exc}"
@@ -116,6 +118,24 @@ def on_image_pushed(
             **where,
         )
     )
+
+
+def check_pull_source(
+    repository: str, package: str, registry: RegistryConfig | None, registry_host: str
+) -> None:
+    """The scanner pulls with the registry credentials: only from the operator's registry, and only
+    if that is the host the credentials are for (KILN_REGISTRY_URL). ValueError: the scan fails."""
+    host, _ = split_repository(repository)
+    if registry is not None and registry.host.lower() != registry_host.lower():
+        raise ValueError(
+            f"packages.{package}.deployment.registry.host is {registry.host!r} but the scanner's "
+            f"credentials are for {registry_host!r} (KILN_REGISTRY_URL); make the two agree"
+        )
+    if host != registry_host.lower():
+        raise ValueError(
+            f"repository {repository[:200]!r} is not under the operator's registry {registry_host} "
+            "(the only one the scanner pulls from, with its credentials)"
+        )
 
 
 def _scan(

@@ -34,6 +34,8 @@ HandlerTable = Mapping[type[Event], Handler]
 # Called with (event, ctx, reason) when an event of that type is dead-lettered after it was read:
 # the service reports the failure as an event (image.failed, build.finished failed), so the build
 # it belongs to ends with the reason instead of waiting forever for a stage that gave up.
+# `event` is None when the envelope was valid but its data was refused (a forged or malformed
+# field): the build is known, the event's own fields cannot be trusted.
 GiveUp = Callable[[Any, EventContext, str], Awaitable[None] | None]
 GiveUpTable = Mapping[type[Event], GiveUp]
 
@@ -75,7 +77,10 @@ class Dispatcher:
         try:
             envelope = decode(message.body)
         except InvalidEvent as exc:
-            await self._dead_letter(message, f"invalid event: {exc}", "invalid")
+            reason = f"invalid event: {exc}"
+            if exc.envelope is not None:  # a known build: end it with the reason, not silently
+                await self._give_up(exc.envelope, reason)
+            await self._dead_letter(message, reason, "invalid")
             return
         model = envelope.model()
         handler = self.handlers.get(model)
@@ -168,7 +173,10 @@ class Dispatcher:
             _loop=asyncio.get_running_loop(),
         )
         try:
-            event = envelope.event()
+            try:
+                event: Event | None = envelope.event()
+            except InvalidEvent:
+                event = None
             if inspect.iscoroutinefunction(report):
                 await report(event, ctx, reason)
             else:

@@ -15,7 +15,7 @@ from shared.logging import REDACT
 def end_build_failed(stage: str) -> GiveUp:
     """A report that ends the event's build as failed at `stage`, naming the reason."""
 
-    def report(event: Event, ctx: EventContext, reason: str) -> None:
+    def report(event: Event | None, ctx: EventContext, reason: str) -> None:
         error = REDACT(f"{ctx.source} gave up on {ctx.envelope.type} {ctx.envelope.id}: {reason}")
         ctx.emit(BuildFinished(status="failed", failed_stage=stage, error=error[:4000]))
 

@@ -11,7 +11,7 @@ from shared.events.build import (
 )
 from shared.events.compile import CompileCompleted, ImageRequested, arch_of
 from shared.events.deploy import DeployCompleted, VerifyCompleted
-from shared.events.envelope import Envelope, InvalidEvent, decode
+from shared.events.envelope import Envelope, InvalidEvent, decode, describe_invalid
 from shared.events.image import ImageFailed, ImagePushed, ManifestPushed
 from shared.events.registry import CATALOGUE, model_for_type
 from shared.events.scan import AuditCompleted, ScanCompleted
@@ -38,5 +38,6 @@ __all__ = [
     "VerifyCompleted",
     "arch_of",
     "decode",
+    "describe_invalid",
     "model_for_type",
 ]

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.events.base import Event, Model
+from shared.events.formats import Commit, Name, StageName
 
 Platform = Literal["linux/amd64", "linux/arm64"]
 StageStatus = Literal["started", "succeeded", "failed", "skipped", "cancelled"]
@@ -32,7 +33,7 @@ STAGES = (
 class Source(Model):
     repo_url: str = ""
     ref: str = ""
-    commit: str = ""
+    commit: Commit = ""
     # A local checkout to build from instead of cloning (development and tests).
     path: str | None = None
 
@@ -56,9 +57,9 @@ class BuildRequested(Event):
     subject = "build"
     predicate = "requested"
 
-    package: str
+    package: Name
     build_number: int | None = None
-    version: str | None = None
+    version: Name | None = None
     source: Source = Field(default_factory=Source)
     options: Options = Field(default_factory=Options)
     trigger: Trigger = Field(default_factory=Trigger)
@@ -68,20 +69,20 @@ class StageStarted(Event):
     subject = "stage"
     predicate = "started"
 
-    stage: str
+    stage: StageName
     platform: Platform | None = None
-    target: str | None = None
+    target: Name | None = None
 
 
 class StageFinished(Event):
     subject = "stage"
     predicate = "finished"
 
-    stage: str
+    stage: StageName
     status: StageStatus
     duration_ms: int = 0
     platform: Platform | None = None
-    target: str | None = None
+    target: Name | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     log_tail: tuple[str, ...] = ()

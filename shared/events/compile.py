@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.events.base import Event, Model
 from shared.events.build import Platform
+from shared.events.formats import (
+    ArtifactReference,
+    BaseImage,
+    CommandWord,
+    Commit,
+    DockerfilePath,
+    FactoryDir,
+    HealthPath,
+    HexHash,
+    Name,
+    OptionalDigest,
+    Port,
+    Repository,
+    Tag,
+    TierName,
+)
 
 
 class ModuleResult(Model):
@@ -35,12 +51,19 @@ class Artifact(Model):
     """Where the compiled tree of one platform lives: an OCI artifact by digest, or a shared dir."""
 
     platform: Platform
-    reference: str
-    digest: str = ""
+    reference: ArtifactReference
+    digest: OptionalDigest = ""
+
+    @model_validator(mode="after")
+    def _digest_is_the_references(self) -> Artifact:
+        # The digest keys the imager's artifact cache; it must be the one the reference pins.
+        if self.digest and not self.reference.endswith(f"@{self.digest}"):
+            raise ValueError(f"digest {self.digest} is not the digest the reference pins ({self.reference})")
+        return self
 
 
 class TargetPlatform(Model):
-    target: str
+    target: Name
     platform: Platform
 
 
@@ -65,22 +88,23 @@ class ImageRequested(Event):
     subject = "image"
     predicate = "requested"
 
-    target: str
+    target: Name
     platform: Platform
     artifact: Artifact | None = None
-    base_image: str
-    tier: str | None = None
-    requirements_hash: str | None = None
-    factories: tuple[str, ...] = ()
-    command: tuple[str, ...] = ()
-    port: int | None = None
-    health_path: str | None = None
-    dockerfile: str | None = None
-    repository: str
-    tags: tuple[str, ...] = ("latest",)
+    base_image: BaseImage
+    tier: TierName | None = None
+    requirements_hash: HexHash | None = None
+    factories: tuple[FactoryDir, ...] = ()
+    command: tuple[CommandWord, ...] = ()
+    port: Port | None = None
+    health_path: HealthPath | None = None
+    # Plain-Dockerfile mode: the Dockerfile's path inside the artifact (relative, no `..`).
+    dockerfile: DockerfilePath | None = None
+    repository: Repository
+    tags: tuple[Tag, ...] = ("latest",)
     skip_push: bool = False
     # The source commit, for the image's revision label (added in v1, additively).
-    commit: str = ""
+    commit: Commit = ""
 
     def routing_key(self) -> str:
         return f"{self.base_routing_key()}.{arch_of(self.platform)}"

@@ -7,12 +7,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.events.base import Event, Model
+from shared.events.formats import ImageReference, Name, OptionalDigest
 
 
 class DeployedImage(Model):
-    service: str
-    reference: str
-    digest: str = ""
+    service: Name
+    reference: ImageReference
+    digest: OptionalDigest = ""
 
 
 class DeployCompleted(Event):

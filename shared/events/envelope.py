@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from shared.events.base import Event
+from shared.events.formats import describe_format
 from shared.events.registry import model_for_type
 from shared.events.trace import child_traceparent, new_traceparent
+from shared.naming import NAME_PATTERN
 
 CONTENT_TYPE = "application/cloudevents+json"
 HEADER_PREFIX = "cloudEvents_"
@@ -41,8 +43,20 @@ _WIRE_ATTRIBUTES = (
 )
 
 
+# Build ids name rows, queues' idempotency keys and log streams: a uuid in practice.
+BuildId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+PackageName = Annotated[str, StringConstraints(pattern=rf"^$|{NAME_PATTERN}", max_length=63)]
+
+
 class InvalidEvent(Exception):
-    """A message that is not a valid Kiln event. Permanent: retrying cannot fix it."""
+    """A message that is not a valid Kiln event. Permanent: retrying cannot fix it.
+
+    `envelope` is set when the envelope was valid and only its data was not: the consumer then
+    still knows which build it belonged to, and can end that build with the reason."""
+
+    def __init__(self, message: str, envelope: Envelope | None = None):
+        super().__init__(message)
+        self.envelope = envelope
 
 
 class Envelope(BaseModel):
@@ -56,8 +70,8 @@ class Envelope(BaseModel):
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     datacontenttype: str = "application/json"
     data: dict[str, Any]
-    buildid: str
-    package: str = ""
+    buildid: BuildId
+    package: PackageName = ""
     attempt: int = 1
     traceparent: str = Field(default_factory=new_traceparent)
     replayof: str | None = None
@@ -138,7 +152,7 @@ class Envelope(BaseModel):
             try:
                 event = private["_event"] = self.model().model_validate(self.data)
             except ValidationError as exc:
-                raise InvalidEvent(f"{self.type}: {_describe(exc)}") from None
+                raise InvalidEvent(f"{self.type}: {describe_invalid(exc)}", envelope=self) from None
         return event
 
     def routing_key(self) -> str:
@@ -192,15 +206,20 @@ def _diagnose(body: bytes) -> Envelope:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidEvent(f"invalid envelope: {_describe(exc)}") from None
+        raise InvalidEvent(f"invalid envelope: {describe_invalid(exc)}") from None
     envelope.event()  # validates data against the model for its type
     return envelope
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_invalid(exc: ValidationError) -> str:
+    """The first five field errors of a model, each naming the field (and, for a format, the
+    value and the format it missed)."""
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{where}: {err['msg']}")
+        if err["type"] == "string_pattern_mismatch":  # name the value and the format it missed
+            parts.append(f"{where}: {str(err['input'])[:120]!r} {describe_format(err['ctx']['pattern'])}")
+        else:
+            parts.append(f"{where}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from shared.events.base import Event
 from shared.events.build import Platform
+from shared.events.formats import Digest, Name, Repository, Tag
 
 
 class ImagePushed(Event):
     subject = "image"
     predicate = "pushed"
 
-    target: str
+    target: Name
     platform: Platform
-    repository: str
-    tag: str
-    digest: str
+    repository: Repository
+    tag: Tag
+    digest: Digest
     size_bytes: int
-    tags: tuple[str, ...] = ()
+    tags: tuple[Tag, ...] = ()
     proven: bool = False
 
 
@@ -24,7 +25,7 @@ class ImageFailed(Event):
     subject = "image"
     predicate = "failed"
 
-    target: str
+    target: Name
     platform: Platform
     error: str
     # The last 50 lines of the build or proof log, already free of secrets.
@@ -35,8 +36,8 @@ class ManifestPushed(Event):
     subject = "manifest"
     predicate = "pushed"
 
-    target: str
-    repository: str
-    tag: str
-    digest: str
+    target: Name
+    repository: Repository
+    tag: Tag
+    digest: Digest
     platforms: tuple[Platform, ...]

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from shared.events.base import Event, Model
 from shared.events.build import Platform
+from shared.events.formats import Digest, Name
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 
@@ -28,9 +29,9 @@ class ScanCompleted(Event):
     subject = "scan"
     predicate = "completed"
 
-    target: str
+    target: Name
     platform: Platform
-    digest: str
+    digest: Digest
     scanner: Literal["trivy", "harbor"]
     counts: dict[str, int] = Field(default_factory=dict)
     verdict: Literal["pass", "fail"]

@@ -23,6 +23,41 @@ def required_env(name: str) -> str:
     return value
 
 
+def dockerfile_operator_config(
+    directory: Path,
+    package: str,
+    registry_host: str,
+    base_images: dict[str, str],
+    *,
+    services: tuple[str, ...] = ("svc",),
+    project: str = "kiln",
+) -> Path:
+    """An operator config whose `services` are plain-Dockerfile builds: the imager accepts a job
+    only for a service, registry and base image its operator config names (services/imager/receipt.py)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    entries = "".join(
+        f"      {name}: {{command: [python3, /srv/app.py], dockerfile: Dockerfile}}\n" for name in services
+    )
+    bases = ", ".join(f'{platform}: "{image}"' for platform, image in base_images.items())
+    path.write_text(
+        f"""
+version_map: {{"*": prism}}
+factories: {{app: {{path: app}}}}
+packages:
+  {package}:
+    factories: [app]
+    keys: {{dir: {directory.parent / "keys"}}}
+    services:
+{entries}    deployment:
+      platforms: [{", ".join(base_images)}]
+      registry: {{type: registry, host: "{registry_host}", project: {project}}}
+      base_images: {{{bases}}}
+"""
+    )
+    return path
+
+
 def compile_example(out: Path) -> dict[str, Path]:
     """The compiler as a subprocess (a service never imports another): one tree per platform."""
     command = [sys.executable, "-m", "services.compiler", "compile", str(EXAMPLE), "--out", str(out)]

@@ -20,12 +20,22 @@ from shared.bus import Bus
 from shared.bus import topology as t
 from shared.bus.errors import ERROR_HEADER
 from shared.events.compile import Artifact, ImageRequested
+from shared.naming import image_repository
 from shared.registry import RegistryClient
-from tests.integration.imager_support import ROOT, required_env, start_worker, stop_worker
+from tests.integration.imager_support import (
+    ROOT,
+    dockerfile_operator_config,
+    required_env,
+    start_worker,
+    stop_worker,
+)
 from tests.integration.test_imager_pipeline import Recorder
 
 pytestmark = pytest.mark.integration
 PROJECT = f"kilnit{uuid.uuid4().hex[:6]}"
+VERSION = "prism"
+PACKAGE = "plain"
+SERVICES = ("plain", "livelog", "nobase", "badcreds")
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +49,45 @@ def registry():
     client.close()
 
 
+def repository(registry: RegistryClient, name: str, platform: str = "linux/amd64") -> str:
+    """The repository the operator config derives (the only one the imager pushes to)."""
+    return image_repository(registry.host, PROJECT, VERSION, name, PACKAGE, platform)
+
+
 @pytest.fixture(scope="module")
-def plain_artifact(tmp_path_factory) -> Artifact:
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def plain_artifact(tmp_path_factory, store) -> Artifact:
     """A repository with its own Dockerfile, stored in a shared directory (file:// store)."""
     src = tmp_path_factory.mktemp("plain")
     base = required_env("KILN_BASE_IMAGE_AMD64")
     (src / "Dockerfile").write_text(f'FROM {base}\nCOPY app.py /srv/app.py\nCMD ["python3", "/srv/app.py"]\n')
     (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
     (src / "deploy.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot for images\n")
-    store = tmp_path_factory.mktemp("store")
-    stored = push_artifact(src, store=f"file://{store}", package="plain", build="b1", platform="linux/amd64")
+    stored = push_artifact(src, store=f"file://{store}", package=PACKAGE, build="b1", platform="linux/amd64")
     return Artifact(platform="linux/amd64", reference=stored.reference, digest=stored.digest)
 
 
 @pytest.fixture(scope="module")
-def workers(amqp_url, database_url, tmp_path_factory):
+def workers(amqp_url, database_url, tmp_path_factory, registry, store):
     work = tmp_path_factory.mktemp("imager-modes")
+    base = required_env("KILN_BASE_IMAGE_AMD64")  # the arm64 job below never gets past its push
+    config = dockerfile_operator_config(
+        work / "operator",
+        PACKAGE,
+        registry.host,
+        {"linux/amd64": base, "linux/arm64": base},
+        services=SERVICES,
+        project=PROJECT,
+    )
     env = {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
+        "KILN_CONFIG_PATH": str(config),
+        "KILN_ARTIFACT_STORE": f"file://{store}",
         "KILN_IMAGER_WORK_DIR": str(work),
         "KILN_PROVE_STAY_UP_S": "2",
         "KILN_RETRY_BASE_DELAY_S": "0.1",  # the whole retry budget in ~15 s instead of ~3 min
@@ -77,10 +107,10 @@ def plain_job(artifact: Artifact, registry: RegistryClient, name: str, **overrid
         artifact=artifact,
         base_image=required_env("KILN_BASE_IMAGE_AMD64"),
         dockerfile="Dockerfile",
-        repository=f"{registry.host}/{PROJECT}/{name}",
         tags=("latest", "b1"),
     )
     values.update(overrides)
+    values["repository"] = repository(registry, name, values["platform"])
     return ImageRequested(**values)
 
 
@@ -90,7 +120,7 @@ async def run_jobs(amqp_url, jobs, wait_for: str, count: int, timeout: float = 9
     await bus.subscribe_transient(f"imager-modes-{uuid.uuid4().hex[:4]}", ["#"], recorder)
     build_id = str(uuid.uuid4())
     for job in jobs:
-        await bus.emit(job, build_id=build_id, package="plain")
+        await bus.emit(job, build_id=build_id, package=PACKAGE)
     try:
         return await recorder.wait(wait_for, build_id, count, timeout=timeout)
     finally:
@@ -104,7 +134,7 @@ async def test_plain_dockerfile_is_built_as_is_proven_and_pushed_without_secrets
         amqp_url, [plain_job(plain_artifact, registry, "plain")], ".image.pushed.v1", 1
     )
     assert pushed.data["proven"]
-    repo = f"{PROJECT}/plain"
+    repo = repository(registry, "plain").split("/", 1)[1]
     assert registry.manifest_digest(repo, "latest") == pushed.data["digest"]
     listing = subprocess.run(
         ["docker", "run", "--rm", f"{registry.host}/{repo}:b1", "ls", "/srv"], capture_output=True, text=True
@@ -147,7 +177,7 @@ async def test_image_worker_ships_build_proof_and_push_lines_live(
     image, push = "\n".join(lines["image"]), "\n".join(lines["push"])
     assert "building " in image and "COPY app.py /srv/app.py" in image  # the builder's own output
     assert "proof passed: still running" in image
-    assert f"pushing {registry.host}/{PROJECT}/livelog:b1" in push
+    assert f"pushing {repository(registry, 'livelog')}:b1" in push
     assert "Pushed" in push or "Layer already exists" in push  # docker push's per-layer states
     assert pushed.data["digest"] in push
     assert required_env("KILN_REGISTRY_PASSWORD") not in image + push
@@ -165,9 +195,12 @@ async def test_failing_build_step_reports_image_failed_with_log_tail(
 async def test_registry_auth_failure_is_retried_then_dead_lettered_with_a_clear_error(
     amqp_url, workers, plain_artifact, registry
 ):
-    job = plain_job(plain_artifact, registry, "badcreds", platform="linux/arm64")
+    # The plain tree is the same on every platform: its artifact serves as the arm64 one (the
+    # imager refuses a job whose artifact is for another platform than the job).
+    arm64 = plain_artifact.model_copy(update={"platform": "linux/arm64"})
+    job = plain_job(arm64, registry, "badcreds", platform="linux/arm64")
     bus = await Bus(amqp_url, source="test").connect()
-    await bus.emit(job, build_id=str(uuid.uuid4()), package="plain")
+    await bus.emit(job, build_id=str(uuid.uuid4()), package=PACKAGE)
     await bus.stop(grace_s=5)
     dlq = t.imager_queue("arm64").dead_letter_queue
     connection = await aio_pika.connect(amqp_url)

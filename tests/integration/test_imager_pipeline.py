@@ -196,7 +196,9 @@ async def test_over_stripped_service_fails_naming_the_missing_factory(amqp_url, 
         tier="report",
         factories=("report",),  # report.worker imports core: over-stripped on purpose
         command=("python3", "-m", "report.worker"),
-        repository=image_repository(registry.host, "kiln", VERSION, "report-stripped", PACKAGE, platform),
+        # Its own version: the repository must be the one derived for target `report` (the imager
+        # refuses any other), and must not be the one the first test pushed.
+        repository=image_repository(registry.host, "kiln", f"{VERSION}s", "report", PACKAGE, platform),
         tags=("latest", "b7"),
     )
     await bus.emit(job, build_id=build_id, package=PACKAGE)

@@ -10,8 +10,14 @@ import pytest
 from shared.artifacts import push_artifact
 from shared.bus import Bus
 from shared.events.compile import Artifact, ImageRequested
+from shared.naming import image_repository
 from shared.registry import RegistryClient
-from tests.integration.imager_support import required_env, start_worker, stop_worker
+from tests.integration.imager_support import (
+    dockerfile_operator_config,
+    required_env,
+    start_worker,
+    stop_worker,
+)
 from tests.integration.test_imager_pipeline import Recorder
 
 pytestmark = pytest.mark.integration
@@ -28,23 +34,29 @@ async def test_worker_killed_mid_build_job_is_redelivered_and_pushed_once(amqp_u
     base = required_env("KILN_BASE_IMAGE_AMD64")
     (src / "Dockerfile").write_text(f'FROM {base}\nCOPY app.py /srv/app.py\nCMD ["python3", "/srv/app.py"]\n')
     (src / "app.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
-    stored = push_artifact(
-        src, store=f"file://{tmp_path / 'store'}", package="p", build="b1", platform="linux/amd64"
+    store = f"file://{tmp_path / 'store'}"
+    stored = push_artifact(src, store=store, package="p", build="b1", platform="linux/amd64")
+    repository = image_repository(
+        registry.host, "kiln", f"kill{uuid.uuid4().hex[:6]}", "svc", "p", "linux/amd64"
     )
-    repo = f"kilnkill{uuid.uuid4().hex[:6]}/svc"
+    repo = repository.split("/", 1)[1]
     job = ImageRequested(
         target="svc",
         platform="linux/amd64",
         artifact=Artifact(platform="linux/amd64", reference=stored.reference, digest=stored.digest),
         base_image=required_env("KILN_BASE_IMAGE_AMD64"),
         dockerfile="Dockerfile",
-        repository=f"{registry.host}/{repo}",
+        repository=repository,
         tags=("latest", "b1"),
     )
     env = {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
         "KILN_IMAGER_WORK_DIR": str(tmp_path / "work"),
+        "KILN_CONFIG_PATH": str(
+            dockerfile_operator_config(tmp_path / "operator", "p", registry.host, {"linux/amd64": base})
+        ),
+        "KILN_ARTIFACT_STORE": store,
         "KILN_PROVE_STAY_UP_S": "4",  # long enough to be killed inside it
     }
     bus = await Bus(amqp_url, source="test").connect()

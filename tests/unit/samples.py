@@ -41,7 +41,11 @@ SAMPLES = [
         modules=(ModuleResult(module="core.text", factory="core", platform="linux/amd64", status="ok"),),
         sets=(FactorySetTiming(factory="core", platform="linux/amd64", modules=1, ok=1, failed=0),),
         artifacts=(
-            Artifact(platform="linux/amd64", reference="127.0.0.1:5000/kiln/artifacts:b1", digest=DIGEST),
+            Artifact(
+                platform="linux/amd64",
+                reference=f"127.0.0.1:5000/kiln/kiln-artifacts/demo@{DIGEST}",
+                digest=DIGEST,
+            ),
         ),
         targets=(TargetPlatform(target="web", platform="linux/amd64"),),
     ),

@@ -37,6 +37,7 @@ from shared.db.models import Base
 from shared.events import BuildFinished, StageFinished, StageStarted
 from shared.events.build import Source
 from shared.git_source import GitSource
+from shared.naming import image_repository
 from tests.unit.test_deployer_gate import Envelope, FakeContext
 from tests.unit.test_deployer_verify import FakeProbe, FakeSubstrate
 
@@ -349,7 +350,19 @@ def _deploy(store, cfg, source: dict):
         sleep=lambda s: None,
     )
     images = [
-        ImageState(s, "linux/amd64", True, True, True, "pass", None, repository=f"r/{s}", tag="b1")
+        ImageState(
+            s,
+            "linux/amd64",
+            True,
+            True,
+            True,
+            "pass",
+            None,
+            # what the example's operator config derives: the deployer refuses anything else
+            repository=image_repository("127.0.0.1:5000", "kiln", "axion", s, "demo", "linux/amd64"),
+            tag="b1",
+            digest="sha256:" + "d" * 64,
+        )
         for s in ("webhook", "report", "scheduler", "storage-worker")
     ]
     ctx = FakeContext(build_id, Envelope("e1"))

@@ -9,11 +9,17 @@ import pytest
 
 from shared.naming import (
     build_tag,
+    derived_version,
     digest_ref,
     image_ref,
     image_repository,
     namespace,
+    registry_host_of,
     safe_name,
+    split_repository,
+    validate_image_reference,
+    validate_repository,
+    validate_tag,
     version_for_branch,
     version_for_ref,
 )
@@ -189,3 +195,53 @@ def test_version_for_ref_rejects_unknown_or_option_like_refs(repo):
         version_for_ref(repo, "no-such-branch", MAP)
     with pytest.raises(ValueError, match="must not start"):
         version_for_ref(repo, "--output=/tmp/x", MAP)
+
+
+def test_derived_version_accepts_only_the_derived_repository():
+    where = dict(registry_host="127.0.0.1:5000", project="kiln", service="web", package="demo")
+    assert derived_version("127.0.0.1:5000/kiln/axion-web-demo", platform="linux/amd64", **where) == "axion"
+    assert (
+        derived_version("127.0.0.1:5000/kiln/axion-web-demo-arm", platform="linux/arm64", **where) == "axion"
+    )
+    tenant = derived_version(
+        "127.0.0.1:5000/kiln/tenants/acme/prism-web-demo", platform="linux/amd64", tenant="acme", **where
+    )
+    assert tenant == "prism"
+    for foreign in (
+        "127.0.0.1:5999/kiln/axion-web-demo",  # another host: it would receive the credentials
+        "127.0.0.1:5000/other/axion-web-demo",  # another project
+        "127.0.0.1:5000/kiln/axion-api-demo",  # another service
+        "127.0.0.1:5000/kiln/axion-web-demo2",  # another package
+        "127.0.0.1:5000/kiln/axion-web-demo-arm",  # the arm64 repository for an amd64 image
+        "127.0.0.1:5000/kiln/a/b-web-demo",  # a path where the version goes
+        "127.0.0.1:5000/kiln/-web-demo",  # no version
+        "127.0.0.1:5000/kiln/axion-web-demo\n",
+    ):
+        with pytest.raises(ValueError, match="derived from the operator config"):
+            derived_version(foreign, platform="linux/amd64", **where)
+
+
+def test_image_references_and_repositories_refuse_whitespace_and_control_characters():
+    assert validate_image_reference("127.0.0.1:5000/kiln/base:bookworm-amd64")
+    assert validate_image_reference("python:3.11-slim-bookworm@sha256:" + "a" * 64)
+    assert validate_repository("registry:5000/kiln/axion-web-demo")
+    for bad in ("base:1\nRUN curl x", "base:1 AS x", "base:1\n", "", "https://x/y", "x/{{ y }}"):
+        with pytest.raises(ValueError, match="image reference"):
+            validate_image_reference(bad)
+        with pytest.raises(ValueError, match="repository"):
+            validate_repository(bad)
+
+
+def test_a_trailing_newline_is_not_a_valid_component():
+    with pytest.raises(ValueError):
+        image_repository("127.0.0.1:5000", "kiln", "axion\n", "web", "demo", "linux/amd64")
+    with pytest.raises(ValueError):
+        validate_tag("b1\n")
+
+
+def test_registry_hosts_and_repository_hosts():
+    assert registry_host_of("http://Registry:5000/v2/") == "registry:5000"
+    assert registry_host_of("127.0.0.1:5000") == "127.0.0.1:5000"
+    assert split_repository("127.0.0.1:5000/kiln/x") == ("127.0.0.1:5000", "kiln/x")
+    assert split_repository("localhost/x") == ("localhost", "x")
+    assert split_repository("library/python") == (None, "library/python")

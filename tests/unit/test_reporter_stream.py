@@ -120,7 +120,10 @@ def full_build_stream(
                 skipped=skip_compile,
                 modules=() if skip_compile else tuple(modules),
                 sets=() if skip_compile else tuple(sets),
-                artifacts=tuple(Artifact(platform=p, reference=f"oci://a/{p}") for p in PLATFORMS),
+                artifacts=tuple(
+                    Artifact(platform=p, reference=f"reg:5000/kiln/kiln-artifacts/demo@sha256:{i:064x}")
+                    for i, p in enumerate(PLATFORMS)
+                ),
                 targets=tuple(TargetPlatform(target=t, platform=p) for t in TARGETS for p in PLATFORMS),
                 duration_ms=5400,
             ),

@@ -198,3 +198,28 @@ def test_events_carry_no_secret_material():
     dumped = json.dumps([e.model_dump(mode="json") for e in ctx.emitted])
     assert "BEGIN" not in dumped
     assert "****" not in dumped
+
+
+def test_a_repository_outside_the_operators_registry_is_never_pulled():
+    scanner = FakeScanner(fixture_report("image_clean.json"))
+    app = bootstrap(
+        ScannerSettings(),  # credentials for 127.0.0.1:5000 (KILN_REGISTRY_URL's default)
+        scanner=scanner,
+        package_setup=lambda package: PackageScanSetup(policy=DEFAULT_POLICY),
+        guard=MemoryIdempotencyGuard(),
+    )
+    ctx = FakeContext()
+    forged = PUSHED.model_copy(update={"repository": "127.0.0.1:5999/kiln/axion-webhook-demo"})
+    app.handlers[ImagePushed](forged, ctx)
+    assert scanner.calls == [], "nothing may be pulled (with the credentials) from another host"
+    (scan,) = ctx.of(ScanCompleted)
+    assert scan.verdict == "fail" and "not under the operator's registry 127.0.0.1:5000" in scan.note
+    assert ctx.of(StageFinished)[0].status == "failed"
+
+
+def test_a_package_registry_the_credentials_are_not_for_fails_the_scan():
+    scanner = FakeScanner(fixture_report("image_clean.json"))
+    elsewhere = RegistryConfig(type="registry", host="registry.example.com", project="kiln")
+    ctx = run(scanner, registry=elsewhere)
+    assert scanner.calls == []
+    assert "KILN_REGISTRY_URL" in ctx.of(ScanCompleted)[0].note
