@@ -17,7 +17,7 @@ from services.imager.handlers import (
 from services.imager.image_job import ImagerDeps
 from services.imager.ports import ImageBuilder, Prover, RegistryAuth
 from services.imager.settings import ImagerSettings
-from services.imager.tier_venv import TierVenvCache, host_platform
+from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
 from shared.bus import Bus
 from shared.bus.cancellation import CancelWatch
@@ -28,6 +28,7 @@ from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
 from shared.logging import REDACT, setup_logging
 from shared.registry import RegistryClient
+from shared.sandbox import Sandbox
 
 
 @dataclass
@@ -93,7 +94,11 @@ def bootstrap(
         prover=prover or make_prover(settings),
         registry=registry,
         fetch_artifact=fetch_artifact,
-        tiers=TierVenvCache(settings.imager_work_dir / "tiers"),
+        tiers=TierVenvCache(
+            settings.imager_work_dir / "tiers",
+            PipPolicy(settings.pip_index_url, settings.pip_allow_sdists),
+            Sandbox(required=not settings.allow_unsandboxed),
+        ),
         work_dir=settings.imager_work_dir,
         auth=RegistryAuth(settings.registry_username, password),
         config_path=settings.config_path,

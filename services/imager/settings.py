@@ -18,3 +18,8 @@ class ImagerSettings(KilnSettings):
         30.0, gt=0, description="an HTTP service must answer its health path by then"
     )
     prove_emulated_factor: float = Field(4.0, ge=1, description="longer windows for images run under QEMU")
+    # Where tier packages come from (unset: pip's own configuration) and whether pip may build
+    # sdists (their setup code then runs in the sandbox). Operator settings: a repository's
+    # requirement lines may only name packages (shared/requirement_lines.py).
+    pip_index_url: str | None = None
+    pip_allow_sdists: bool = False
