@@ -96,7 +96,10 @@ class Sandbox:
         env: Mapping[str, str] | None = None,
         network: bool = False,
         cwd: Path | str | None = None,
+        image_root: Path | None = None,
     ) -> list[str]:
+        """`image_root`: a container image's unpacked file system, read-only, instead of the host's
+        /usr (the daemonless image proof)."""
         if not self.available():
             log.warning(
                 "UNSANDBOXED: running repository-controlled %s without a sandbox (%s=true)",
@@ -107,7 +110,7 @@ class Sandbox:
         options += ["--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
         if network:
             options.append("--share-net")
-        options += _system_binds()
+        options += ["--ro-bind", str(image_root), "/"] if image_root else _system_binds()
         options += ["--dev", "/dev", "--tmpfs", "/tmp"]
         for path in _existing(read_only):
             options += ["--ro-bind", path, path]

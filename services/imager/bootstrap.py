@@ -65,7 +65,7 @@ def make_prover(settings: ImagerSettings) -> Prover:
     if settings.image_builder == "buildah":
         from services.imager.adapters.buildah_prover import BuildahProver
 
-        return BuildahProver(**windows)
+        return BuildahProver(**windows, sandbox=Sandbox(required=not settings.allow_unsandboxed))
     from services.imager.adapters.docker_prover import DockerProver
 
     return DockerProver(**windows)
