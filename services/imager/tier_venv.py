@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.requirement_lines import RefusedRequirement, check_requirement, requirement_lines
-from shared.sandbox import REQUIRED, Sandbox, python_paths
+from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable, python_paths
 
 # Manylinux tags pip may pick wheels for, by image platform, when the host is another platform.
 _PIP_PLATFORMS = {
@@ -154,10 +154,13 @@ class TierVenvCache:
             return subprocess.run(command, env=pip_env(work), capture_output=True, text=True, timeout=900)
         # An sdist's build runs its setup code: confined to the work dir, as nobody, no secrets.
         # It still needs the index, hence network=True (docs/architecture.md, "Sandboxed steps").
-        return self.sandbox.run(
-            command, read_only=python_paths(), writable=[work], env=pip_env(work), network=True,
-            cwd=work, timeout=900,
-        )  # fmt: skip
+        try:
+            return self.sandbox.run(
+                command, read_only=python_paths(), writable=[work], env=pip_env(work), network=True,
+                cwd=work, timeout=900,
+            )  # fmt: skip
+        except SandboxUnavailable as unavailable:
+            raise TierPreparationFailed(f"sdists are allowed but {unavailable}") from None
 
 
 def _check(line: str, where: str) -> None:

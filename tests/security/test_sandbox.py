@@ -21,9 +21,11 @@ import pytest
 from services.compiler.engine import ModuleCache, compile_tree
 from services.compiler.tiers_bundle import requirement_files
 from services.deployer.docs.build import build_docs
+from services.deployer.ports import DocsFailed
 from services.imager.tier_venv import PipPolicy, TierPreparationFailed, TierSpec, TierVenvCache, host_platform
 from shared.config import load_config
 from shared.requirement_lines import RefusedRequirement
+from shared.sandbox import Sandbox, SandboxUnavailable
 from tests.security.sandbox_probe import (
     METADATA,
     PIPELINE_PORTS,
@@ -186,3 +188,25 @@ def test_a_mkdocs_hook_reaches_no_service_no_secret_and_no_deployer_environ(tmp_
     for path in (tmp_path / "work").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+# -- no sandbox -----------------------------------------------------------------------------------
+
+
+def test_without_a_sandbox_a_step_fails_naming_the_fix_unless_the_operator_opted_out(tmp_path, caplog):
+    missing = Sandbox(bwrap=str(tmp_path / "no-bwrap"))
+    with pytest.raises(SandboxUnavailable) as unavailable:
+        missing.run(["true"])
+    assert "apt-get install -y bubblewrap" in str(unavailable.value)
+    assert "KILN_ALLOW_UNSANDBOXED=true" in str(unavailable.value)
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "index.md").write_text("# x\n")
+    (repo / "mkdocs.yml").write_text("site_name: x\n")
+    with pytest.raises(DocsFailed, match="not run: the sandbox for repository code cannot be created"):
+        build_docs(repo, "mkdocs.yml", tmp_path / "w", timeout_s=60, env={}, sandbox=missing)
+
+    opted_out = Sandbox(required=False, bwrap=str(tmp_path / "no-bwrap"))
+    done = opted_out.run(["env"], env={"LC_ALL": "C"})
+    assert "LC_ALL=C" in done.stdout and "KILN_" not in done.stdout
+    assert "UNSANDBOXED" in caplog.text

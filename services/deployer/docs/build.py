@@ -16,7 +16,7 @@ from pathlib import Path
 
 from services.deployer.ports import DocsFailed
 from shared.logging import REDACT
-from shared.sandbox import REQUIRED, Sandbox, python_paths
+from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable, python_paths
 
 RUNNER = Path(__file__).with_name("mkdocs_runner.py")
 # What the child may see of the deployer's environment: locale and time zone, no Kiln setting, no key.
@@ -70,6 +70,8 @@ def build_docs(
             cwd=config.parent,
             timeout=timeout_s,
         )
+    except SandboxUnavailable as unavailable:
+        raise DocsFailed(f"mkdocs build of {mkdocs_file} not run: {unavailable}") from None
     except subprocess.TimeoutExpired:
         raise DocsFailed(
             f"mkdocs build of {mkdocs_file} did not finish within {timeout_s:.0f}s "

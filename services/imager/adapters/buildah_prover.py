@@ -22,7 +22,7 @@ import time
 from services.imager.adapters.buildah import GLOBAL_OPTIONS
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
-from shared.sandbox import REQUIRED, Sandbox
+from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable
 
 LOG_LINES = 50
 log = logging.getLogger(__name__)
@@ -61,7 +61,10 @@ class BuildahProver:
             ) or {}
             rootfs = _buildah(buildah, "mount", container)
             probe = os.pipe() if port and health_path else None
-            process = self._start(config, rootfs, port, health_path, probe)
+            try:
+                process = self._start(config, rootfs, port, health_path, probe)
+            except SandboxUnavailable as unavailable:
+                return ProofResult(False, f"the image was not run: {unavailable}")
             return self._watch(process, probe[0] if probe else None, health_path if probe else None, factor)
         finally:
             subprocess.run([*buildah, "umount", container], capture_output=True)
