@@ -107,3 +107,34 @@ def test_a_missing_import_is_still_named_by_the_confined_proof(tmp_path, client)
     finally:
         client.images.remove(reference, force=True)
     assert not proof.ok and proof.missing == "core", proof
+
+
+def test_the_daemonless_proof_runs_the_image_in_the_sandbox(tmp_path, client, monkeypatch):
+    """buildah backend: `buildah run --isolation chroot` shared the worker's network; now the CMD
+    runs in bubblewrap on the mounted image. The listener is on the worker's own loopback."""
+    import subprocess
+
+    from services.imager.adapters.buildah import GLOBAL_OPTIONS
+    from services.imager.adapters.buildah_prover import BuildahProver
+
+    listener = Listener()
+    secret = new_secret()
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", secret)
+    targets = [("127.0.0.1", port) for port in (*PIPELINE_PORTS, listener.port)] + [METADATA]
+    command = probe_source(targets) + "import time\nprint(kiln_probe(), flush=True)\ntime.sleep(120)\n"
+    reference = _image(client, tmp_path, command)
+    buildah = ["buildah", *GLOBAL_OPTIONS]
+    try:
+        pulled = f"docker-daemon:{reference}"
+        subprocess.run([*buildah, "pull", "-q", pulled], check=True, capture_output=True)
+        proof = BuildahProver(stay_up_s=4, timeout_s=60).prove(
+            reference, platform="linux/amd64", port=None, health_path=None
+        )
+    finally:
+        subprocess.run([*buildah, "rmi", "-f", reference], capture_output=True)
+        client.images.remove(reference, force=True)
+        listener.close()
+    assert proof.ok, proof
+    seen = read_probe("\n".join(proof.log))
+    assert seen["uid"] == 65534
+    assert_contained(seen, secret, listener)
