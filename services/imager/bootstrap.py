@@ -96,7 +96,7 @@ def bootstrap(
         fetch_artifact=fetch_artifact,
         tiers=TierVenvCache(
             settings.imager_work_dir / "tiers",
-            PipPolicy(settings.pip_index_url, settings.pip_allow_sdists),
+            PipPolicy(settings.pip_index_url, settings.pip_allow_sdists, settings.pip_cert),
             Sandbox(required=not settings.allow_unsandboxed),
         ),
         work_dir=settings.imager_work_dir,

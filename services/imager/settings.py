@@ -23,3 +23,4 @@ class ImagerSettings(KilnSettings):
     # requirement lines may only name packages (shared/requirement_lines.py).
     pip_index_url: str | None = None
     pip_allow_sdists: bool = False
+    pip_cert: str | None = Field(None, description="CA bundle pip trusts (a TLS-intercepting proxy)")

@@ -68,10 +68,11 @@ def parse_requirements(text: str, origin: str = "requirements") -> tuple[str, ..
 
 @dataclass(frozen=True)
 class PipPolicy:
-    """The operator's pip settings: KILN_PIP_INDEX_URL and KILN_PIP_ALLOW_SDISTS."""
+    """The operator's pip settings: KILN_PIP_INDEX_URL, KILN_PIP_ALLOW_SDISTS, KILN_PIP_CERT."""
 
     index_url: str | None = None
     allow_sdists: bool = False
+    cert: str | None = None  # CA bundle, e.g. of a TLS-intercepting proxy
 
 
 WHEELS_ONLY = PipPolicy()
@@ -87,6 +88,8 @@ def pip_command(lines_file: Path, target: Path, platform: str, policy: PipPolicy
     command += ["--no-input", "--no-compile", "--target", str(target), "-r", str(lines_file)]
     if policy.index_url:
         command += ["--index-url", policy.index_url]
+    if policy.cert:
+        command += ["--cert", policy.cert]
     if platform != host_platform():
         command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
         for tag in _PIP_PLATFORMS[platform]:
