@@ -52,6 +52,8 @@ def main() -> None:
         for name, sandbox in (("sandboxed", CONFINED), ("unsandboxed", UNCONFINED)):
             with tempfile.TemporaryDirectory(prefix="kiln-bench-sandbox-") as work:
                 times[name].append(one_round(Path(work), sandbox, args.jobs))
+            cold, change = times[name][-1]
+            print(f"  round {len(times[name])} {name:12} cold {cold:6.2f} s  one-file change {change:5.2f} s")
     for name, rounds in times.items():
         cold = statistics.median(r[0] for r in rounds)
         change = statistics.median(r[1] for r in rounds)
