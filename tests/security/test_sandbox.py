@@ -97,18 +97,29 @@ def test_the_compile_stage_refuses_the_file_naming_its_line(tmp_path):
 
 
 def _sdist_index(root: Path, listener: Listener, marker: Path) -> str:
-    """A real PEP 503 index serving one package that exists only as an sdist whose setup.py
-    connects to the listener and writes a marker: if either happens, setup code ran."""
-    setup = (
-        "import socket, pathlib\n"
-        f"pathlib.Path({str(marker)!r}).write_text('setup ran')\n"
-        f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)\n"
-        "from setuptools import setup\nsetup(name='kiln-probe-sdist', version='1.0')\n"
+    """A real PEP 503 index serving one package that exists only as an sdist. Its build backend
+    is in the sdist itself (PEP 517 `backend-path`, no build requirements to fetch): on the first
+    hook pip calls it writes a marker, connects to the listener, then fails with what the probe
+    saw, so the test reads it from pip's output."""
+    backend = probe_source(_targets(listener)) + (
+        "import pathlib, socket\n"
+        "def _attack(*args, **kwargs):\n"
+        f"    try:\n        pathlib.Path({str(marker)!r}).write_text('setup ran')\n"
+        "    except OSError:\n        pass\n"
+        f"    raise SystemExit(kiln_probe())\n"
+        "get_requires_for_build_wheel = prepare_metadata_for_build_wheel = build_wheel = _attack\n"
+        "build_sdist = get_requires_for_build_sdist = _attack\n"
     )
+    pyproject = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    sources = {
+        "backend.py": backend,
+        "pyproject.toml": pyproject,
+        "PKG-INFO": "Metadata-Version: 2.1\nName: kiln-probe-sdist\nVersion: 1.0\n",
+    }
     files = root / "files"
     files.mkdir(parents=True)
     with tarfile.open(files / "kiln_probe_sdist-1.0.tar.gz", "w:gz") as archive:
-        for name, text in {"setup.py": setup, "PKG-INFO": "Name: kiln-probe-sdist\nVersion: 1.0\n"}.items():
+        for name, text in sources.items():
             data = text.encode()
             member = tarfile.TarInfo(f"kiln_probe_sdist-1.0/{name}")
             member.size = len(data)
@@ -131,6 +142,24 @@ def test_an_sdist_only_package_is_refused_and_its_setup_code_never_runs(tmp_path
     assert "kiln-probe-sdist" in message and "KILN_PIP_ALLOW_SDISTS=true" in message
     assert not marker.exists() and listener.connections == []
     assert secret not in message
+
+
+def test_an_allowed_sdist_builds_as_nobody_without_secrets_or_proc(tmp_path, listener, secret):
+    """With KILN_PIP_ALLOW_SDISTS=true the build backend runs, in the sandbox: nobody, no KILN_*
+    and no DOCKER_HOST, no /proc, nothing written outside pip's work dir. Known limit (docs/
+    architecture.md): pip fetches from the index inside the sandbox, so it shares the network."""
+    marker = tmp_path / "setup-ran"
+    index = _sdist_index(tmp_path / "index", listener, marker)
+    cache = TierVenvCache(tmp_path / "tiers", PipPolicy(index_url=index, allow_sdists=True))
+    with pytest.raises(TierPreparationFailed) as failed:
+        cache.prepare(TierSpec("report", ("kiln-probe-sdist==1.0",)), host_platform())
+    seen = read_probe(str(failed.value))
+    assert seen["uid"] == 65534 and not marker.exists()
+    for path in [key for key in seen if key.startswith("/proc/")]:
+        assert str(seen[path]).startswith("refused"), path
+    assert not [name for name in seen["env"] if name.startswith("KILN_") or name == "DOCKER_HOST"]
+    assert secret not in str(failed.value)
+    assert listener.connections  # the known limit above: when it is closed, this flips
 
 
 # -- Cython and gcc on the repository's modules -------------------------------------------------
