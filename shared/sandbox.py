@@ -112,10 +112,10 @@ class Sandbox:
             options.append("--share-net")
         options += ["--ro-bind", str(image_root), "/"] if image_root else _system_binds()
         options += ["--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in _existing(read_only):
-            options += ["--ro-bind", path, path]
-        for path in _existing(writable):
-            options += ["--bind", path, path]
+        for source, target in _existing(read_only):
+            options += ["--ro-bind", source, target]
+        for source, target in _existing(writable):
+            options += ["--bind", source, target]
         for name, value in {**BASE_ENV, **(env or {})}.items():
             options += ["--setenv", name, value]
         if cwd is not None:
@@ -193,6 +193,8 @@ def _system_binds() -> list[str]:
     return binds
 
 
-def _existing(paths: Iterable[Path | str]) -> list[str]:
-    # Resolved, so a bind never follows a link the repository planted; missing paths are skipped.
-    return list(dict.fromkeys(str(Path(p).resolve()) for p in paths if Path(p).exists()))
+def _existing(paths: Iterable[Path | str]) -> list[tuple[str, str]]:
+    """(what is mounted, where): the resolved directory at the path the caller uses, so a path
+    through a link works inside and the mount itself follows no link later. Missing paths skipped."""
+    binds = {str(Path(p).absolute()): str(Path(p).resolve()) for p in paths if Path(p).exists()}
+    return [(source, target) for target, source in binds.items()]

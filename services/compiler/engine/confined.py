@@ -34,7 +34,7 @@ def run_confined(pending: list[ModuleJob], jobs: int, sandbox: Sandbox, src: Pat
         jobs_file.write_bytes(pickle.dumps(pending))
         cache_root = pending[0].cache.root
         cache_root.mkdir(parents=True, exist_ok=True)
-        read_only = [*python_paths(), src, scratch, *_toolchain_paths(pending)]
+        read_only = [*python_paths(), src, *_linked_roots(src), scratch, *_toolchain_paths(pending)]
         process = sandbox.popen(
             [sys.executable, "-I", "-m", __name__, str(jobs_file), str(jobs)],
             read_only=read_only, writable=[cache_root], env={"LC_ALL": "C"}, cwd="/tmp",
@@ -60,6 +60,13 @@ def _outcome(line: str, modules: set[str]) -> JobOutcome | None:
     except (ValueError, KeyError, TypeError):
         return None
     return outcome if outcome.module in modules else None
+
+
+def _linked_roots(src: Path) -> list[Path]:
+    """The compiler stage's view links each factory's directory into `src`: those targets are
+    bound too. Links inside the repository's own tree get nothing: outside the bound
+    directories they lead nowhere in the sandbox."""
+    return [entry.resolve() for entry in src.iterdir() if entry.is_symlink() and entry.resolve().is_dir()]
 
 
 def _toolchain_paths(pending: Iterable[ModuleJob]) -> set[str]:
