@@ -36,6 +36,9 @@ class KilnSettings(BaseSettings):
     health_port: int | None = Field(None, description="workers answer /healthz and /readyz here")
     # First back-off of a failed handler (doubling, capped at 60 s, 8 retries): the retry budget.
     retry_base_delay_s: float = Field(1.0, gt=0, le=60)
+    # Repository code runs only in the sandbox (shared/sandbox.py). True lets it run unconfined
+    # where no sandbox can be created: the operator's explicit choice, logged on every such run.
+    allow_unsandboxed: bool = False
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -13,6 +13,7 @@ KILN_APT_PACKAGES=(
   binfmt-support           # registers qemu with the kernel
   debootstrap              # base image rootfs
   buildah                  # daemonless image builds
+  bubblewrap               # bwrap: the sandbox for repository code (shared/sandbox.py)
   git
   ccache
   curl

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from shared.config import KilnConfig
+from shared.requirement_lines import requirement_lines
 
 TIERS_FILE = ".kiln-tiers.json"
 
@@ -18,25 +19,17 @@ class MissingRequirements(ValueError):
 
 
 def requirement_files(config: KilnConfig, root: Path) -> dict[str, Path]:
-    """Every requirements file the config's tiers name: relative path -> file in the source."""
+    """Every requirements file the config's tiers name: relative path -> file in the source.
+    Each line is checked here, before anything is built (RefusedRequirement names file and line)."""
     files: dict[str, Path] = {}
     for name, tier in config.tiers.items():
         for relative in tier.requirements:
             path = (root / relative).resolve()
             if not path.is_relative_to(root.resolve()) or not path.is_file():
                 raise MissingRequirements(f"tier {name}: requirements file {relative} is not in the source")
+            requirement_lines(path.read_text(encoding="utf-8"), relative)
             files[relative] = path
     return files
-
-
-def requirement_lines(text: str) -> list[str]:
-    """The lines pip acts on: comments, inline comments and blank lines dropped."""
-    lines = []
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if line and not line.startswith("#"):
-            lines.append(line)
-    return lines
 
 
 def tiers_document(config: KilnConfig, files: dict[str, Path]) -> dict[str, dict[str, list[str]]]:
@@ -45,7 +38,7 @@ def tiers_document(config: KilnConfig, files: dict[str, Path]) -> dict[str, dict
             "requirements": [
                 line
                 for relative in tier.requirements
-                for line in requirement_lines(files[relative].read_text(encoding="utf-8"))
+                for line in requirement_lines(files[relative].read_text(encoding="utf-8"), relative)
             ],
             "arm_exclude": list(tier.arm_exclude),
         }

@@ -19,7 +19,7 @@ from services.imager.image_job import ImagerDeps
 from services.imager.ports import ImageBuilder, Prover, RegistryAuth
 from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
-from services.imager.tier_venv import TierVenvCache, host_platform
+from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
 from shared.bus import Bus
 from shared.bus.cancellation import CancelWatch
@@ -32,6 +32,7 @@ from shared.events.image import ImagePushed
 from shared.logging import REDACT, setup_logging
 from shared.registry import RegistryClient
 from shared.registry.transport import log_insecure_hosts, parse_hosts
+from shared.sandbox import Sandbox
 
 
 @dataclass
@@ -68,7 +69,7 @@ def make_prover(settings: ImagerSettings) -> Prover:
     if settings.image_builder == "buildah":
         from services.imager.adapters.buildah_prover import BuildahProver
 
-        return BuildahProver(**windows)
+        return BuildahProver(**windows, sandbox=Sandbox(required=not settings.allow_unsandboxed))
     from services.imager.adapters.docker_prover import DockerProver
 
     return DockerProver(**windows)
@@ -98,7 +99,11 @@ def bootstrap(
         prover=prover or make_prover(settings),
         registry=registry,
         fetch_artifact=fetch_artifact,
-        tiers=TierVenvCache(settings.imager_work_dir / "tiers"),
+        tiers=TierVenvCache(
+            settings.imager_work_dir / "tiers",
+            PipPolicy(settings.pip_index_url, settings.pip_allow_sdists, settings.pip_cert),
+            Sandbox(required=not settings.allow_unsandboxed),
+        ),
         work_dir=settings.imager_work_dir,
         auth=RegistryAuth(settings.registry_username, password),
         config_path=settings.config_path,

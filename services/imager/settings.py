@@ -23,3 +23,9 @@ class ImagerSettings(KilnSettings):
     base_image_amd64: str | None = None
     base_image_arm64: str | None = None
     artifact_store: str | None = Field(None, description='"host[:port]/project" or "file:///dir"')
+    # Where tier packages come from (unset: pip's own configuration) and whether pip may build
+    # sdists (their setup code then runs in the sandbox). Operator settings: a repository's
+    # requirement lines may only name packages (shared/requirement_lines.py).
+    pip_index_url: str | None = None
+    pip_allow_sdists: bool = False
+    pip_cert: str | None = Field(None, description="CA bundle pip trusts (a TLS-intercepting proxy)")

@@ -3,6 +3,14 @@
 Why on the host: a `RUN pip install` inside a build cannot verify TLS here, and for arm64 it
 would need QEMU. pip itself can fetch wheels for another platform (`--platform ... --only-binary`),
 and pure-Python wheels are platform-free, so the layer is just files we COPY in.
+
+The requirement lines are repository content: they only name packages (shared/requirement_lines.py
+refuses options and direct references). pip always resolves wheels only (`--only-binary=:all:`,
+for the host platform too: an sdist runs its setup code) against the operator's index
+(KILN_PIP_INDEX_URL, else pip's own configuration), with an empty environment: no KILN_* secret,
+no DOCKER_HOST. Installing a wheel runs none of its code. Only when the operator allows sdists
+(KILN_PIP_ALLOW_SDISTS) does pip build one, and then pip runs inside the sandbox
+(shared/sandbox.py) as nobody, seeing only its work directory.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.requirement_lines import RefusedRequirement, check_requirement, requirement_lines
+from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable, python_paths
 
 # Manylinux tags pip may pick wheels for, by image platform, when the host is another platform.
 _PIP_PLATFORMS = {
@@ -47,13 +58,24 @@ class TierSpec:
         return hashlib.sha256(f"{platform}\n{text}".encode()).hexdigest()[:16]
 
 
-def parse_requirements(text: str) -> tuple[str, ...]:
-    lines = []
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if line and not line.startswith("#"):
-            lines.append(line)
-    return tuple(lines)
+def parse_requirements(text: str, origin: str = "requirements") -> tuple[str, ...]:
+    """Checked requirement lines; TierPreparationFailed names the refused line and its file."""
+    try:
+        return tuple(requirement_lines(text, origin))
+    except RefusedRequirement as refused:
+        raise TierPreparationFailed(str(refused)) from None
+
+
+@dataclass(frozen=True)
+class PipPolicy:
+    """The operator's pip settings: KILN_PIP_INDEX_URL, KILN_PIP_ALLOW_SDISTS, KILN_PIP_CERT."""
+
+    index_url: str | None = None
+    allow_sdists: bool = False
+    cert: str | None = None  # CA bundle, e.g. of a TLS-intercepting proxy
+
+
+WHEELS_ONLY = PipPolicy()
 
 
 def host_platform() -> str:
@@ -61,25 +83,42 @@ def host_platform() -> str:
     return "linux/arm64" if machine in ("aarch64", "arm64") else "linux/amd64"
 
 
-def pip_command(lines_file: Path, target: Path, platform: str) -> list[str]:
+def pip_command(lines_file: Path, target: Path, platform: str, policy: PipPolicy = WHEELS_ONLY) -> list[str]:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    command += ["--no-compile", "--target", str(target), "-r", str(lines_file)]
+    command += ["--no-input", "--no-compile", "--target", str(target), "-r", str(lines_file)]
+    if policy.index_url:
+        command += ["--index-url", policy.index_url]
+    if policy.cert:
+        command += ["--cert", policy.cert]
     if platform != host_platform():
         command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
         for tag in _PIP_PLATFORMS[platform]:
             command += ["--platform", tag]
+    elif not policy.allow_sdists:
+        command.append("--only-binary=:all:")
     return command
+
+
+def pip_env(work: Path) -> dict[str, str]:
+    """All pip sees of the worker: no KILN_* setting, no DOCKER_HOST, no proxy credentials. pip's
+    own configuration files (/etc/pip.conf, /etc/xdg/pip/) stay the operator's channel."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
 
 
 class TierVenvCache:
     """`<root>/<tier>-<arch>-<hash>/` holds a finished tier; built in a temp dir, then renamed."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, pip: PipPolicy = WHEELS_ONLY, sandbox: Sandbox = REQUIRED):
         self.root = root
+        self.pip = pip
+        self.sandbox = sandbox
 
     def path_for(self, tier: TierSpec, platform: str) -> Path:
         arch = platform.split("/", 1)[1]
-        return self.root / f"{tier.name}-{arch}-{tier.requirements_hash(platform)}"
+        name = f"{tier.name}-{arch}-{tier.requirements_hash(platform)}"
+        if self.pip != WHEELS_ONLY:  # another index or sdists: never the same cached tier
+            name += "-" + hashlib.sha256(repr(self.pip).encode()).hexdigest()[:8]
+        return self.root / name
 
     def prepare(self, tier: TierSpec, platform: str) -> Path:
         final = self.path_for(tier, platform)
@@ -93,13 +132,15 @@ class TierVenvCache:
             lines = tier.lines_for(platform)
             if lines:
                 requirements = work / "requirements.txt"
+                for number, line in enumerate(lines, start=1):  # they reached us through an artifact
+                    _check(line, f"tier {tier.name} line {number}")
                 requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
-                result = subprocess.run(
-                    pip_command(requirements, target, platform), capture_output=True, text=True, timeout=900
-                )
+                result = self._run_pip(pip_command(requirements, target, platform, self.pip), work)
                 if result.returncode != 0:
                     tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-                    raise TierPreparationFailed(f"pip failed for tier {tier.name} ({platform}):\n{tail}")
+                    raise TierPreparationFailed(
+                        f"pip failed for tier {tier.name} ({platform}):\n{tail}{_sdist_hint(tail, self.pip)}"
+                    )
             _drop_bytecode(target)
             try:
                 target.rename(final)  # atomic: concurrent workers either see a full tier or none
@@ -109,6 +150,36 @@ class TierVenvCache:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return final
+
+    def _run_pip(self, command: list[str], work: Path) -> subprocess.CompletedProcess:
+        if not self.pip.allow_sdists:
+            # Wheels only: pip downloads and unpacks, no package code runs; it needs the network.
+            return subprocess.run(command, env=pip_env(work), capture_output=True, text=True, timeout=900)
+        # An sdist's build runs its setup code: confined to the work dir, as nobody, no secrets.
+        # It still needs the index, hence network=True (docs/architecture.md, "Sandboxed steps").
+        try:
+            return self.sandbox.run(
+                command, read_only=python_paths(), writable=[work], env=pip_env(work), network=True,
+                cwd=work, timeout=900,
+            )  # fmt: skip
+        except SandboxUnavailable as unavailable:
+            raise TierPreparationFailed(f"sdists are allowed but {unavailable}") from None
+
+
+def _check(line: str, where: str) -> None:
+    try:
+        check_requirement(line, where)
+    except RefusedRequirement as refused:
+        raise TierPreparationFailed(str(refused)) from None
+
+
+def _sdist_hint(pip_output: str, policy: PipPolicy) -> str:
+    if policy.allow_sdists or "matching distribution" not in pip_output:
+        return ""
+    return (
+        "\n(only wheels are installed: a package without a wheel for this platform is refused; "
+        "the operator may allow sdists with KILN_PIP_ALLOW_SDISTS=true)"
+    )
 
 
 def _drop_bytecode(root: Path) -> None:

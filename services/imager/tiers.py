@@ -43,5 +43,5 @@ def resolve_tier(name: str, artifact_root: Path, config_path: str | None) -> Tie
             raise TierPreparationFailed(
                 f"tier {name!r}: requirements file {relative} is in neither the artifact nor the config dir"
             )
-        lines.extend(parse_requirements(found.read_text(encoding="utf-8")))
+        lines.extend(parse_requirements(found.read_text(encoding="utf-8"), relative))
     return TierSpec(name, tuple(lines), tuple(tier.arm_exclude))

@@ -9,7 +9,7 @@ import pytest
 
 from services.imager.build_context import FIXED_MTIME, MissingFactory, directory_context, service_context
 from services.imager.dockerfile import LAUNCHER, LAUNCHER_SOURCE, ImageSpec, launch_command, render_dockerfile
-from services.imager.tier_venv import TierSpec, parse_requirements, pip_command
+from services.imager.tier_venv import PipPolicy, TierSpec, parse_requirements, pip_command
 from services.imager.traceback_reading import find_missing_import
 
 
@@ -129,6 +129,16 @@ def test_cross_platform_pip_fetches_binary_wheels_for_the_target(tmp_path, monke
     assert "--only-binary=:all:" in cross and "manylinux2014_aarch64" in cross and "3.11" in cross
     native = pip_command(tmp_path / "r.txt", tmp_path / "t", "linux/amd64")
     assert "--platform" not in native and "--target" in native
+    # The host platform too: an sdist would run its setup code on the worker (issue #13).
+    assert "--only-binary=:all:" in native and "--index-url" not in native
+
+
+def test_pip_uses_the_operators_index_and_builds_sdists_only_when_allowed(tmp_path, monkeypatch):
+    monkeypatch.setattr("services.imager.tier_venv.host_platform", lambda: "linux/amd64")
+    policy = PipPolicy(index_url="https://pypi.example.internal/simple", allow_sdists=True)
+    native = pip_command(tmp_path / "r.txt", tmp_path / "t", "linux/amd64", policy)
+    assert native[native.index("--index-url") + 1] == policy.index_url
+    assert "--only-binary=:all:" not in native
 
 
 COMPILED_TRACE = """Traceback (most recent call last):

@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from services.compiler.engine import CompileReport, ModuleCache, ModuleResult, compile_tree
+from shared.sandbox import REQUIRED, Sandbox
 
 
 class EngineCompiler:
-    def __init__(self, cache: ModuleCache, jobs: int):
+    def __init__(self, cache: ModuleCache, jobs: int, sandbox: Sandbox = REQUIRED):
         self.cache = cache
         self._jobs = jobs
+        self._sandbox = sandbox  # Sandbox(required=not settings.allow_unsandboxed) from bootstrap
 
     def compile(
         self,
@@ -32,4 +34,5 @@ class EngineCompiler:
             factories=factories,
             fallback_to_source=fallback_to_source,
             progress=progress,
+            sandbox=self._sandbox,
         )

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import Cython
 
+from shared.sandbox import REQUIRED, Sandbox
+
 from . import tree as layout
 from .cache import ModuleCache, digest, place
 from .cc import Toolchain, find_ccache, normalize_platform, platform_slug, toolchain_for
+from .confined import run_confined
 from .cythonize import DIRECTIVES, cython_fingerprint
 from .eviction import build_lease, lookup_lock, prune_if_over
 from .job import ExtensionTarget, JobOutcome, ModuleJob, run_job
@@ -50,7 +53,10 @@ def compile_tree(
     factories: list[str] | None = None,
     fallback_to_source: Iterable[str] = frozenset(),
     progress: Progress | None = None,
+    sandbox: Sandbox = REQUIRED,
 ) -> CompileReport:
+    """The pending modules compile inside `sandbox` (confined.py); the host only hashes, looks up
+    and links."""
     started = time.perf_counter()
     platforms = list(dict.fromkeys(normalize_platform(p) for p in platforms))
     toolchains = [toolchain_for(p) for p in platforms]  # ToolchainMissing before any work
@@ -69,7 +75,7 @@ def compile_tree(
         for decided in results.values():  # outside the lock: a slow callback never holds it
             notify(decided)
         by_name = {m.module: m for m in tree.modules}
-        for outcome in _run_pool(lookup.pending, jobs):
+        for outcome in _compile_pending(lookup.pending, jobs, sandbox, Path(src).resolve()):
             stored_bytes += outcome.stored_bytes
             module = by_name[outcome.module]
             if outcome.error is None:
@@ -158,7 +164,18 @@ def _result(module, status, duration_ms, error=None, line=None) -> ModuleResult:
     return ModuleResult(module.module, module.factory, status, duration_ms, error, str(module.relative), line)
 
 
-def _run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
+def _compile_pending(pending: list[ModuleJob], jobs: int, sandbox: Sandbox, src: Path):
+    if not pending:
+        return iter(())
+    if not sandbox.available():
+        log.warning("UNSANDBOXED: compiling %d repository modules without a sandbox "
+                    "(KILN_ALLOW_UNSANDBOXED=true)", len(pending))  # fmt: skip
+        return run_pool(pending, jobs)
+    return run_confined(pending, jobs, sandbox, src)
+
+
+def run_pool(pending: list[ModuleJob], jobs: int) -> Iterable[JobOutcome]:
+    """The process pool itself (inside the sandbox, or unconfined when the operator opted out)."""
     if not pending:
         return
     pending = sorted(pending, key=lambda job: job.source.stat().st_size, reverse=True)

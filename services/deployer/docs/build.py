@@ -1,5 +1,9 @@
 """Build a checkout's docs with MkDocs (in a child process: mkdocs_runner.py) and read back what
-every page became."""
+every page became.
+
+`mkdocs.yml` may load hooks and plugins, i.e. run the repository's code: the child runs in the
+sandbox (shared/sandbox.py): no network, none of the deployer's environment, no /proc in which
+to read the deployer's, the checkout read-only and only the work directory writable."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from pathlib import Path
 
 from services.deployer.ports import DocsFailed
 from shared.logging import REDACT
+from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable, python_paths
 
 RUNNER = Path(__file__).with_name("mkdocs_runner.py")
-# What the child may see of the deployer's environment: enough to run, no Kiln setting, no key.
-CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+# What the child may see of the deployer's environment: locale and time zone, no Kiln setting, no key.
+CHILD_ENV = ("LANG", "LC_ALL", "TZ")
 _MESSAGE_LINES = 15
 
 
@@ -36,7 +41,13 @@ class BuiltDocs:
 
 
 def build_docs(
-    repo: Path, mkdocs_file: str, work: Path, *, timeout_s: float, env: Mapping[str, str]
+    repo: Path,
+    mkdocs_file: str,
+    work: Path,
+    *,
+    timeout_s: float,
+    env: Mapping[str, str],
+    sandbox: Sandbox = REQUIRED,
 ) -> BuiltDocs:
     """`mkdocs_file` is relative to the repository root; the site is written under `work`."""
     root = repo.resolve()
@@ -47,18 +58,20 @@ def build_docs(
         raise DocsFailed(
             f"docs.mkdocs: no {mkdocs_file} in the repository; add one or point docs.mkdocs at it"
         )
+    work.mkdir(parents=True, exist_ok=True)  # the only place the child may write
     out = work / "pages.json"
     command = [sys.executable, "-I", str(RUNNER), str(config), str(work / "site"), str(out)]
     try:
-        done = subprocess.run(
+        done = sandbox.run(
             command,
-            cwd=config.parent,
+            read_only=[*python_paths(), RUNNER, root],
+            writable=[work],
             env={name: env[name] for name in CHILD_ENV if name in env},
-            capture_output=True,
-            text=True,
+            cwd=config.parent,
             timeout=timeout_s,
-            check=False,
         )
+    except SandboxUnavailable as unavailable:
+        raise DocsFailed(f"mkdocs build of {mkdocs_file} not run: {unavailable}") from None
     except subprocess.TimeoutExpired:
         raise DocsFailed(
             f"mkdocs build of {mkdocs_file} did not finish within {timeout_s:.0f}s "

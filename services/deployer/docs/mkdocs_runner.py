@@ -3,8 +3,9 @@ each page became (its HTML as MkDocs rendered it, title, URL) to a JSON file.
 
 Run as `python -I mkdocs_runner.py CONFIG SITE_DIR OUT_JSON` (see docs/build.py): a script, not
 a module of the deployer, because `mkdocs.yml` may load hooks and plugins, i.e. run code from the
-repository. The child has a minimal environment (no Kiln settings, no wiki key) and a timeout,
-and `-I` keeps the repository's directory off sys.path.
+repository. The child runs in the sandbox (shared/sandbox.py: no network, no Kiln setting, no
+/proc of the deployer, the checkout read-only) with a timeout, and `-I` keeps the repository's
+directory off sys.path.
 
 `use_directory_urls` is turned off for this build: every page is `<path>.html` and MkDocs writes
 every link between pages as a relative `….html` link, which is what the wiki publisher rewrites.

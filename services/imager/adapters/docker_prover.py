@@ -1,8 +1,15 @@
 """Proves an image starts on a Docker Engine: run its own CMD, watch it for a while, probe health.
 
 A worker passes when it is still running after `stay_up_s`; an HTTP service when its health path
-answers 2xx on the published port before `timeout_s`. Images of another architecture run under
-QEMU (binfmt), so their windows are longer.
+answers 2xx before `timeout_s`. Images of another architecture run under QEMU (binfmt), so their
+windows are longer.
+
+The image is repository code, so it runs confined (issue #13): no network at all (`--network
+none`: not the broker, the database, the engine's API on 127.0.0.1:2375 nor the metadata address),
+every capability dropped, no-new-privileges, as nobody, a read-only root with a private tmpfs /tmp,
+pids and memory limits, and only the image's own environment. The health probe therefore runs
+inside the container (`docker exec` of the image's python3 against its own 127.0.0.1), never
+through a published port.
 """
 
 from __future__ import annotations
@@ -11,13 +18,23 @@ import contextlib
 import time
 
 import docker
-import httpx
 from docker.errors import APIError, NotFound
 
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
 
 LOG_LINES = 50
+PROOF_USER = "65534:65534"  # nobody: whatever USER the image names, the proof runs unprivileged
+PROOF_LIMITS = {"pids_limit": 256, "mem_limit": "1g", "nano_cpus": 1_000_000_000}
+# Run by the image's own python3 inside the container; exit 0 = the health path answered 2xx.
+HEALTH_PROBE = (
+    "import sys, urllib.request\n"
+    "try:\n"
+    "    answer = urllib.request.urlopen(sys.argv[1], timeout=2)\n"
+    "except Exception:\n"
+    "    sys.exit(1)\n"
+    "sys.exit(0 if 200 <= answer.status < 300 else 1)\n"
+)
 
 
 class DockerProver:
@@ -44,8 +61,14 @@ class DockerProver:
             reference,
             detach=True,
             platform=platform,
-            ports={f"{port}/tcp": ("127.0.0.1", None)} if port and health_path else None,
             labels={"dev.kiln.proof": "1"},
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            user=PROOF_USER,
+            read_only=True,
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
+            **PROOF_LIMITS,
         )
         try:
             return self._watch(container, port, health_path, factor)
@@ -57,14 +80,12 @@ class DockerProver:
         started = time.monotonic()
         deadline = started + self.timeout_s * factor
         stay_up = self.stay_up_s * factor
-        url = None
         while time.monotonic() < deadline:
             container.reload()
             if container.status in ("exited", "dead"):
                 return self._died(container)
             if health_path and port:
-                url = url or _health_url(container, port, health_path)
-                if url and _answers(url):
+                if _answers(container, f"http://127.0.0.1:{port}{health_path}"):
                     return ProofResult(ok=True, reason=f"{health_path} answered", log=_logs(container))
             elif time.monotonic() - started >= stay_up:
                 return ProofResult(
@@ -91,18 +112,12 @@ class DockerProver:
         return ProofResult(ok=False, reason=f"exited with code {code} during the proof window", log=log)
 
 
-def _health_url(container, port: int, health_path: str) -> str | None:
-    bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp") or []
-    if not bindings:
-        return None
-    return f"http://127.0.0.1:{bindings[0]['HostPort']}{health_path}"
-
-
-def _answers(url: str) -> bool:
+def _answers(container, url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2.0).is_success
-    except httpx.HTTPError:
+        result = container.exec_run(["python3", "-c", HEALTH_PROBE, url], user=PROOF_USER, environment={})
+    except APIError:  # the container stopped between reload() and exec: the loop sees it next
         return False
+    return result.exit_code == 0
 
 
 def _logs(container) -> list[str]:
