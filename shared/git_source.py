@@ -84,6 +84,11 @@ class GitSource:
         """The tree at the source's commit. `package`: the build's package, whose configured
         source (guard) the URL must be."""
         if source.path:
+            if self._guard is not None:
+                try:
+                    self._guard.check_path(package, source.path)
+                except SourceRefused as exc:
+                    raise FetchFailed(str(exc)) from None
             root = Path(source.path).expanduser().resolve()
             if not root.is_dir():
                 raise FetchFailed(f"source path {source.path} is not a directory")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -188,7 +189,21 @@ class SourceGuard:
         path = settings.config_path
         return cls(settings, lambda: load_config(path, env) if path else None)
 
-    def check(self, package: str | None, repo_url: str) -> PackageSource:
+    def check_path(self, package: str | None, path: str) -> PackageSource:
+        """A build from a directory on this host (`source.path`): only the package's configured local
+        source (`clone_url` a path or file:// URL, with `allow_file`) may be named, so a forged event
+        cannot point a worker at another checkout, another package's files or the host's own."""
+        wanted = Path(path).expanduser().resolve()
+        for candidate in self._candidates(package):
+            if candidate.transport == "file" and _local_path(candidate.url) == wanted:
+                return candidate
+        raise SourceRefused(
+            f"build.requested names the directory {path!r} for package {package!r}, which is not its "
+            f"configured local source (packages.{package}.webhooks.clone_url with allow_file: true in "
+            "the operator config): refusing to build it"
+        )
+
+    def _candidates(self, package: str | None) -> list[PackageSource]:
         try:
             config = self._load_config()
         except ConfigError as exc:
@@ -199,7 +214,10 @@ class SourceGuard:
             )
         if not package:
             raise SourceRefused("the build names no package: its source cannot be checked")
-        candidates = source_candidates(config, package, self._urls)
+        return source_candidates(config, package, self._urls)
+
+    def check(self, package: str | None, repo_url: str) -> PackageSource:
+        candidates = self._candidates(package)
         for candidate in candidates:
             if candidate.url == repo_url:
                 return candidate
@@ -209,3 +227,8 @@ class SourceGuard:
             f"its configured source ({configured}; packages.{package}.webhooks.clone_url or repository "
             "and provider in the operator config): refusing to fetch it"
         )
+
+
+def _local_path(url: str) -> Path:
+    """The directory a file-transport clone URL names (`file:///srv/repo` or `/srv/repo`)."""
+    return Path(urlsplit(url).path if url.startswith("file:") else url).expanduser().resolve()

@@ -30,6 +30,7 @@ from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
 from shared.git_source import GitSource
 from shared.registry import RegistryClient
+from shared.sandbox import Sandbox
 from shared.sources import SourceGuard
 
 SOURCE = "compiler"
@@ -108,7 +109,12 @@ def bootstrap(
                 token_hosts=settings.token_hosts(),
                 guard=SourceGuard.from_operator_config(settings, build_settings.config_env),
             ),
-            compiler=compiler or EngineCompiler(cache, settings.compiler_jobs or os.cpu_count() or 1),
+            compiler=compiler
+            or EngineCompiler(
+                cache,
+                settings.compiler_jobs or os.cpu_count() or 1,
+                sandbox=Sandbox(required=not settings.allow_unsandboxed),
+            ),
             store=store or artifact_store_from(settings),
             index=ArtifactIndex(cache.root),
             settings=build_settings,

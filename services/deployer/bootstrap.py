@@ -84,6 +84,7 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
 def docs_stage(settings: DeployerSettings, env: Mapping[str, str]) -> DocsStage:
     from services.deployer.adapters.wikijs import WikiJs
     from shared.git_source import GitSource
+    from shared.sandbox import Sandbox
     from shared.sources import SourceGuard
 
     git = GitSource(
@@ -99,6 +100,7 @@ def docs_stage(settings: DeployerSettings, env: Mapping[str, str]) -> DocsStage:
         publisher_for=lambda wiki, key: WikiJs(wiki.url, key, key_env=wiki.api_key_env),
         env=env,
         timeout_s=settings.deployer_docs_timeout_s,
+        sandbox=Sandbox(required=not settings.allow_unsandboxed),
     )
 
 

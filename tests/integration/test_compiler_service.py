@@ -50,6 +50,12 @@ def monorepo(tmp_path) -> Path:
     return root
 
 
+def local_source(path: Path) -> dict[str, str]:
+    """Config overrides that make the directory `path` the package's configured source (as the dev
+    stack's example repository is): a build.requested may name only that directory."""
+    return {"KILN_WEBHOOKS_CLONE_URL": str(path), "KILN_WEBHOOKS_ALLOW_FILE": "true"}
+
+
 async def start_service(amqp_url, database_url, tmp_path, compile_cache, **overrides):
     values = {
         "amqp_url": amqp_url,
@@ -62,7 +68,10 @@ async def start_service(amqp_url, database_url, tmp_path, compile_cache, **overr
         **BASES,
     }
     settings = CompilerSettings(**{**values, **overrides})
-    service = bootstrap(settings, environ={"KILN_KEYS_DIR": str(tmp_path / "keys")})
+    environ = {"KILN_KEYS_DIR": str(tmp_path / "keys")}
+    if "config_path" not in overrides:  # the example's operator config, built from the monorepo fixture
+        environ |= local_source(tmp_path / "monorepo")
+    service = bootstrap(settings, environ=environ)
     bus = await service.bus().connect()
     await service.start(bus)
     return bus
@@ -211,7 +220,7 @@ async def test_a_clone_from_a_bare_repository_at_a_commit(
     git("clone", "-q", "--bare", str(monorepo), str(bare), cwd=tmp_path)
     # The compiler fetches only the package's configured source (the operator's config): here the
     # bare repository, a local path the operator allows (allow_file).
-    raw = yaml.safe_load((monorepo / "config.yaml").read_text())
+    raw = yaml.safe_load(OPERATOR_CONFIG.read_text())
     raw["packages"]["demo"]["webhooks"] = {"clone_url": f"file://{bare}", "allow_file": True}
     operator = tmp_path / "operator" / "config.yaml"
     operator.parent.mkdir()

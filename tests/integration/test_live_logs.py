@@ -27,6 +27,8 @@ from shared.events import BuildFinished, BuildRequested, Envelope, Event, StageS
 from shared.events.build import Source
 from tests.integration.test_compiler_service import (  # noqa: F401  (monorepo is a fixture)
     BASES,
+    OPERATOR_CONFIG,
+    local_source,
     monorepo,
     request,
     start_service,
@@ -128,6 +130,7 @@ async def test_secrets_never_reach_a_shipped_line(amqp_url, tmp_path):
         registry_password=password,
         compiler_cache=str(tmp_path / "cache"),
         artifact_store=f"file://{tmp_path / 'artifacts'}",
+        config_path=str(OPERATOR_CONFIG),
     )
     service = compiler_bootstrap(settings, environ={}, with_database=False)
     arrivals = await Arrivals.open(amqp_url, events=())
@@ -250,9 +253,11 @@ async def test_a_stage_completes_when_the_broker_goes_away_under_its_log_lines(
         artifact_store=f"file://{tmp_path / 'artifacts'}",
         work_dir=str(tmp_path),
         instance=f"test-{uuid.uuid4().hex[:6]}",
+        config_path=str(OPERATOR_CONFIG),
         **BASES,
     )
-    service = compiler_bootstrap(settings, environ={}, with_database=False)
+    environ = {"KILN_KEYS_DIR": str(tmp_path / "keys"), **local_source(monorepo)}
+    service = compiler_bootstrap(settings, environ=environ, with_database=False)
     bus = await Bus(proxy.url(amqp_url), source="compiler").connect()
     await service.logs.start(bus)
     build_id = str(uuid.uuid4())

@@ -331,3 +331,70 @@ async def test_a_forged_build_requested_fails_at_config_in_the_real_compiler(
     assert legitimate["config"] == "succeeded" and legitimate["compile"] == "succeeded"
     assert TOKEN in configured.passwords_seen()
     assert TOKEN not in log_file.read_text() and TOKEN not in json.dumps(events)
+
+
+async def test_a_forged_build_requested_naming_a_host_directory_is_refused_by_the_real_compiler(
+    tmp_path,
+    amqp_url,
+    database_url,
+):
+    """`source.path` (a directory on the compiler's host) is set by no API, but an event on the bus
+    could name one: another package's checkout, the worker's own files. The real compiler worker
+    builds a directory only when it is the package's configured local source (clone_url with
+    allow_file); the forged one fails at config, and the configured one still builds."""
+    import shutil
+
+    import yaml
+
+    from shared.config import generate_keys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "monorepo"
+    configured = tmp_path / "checkout"
+    ignore = shutil.ignore_patterns(".ruff_cache", "__pycache__", "tests")
+    shutil.copytree(example, configured, ignore=ignore)
+    elsewhere = tmp_path / "another-checkout"
+    shutil.copytree(configured, elsewhere)
+    generate_keys(tmp_path / "keys", "demo")
+    config = compiler_config(tmp_path, tmp_path / "keys", {"demo": str(configured)})
+    raw = yaml.safe_load(config.read_text())
+    raw["packages"]["demo"]["webhooks"]["allow_file"] = True
+    config.write_text(yaml.safe_dump(raw))
+
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(t.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    observer = await channel.declare_queue("", exclusive=True)
+    await observer.bind(exchange, "#")
+    worker, _ = start_worker(
+        tmp_path, amqp_url, database_url, os.environ["PATH"], {"KILN_CONFIG_PATH": str(config)}
+    )
+    builds = {"forged": str(uuid.uuid4()), "legitimate": str(uuid.uuid4())}
+    try:
+        requester = await Bus(amqp_url, source="gateway").connect()
+        for name, directory in (("forged", elsewhere), ("legitimate", configured)):
+            event = BuildRequested(
+                package="demo",
+                source=Source(path=str(directory)),
+                options=Options(platforms=("linux/amd64",)),
+            )
+            await requester.emit(event, build_id=builds[name], package="demo")
+        await requester.stop(grace_s=5)
+        events = await collect(observer, set(builds.values()), finished_or_imaged)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        finally:
+            worker.kill()
+        await connection.close()
+
+    forged = [b["data"] for k, b in events[builds["forged"]] if k == "stage.finished"]
+    assert [(s["stage"], s["status"]) for s in forged] == [("config", "failed")]
+    assert f"names the directory '{elsewhere}' for package 'demo'" in forged[0]["error"]
+    assert "allow_file: true in the operator config" in forged[0]["error"]
+    legitimate = {
+        b["data"]["stage"]: b["data"]["status"]
+        for k, b in events[builds["legitimate"]]
+        if k == "stage.finished"
+    }
+    assert legitimate["config"] == "succeeded" and legitimate["compile"] == "succeeded"

@@ -20,6 +20,7 @@ from shared.events.build import Source
 from shared.git_source import FetchFailed
 from shared.logging import REDACT
 from shared.naming import safe_name
+from shared.sandbox import REQUIRED, Sandbox
 
 Fetch = Callable[..., Path]  # GitSource.fetch(source, work_dir, *, package): the configured source only
 Build = Callable[[Path, str, Path], BuiltDocs]
@@ -31,10 +32,11 @@ class DocsStage:
     publisher_for: Callable[[WikiConfig, str], WikiPublisher]  # (wiki config, API key)
     env: Mapping[str, str]
     timeout_s: float = 300.0
+    sandbox: Sandbox = REQUIRED  # Sandbox(required=False) only by the operator's KILN_ALLOW_UNSANDBOXED
 
     def run(self, package: str, docs: DocsConfig, source: Source) -> dict[str, Any]:
         started = time.monotonic()
-        build: Build = partial(build_docs, timeout_s=self.timeout_s, env=self.env)
+        build: Build = partial(build_docs, timeout_s=self.timeout_s, env=self.env, sandbox=self.sandbox)
         with tempfile.TemporaryDirectory(prefix="kiln-docs-") as work:
             try:
                 repo = self.fetch(source, Path(work), package=package)
