@@ -17,7 +17,13 @@ from services.gateway.deps import GatewayDeps
 from services.gateway.ledger import SqlDeliveryLedger
 from services.gateway.live import LiveHub
 from services.gateway.ports import DeliveryLedger, Publisher
-from services.gateway.settings import GatewaySettings
+from services.gateway.settings import (
+    WEBHOOK_PROVIDERS,
+    GatewaySettings,
+    is_loopback_host,
+    secret_variable,
+    unsigned_variable,
+)
 from services.gateway.starter import BuildStarter
 from services.gateway.subscriptions.delivery import SubscriptionDeliverer
 from services.gateway.workers import FileLease
@@ -39,6 +45,31 @@ def load_pipeline_config(settings: GatewaySettings) -> KilnConfig | None:
         log.warning("KILN_CONFIG_PATH is not set: pushes will start no builds")
         return None
     return load_config(settings.config_path)
+
+
+def warn_about_exposure(settings: GatewaySettings) -> None:
+    """Say loudly at start what the operator opted out of (the dashboard shows it too)."""
+    for provider in WEBHOOK_PROVIDERS:
+        if settings.webhook_secret(provider) is not None:
+            continue
+        if settings.unsigned_allowed(provider):
+            log.warning(
+                "SECURITY: %s=true: %s deliveries are accepted UNSIGNED; anyone who reaches this "
+                "gateway can start builds. Set %s instead.",
+                unsigned_variable(provider),
+                provider,
+                secret_variable(provider),
+            )
+        else:
+            log.info("%s is not set: %s deliveries are refused (401)", secret_variable(provider), provider)
+    if not settings.reads_require_token() and not is_loopback_host(settings.host):
+        log.warning(
+            "SECURITY: KILN_READ_REQUIRES_TOKEN=false while listening on %s: builds, events and logs "
+            "are readable by anyone who reaches it",
+            settings.host,
+        )
+    elif settings.reads_require_token() and settings.api_token is None:
+        log.warning("reads need a token but KILN_API_TOKEN is not set: the API and dashboard are closed")
 
 
 def build_deps(
@@ -63,9 +94,7 @@ def build_deps(
 
 def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) -> FastAPI:
     """The production app: a real Bus (connected at start-up), MariaDB sessions, live feed."""
-    for provider in ("bitbucket_cloud", "bitbucket_server", "github"):
-        if getattr(settings, f"{provider}_secret") is None:
-            log.warning("KILN_%s_SECRET is not set: its deliveries are accepted unsigned", provider.upper())
+    warn_about_exposure(settings)
     sessions = make_sessions(make_engine(settings.database_url, **DB_POOL))
     bus = Bus.from_settings(settings, source="gateway")
     deps = build_deps(

@@ -12,16 +12,38 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.api.db import in_session
-from services.gateway.auth import ReadAccess
+from services.gateway.auth import BrowserReadAccess
 from services.gateway.deps import Deps
 from services.gateway.runs import build_detail, build_logs, list_builds
+from services.gateway.settings import GatewaySettings, is_loopback_host, secret_variable, unsigned_variable
 from shared import history
 from shared.db.models import MANIFEST_PLATFORM
 from shared.history import BuildNotFound, build_diff
 from shared.report import render_html, report_view
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def security_warnings(request: Request) -> dict[str, Any]:
+    """What an operator opted out of, on every page (base.html): nobody should miss it."""
+    return {"security_warnings": insecure_choices(request.app.state.deps.settings)}
+
+
+def insecure_choices(settings: GatewaySettings) -> list[str]:
+    warnings = [
+        f"{provider} webhooks are accepted unsigned ({unsigned_variable(provider)}=true): anyone who "
+        f"reaches this gateway can start its builds. Set {secret_variable(provider)} instead."
+        for provider in settings.unsigned_providers()
+    ]
+    if not settings.reads_require_token() and not is_loopback_host(settings.host):
+        warnings.append(
+            f"Reads need no token although the gateway listens on {settings.host} "
+            "(KILN_READ_REQUIRES_TOKEN=false): builds, events and logs are public."
+        )
+    return warnings
+
+
+templates = Jinja2Templates(directory=HERE / "templates", context_processors=[security_warnings])
 INDEX_SIZE_NOTE = "an index is a few hundred bytes itself: its size here is the sum of its platform images"
 
 
@@ -34,7 +56,7 @@ templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1
 templates.env.filters["short"] = lambda value: (value or "")[:8]
 templates.env.filters["branch"] = lambda ref: (ref or "").removeprefix("refs/heads/")
 static = StaticFiles(directory=HERE / "static")
-router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
+router = APIRouter(include_in_schema=False, dependencies=[BrowserReadAccess])
 
 
 @router.get("/", response_class=HTMLResponse)
