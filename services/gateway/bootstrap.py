@@ -26,6 +26,8 @@ from services.gateway.settings import (
 )
 from services.gateway.starter import BuildStarter
 from services.gateway.subscriptions.delivery import SubscriptionDeliverer
+from services.gateway.subscriptions.store import Breaker
+from services.gateway.subscriptions.targets import AllowList
 from services.gateway.workers import FileLease
 from shared.bus import Bus, topology
 from shared.config import KilnConfig, load_config
@@ -36,8 +38,6 @@ from shared.settings import load_settings
 log = logging.getLogger("kiln.gateway")
 # Enough connections for 50 concurrent webhook deliveries without queueing on the pool.
 DB_POOL = {"pool_size": 20, "max_overflow": 40}
-# A subscriber slower than this counts as failed for that attempt (it is retried with back-off).
-SUBSCRIBER_TIMEOUT_S = 10.0
 
 
 def load_pipeline_config(settings: GatewaySettings) -> KilnConfig | None:
@@ -106,8 +106,21 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
         bus=bus,
     )
 
-    http = httpx.AsyncClient(timeout=SUBSCRIBER_TIMEOUT_S, follow_redirects=False)
-    deliverer = SubscriptionDeliverer(sessions, http)
+    # No redirects (a 302 could point anywhere), no environment proxies, no kept-alive connections
+    # (requests go to checked addresses; one kept open for one host name must not carry another's).
+    http = httpx.AsyncClient(
+        timeout=settings.subscription_timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+    deliverer = SubscriptionDeliverer(
+        sessions,
+        http,
+        timeout_s=settings.subscription_timeout_s,
+        allow=AllowList(settings.subscription_allow_list()),
+        breaker=Breaker(settings.subscription_breaker_failures, settings.subscription_pause_s),
+    )
     deps.subscriptions = deliverer
     # Several workers on one host: only the one holding this lock delivers subscriptions.
     lease = FileLease(settings.subscriptions_lock) if settings.subscriptions_lock else None
