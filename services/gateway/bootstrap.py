@@ -32,7 +32,7 @@ from services.gateway.workers import FileLease
 from shared.bus import Bus, topology
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
-from shared.logging import setup_logging
+from shared.logging import REDACT, setup_logging
 from shared.settings import load_settings
 
 log = logging.getLogger("kiln.gateway")
@@ -95,6 +95,7 @@ def build_deps(
 def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) -> FastAPI:
     """The production app: a real Bus (connected at start-up), MariaDB sessions, live feed."""
     warn_about_exposure(settings)
+    REDACT.add(*settings.secret_values().values())  # API answers mask them too, not only log lines
     sessions = make_sessions(make_engine(settings.database_url, **DB_POOL))
     bus = Bus.from_settings(settings, source="gateway")
     deps = build_deps(
