@@ -18,6 +18,7 @@ from services.gateway.api.live import TOPIC_PATTERN
 from services.gateway.auth import WriteAccess
 from services.gateway.deps import Deps
 from services.gateway.subscriptions import store, targets
+from shared.redaction import redact_data
 
 router = APIRouter(tags=["subscriptions"], dependencies=[WriteAccess])
 
@@ -48,7 +49,7 @@ async def create_subscription(body: NewSubscription, deps: Deps) -> dict[str, An
 
 @router.get("/subscriptions")
 async def list_subscriptions(deps: Deps) -> list[dict[str, Any]]:
-    return await in_session(deps, store.list_all)
+    return redact_data(await in_session(deps, store.list_all))  # a URL stored before userinfo was refused
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
