@@ -89,6 +89,10 @@ async def test_reads_need_the_token_beyond_loopback(amqp_url, database_url, sess
             assert page.headers["www-authenticate"].startswith("Basic")  # the browser asks once
             assert (await api.get(path, headers=BROWSER)).status_code == 200, path
         assert (await api.get("/builds", headers=BEARER)).status_code == 200
+        # A browser's cached Basic credentials ride along on a hostile page's POST (CSRF): writes
+        # take the token as Bearer only.
+        cancel = await api.post(f"/builds/{build_id}/cancel", headers=BROWSER)
+        assert cancel.status_code == 401
         assert (await api.get("/builds", headers={"Authorization": "Bearer wrong"})).status_code == 401
         assert (await api.get("/healthz")).status_code == 200  # probes stay open
         assert (await api.get("/readyz")).status_code == 200

@@ -101,5 +101,6 @@ def test_presented_token_reads_bearer_and_basic_only():
     basic = base64.b64encode(f"anyone:{TOKEN}".encode()).decode()
     assert presented_token(f"Bearer {TOKEN}") == TOKEN.encode()
     assert presented_token(f"Basic {basic}") == TOKEN.encode()
+    assert presented_token(f"Basic {basic}", basic=False) is None  # writes: Bearer only
     assert presented_token("Bearer ") == b"" and presented_token("Basic !!") is None
     assert presented_token(f"Token {TOKEN}") is None and presented_token(None) is None
