@@ -16,6 +16,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+import yaml
 
 from services.gateway.settings import GatewaySettings
 from shared.bus import topology as t
@@ -74,6 +75,19 @@ def test_compose_refuses_to_start_without_each_secret(tmp_path, name, how):
     result = compose_config(tmp_path, env)
     assert result.returncode != 0
     assert f"set {name} in .env" in result.stderr
+
+
+def test_only_the_gateway_gets_the_gateway_secrets(tmp_path):
+    from tests.integration.test_compose_stack import SECRETS
+
+    result = compose_config(tmp_path, SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name, service in services.items():
+        environment = service.get("environment") or {}
+        held = {key for key in GATEWAY_KEYS if key in environment}
+        assert held == (set(GATEWAY_KEYS) if name == "gateway" else set()), name
+    assert services["gateway"]["environment"]["KILN_API_TOKEN"] == SECRETS["KILN_API_TOKEN"]
 
 
 def empty_key_signature(body: bytes) -> str:
