@@ -18,6 +18,10 @@ from fastapi import Depends, Header, HTTPException, status
 from services.gateway.deps import Deps
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Reads challenge with Basic (Bearer clients send their header regardless): a browser answers it
+# from its cache for the realm, so the dashboard's EventSource (under /builds/, outside the
+# page's path) gets the token too. Chromium reads only the first challenge of a header line, so
+# "Bearer, Basic …" would not do.
 BROWSER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Kiln", charset="UTF-8"'}
 
 
@@ -52,14 +56,8 @@ async def require_token(deps: Deps, authorization: Annotated[str | None, Header(
 
 async def require_read(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
     if deps.settings.reads_require_token():
-        _check(deps, authorization, BEARER_CHALLENGE)
-
-
-async def require_browser_read(deps: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
-    if deps.settings.reads_require_token():
         _check(deps, authorization, BROWSER_CHALLENGE)
 
 
 WriteAccess = Depends(require_token)
 ReadAccess = Depends(require_read)
-BrowserReadAccess = Depends(require_browser_read)

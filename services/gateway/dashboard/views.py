@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.api.db import in_session
-from services.gateway.auth import BrowserReadAccess
+from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
 from services.gateway.runs import build_detail, build_logs, list_builds
 from services.gateway.settings import GatewaySettings, is_loopback_host, secret_variable, unsigned_variable
@@ -58,7 +58,7 @@ templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1
 templates.env.filters["short"] = lambda value: (value or "")[:8]
 templates.env.filters["branch"] = lambda ref: (ref or "").removeprefix("refs/heads/")
 static = StaticFiles(directory=HERE / "static")
-router = APIRouter(include_in_schema=False, dependencies=[BrowserReadAccess])
+router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
 
 
 @router.get("/", response_class=HTMLResponse)
