@@ -104,3 +104,18 @@ def test_presented_token_reads_bearer_and_basic_only():
     assert presented_token(f"Basic {basic}", basic=False) is None  # writes: Bearer only
     assert presented_token("Bearer ") == b"" and presented_token("Basic !!") is None
     assert presented_token(f"Token {TOKEN}") is None and presented_token(None) is None
+
+
+def test_the_listen_address_given_on_the_command_line_decides_about_reads(monkeypatch):
+    """`--host 0.0.0.0` (compose) closes reads in this process and in the worker processes,
+    which read KILN_HOST themselves."""
+    from services.gateway import __main__ as entry
+
+    served = {}
+    monkeypatch.delenv("KILN_HOST", raising=False)
+    monkeypatch.setattr(entry, "bootstrap", lambda settings: settings)
+    monkeypatch.setattr(entry, "setup_logging", lambda *a, **k: None)
+    monkeypatch.setattr(entry.uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    entry.main(["--host", "0.0.0.0", "--port", "8000", "--workers", "1"])
+    assert served["host"] == "0.0.0.0" and served["app"].reads_require_token()
+    assert entry.os.environ["KILN_HOST"] == "0.0.0.0"
