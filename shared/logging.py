@@ -1,40 +1,20 @@
 """Logging for every service: one line per record, build id attached, secrets redacted.
 
 Redaction is a filter on the root handler, so a secret cannot reach a log line whichever
-library logs it: registered secret values, `user:password@` in URLs, bearer tokens, PEM blocks.
+library logs it: registered secret values, URL user information, authorization values, known
+token formats, PEM blocks (shared.redaction). With the JSON format it runs before encoding.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
-_BEARER = re.compile(r"(?P<k>(?:bearer|token|authorization)[\s:=]+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
-MASK = "***"
+from shared.redaction import MASK, REDACT, Redactor
 
-
-class Redactor:
-    def __init__(self, secrets: Iterable[str] = ()):
-        self._secrets: set[str] = {s for s in secrets if s and len(s) >= 4}
-
-    def add(self, *secrets: str) -> None:
-        self._secrets.update(s for s in secrets if s and len(s) >= 4)
-
-    def __call__(self, text: str) -> str:
-        text = _PEM.sub("[PRIVATE KEY REDACTED]", text)
-        text = _URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
-        text = _BEARER.sub(rf"\g<k>{MASK}", text)
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
-
-
-REDACT = Redactor()
+__all__ = ["MASK", "REDACT", "Redactor", "setup_logging"]
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -53,7 +33,9 @@ class _RedactingFormatter(logging.Formatter):
             }
             if record.exc_info:
                 payload["exc"] = self.formatException(record.exc_info)
-            return REDACT(json.dumps(payload))
+            # Mask first, encode second: JSON escapes `"`, `\\` and non-ASCII characters, so a
+            # secret containing one would no longer match once encoded.
+            return json.dumps({k: REDACT(v) if isinstance(v, str) else v for k, v in payload.items()})
         return REDACT(super().format(record))
 
 

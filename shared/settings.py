@@ -8,19 +8,33 @@ Nothing else in Kiln reads os.environ.
 from __future__ import annotations
 
 import sys
-from typing import Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values people leave in example files; a service refuses to start with one of them as a secret.
 PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "changethis", "secret", "password", "xxx", "todo", "example", "admin"}
 )
+# A secret someone must not guess: 32 bytes is what `openssl rand -hex 16` or `secrets.token_hex(16)` gives.
+MIN_SECRET_BYTES = 32
+GENERATE_HINT = "generate one with `openssl rand -hex 32`"
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation in (SecretStr, SecretStr | None)
 
 
 class KilnSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KILN_", extra="ignore", frozen=True)
+
+    # Secrets this process checks callers against (an API token, webhook HMAC keys): Kiln decides
+    # how strong they are, so an empty or short one is refused at start-up. Credentials a process
+    # only presents to other systems (registry password, git token, SMTP password) are as long as
+    # those systems make them (a mail provider's app password may have 16 characters); an empty one
+    # means unset, because compose can only pass an optional variable it has no value for as "".
+    VERIFIED_SECRETS: ClassVar[frozenset[str]] = frozenset()
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "mysql+pymysql://root@127.0.0.1:3306/kiln"
@@ -40,6 +54,32 @@ class KilnSettings(BaseSettings):
     # where no sandbox can be created: the operator's explicit choice, logged on every such run.
     allow_unsandboxed: bool = False
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_credential_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        field = cls.model_fields.get(name)
+        optional_credential = field is not None and _is_secret(field.annotation)
+        if optional_credential and name not in cls.VERIFIED_SECRETS and isinstance(value, str):
+            return value if value.strip() else None
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_weak_verified_secrets(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in cls.VERIFIED_SECRETS and isinstance(value, SecretStr):
+            size = len(value.get_secret_value().strip().encode())
+            if size == 0:
+                # `${X:-}` in a compose file: the operator forgot it; an empty key authenticates anyone.
+                raise ValueError(
+                    f"is set but empty; unset it or set at least {MIN_SECRET_BYTES} bytes ({GENERATE_HINT})"
+                )
+            if size < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"is {size} bytes long; at least {MIN_SECRET_BYTES} are needed ({GENERATE_HINT})"
+                )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         for name, value in self.secret_values().items():
@@ -52,7 +92,7 @@ class KilnSettings(BaseSettings):
         return {
             name: getattr(self, name).get_secret_value()
             for name, field in type(self).model_fields.items()
-            if field.annotation in (SecretStr, SecretStr | None) and getattr(self, name) is not None
+            if _is_secret(field.annotation) and getattr(self, name) is not None
         }
 
 

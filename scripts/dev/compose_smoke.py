@@ -41,6 +41,8 @@ GENERATED_SECRETS = (
     "KILN_REGISTRY_PASSWORD",
     "KILN_API_TOKEN",
     "KILN_BITBUCKET_CLOUD_SECRET",
+    "KILN_BITBUCKET_SERVER_SECRET",
+    "KILN_GITHUB_SECRET",
 )
 
 
@@ -64,8 +66,13 @@ class ComposeStack:
         if not path.is_file():
             self.state.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
-            path.write_text(json.dumps({name: secrets.token_urlsafe(24) for name in GENERATED_SECRETS}))
-        return json.loads(path.read_text())
+        known = json.loads(path.read_text() or "{}")
+        # 32 random bytes each (the gateway refuses shorter); a state dir from before a name was
+        # added gets that name generated now.
+        values = {name: known.get(name) or secrets.token_urlsafe(32) for name in GENERATED_SECRETS}
+        if values != known:
+            path.write_text(json.dumps(values))
+        return values
 
     def secrets(self) -> dict[str, str]:
         values = self.generated()

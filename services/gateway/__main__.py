@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import uvicorn
@@ -24,11 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings(GatewaySettings)
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    if args.host:
+        # The listen address decides whether reads need the token (settings.reads_require_token),
+        # in this process and in the worker processes, which read their settings themselves.
+        settings = settings.model_copy(update={"host": args.host})
+        os.environ["KILN_HOST"] = args.host
     workers = args.workers or settings.workers or available_cpus()
     if workers < 1:
         parser.error("--workers must be at least 1")
     serve: dict[str, Any] = {
-        "host": args.host or settings.host,
+        "host": settings.host,
         "port": args.port or settings.port,
         "log_config": None,  # keep our redacting handler
         "proxy_headers": True,

@@ -17,21 +17,27 @@ from services.gateway.deps import GatewayDeps
 from services.gateway.ledger import SqlDeliveryLedger
 from services.gateway.live import LiveHub
 from services.gateway.ports import DeliveryLedger, Publisher
-from services.gateway.settings import GatewaySettings
+from services.gateway.settings import (
+    WEBHOOK_PROVIDERS,
+    GatewaySettings,
+    is_loopback_host,
+    secret_variable,
+    unsigned_variable,
+)
 from services.gateway.starter import BuildStarter
 from services.gateway.subscriptions.delivery import SubscriptionDeliverer
+from services.gateway.subscriptions.store import Breaker
+from services.gateway.subscriptions.targets import AllowList
 from services.gateway.workers import FileLease
 from shared.bus import Bus, topology
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
-from shared.logging import setup_logging
+from shared.logging import REDACT, setup_logging
 from shared.settings import load_settings
 
 log = logging.getLogger("kiln.gateway")
 # Enough connections for 50 concurrent webhook deliveries without queueing on the pool.
 DB_POOL = {"pool_size": 20, "max_overflow": 40}
-# A subscriber slower than this counts as failed for that attempt (it is retried with back-off).
-SUBSCRIBER_TIMEOUT_S = 10.0
 
 
 def load_pipeline_config(settings: GatewaySettings) -> KilnConfig | None:
@@ -39,6 +45,31 @@ def load_pipeline_config(settings: GatewaySettings) -> KilnConfig | None:
         log.warning("KILN_CONFIG_PATH is not set: pushes will start no builds")
         return None
     return load_config(settings.config_path)
+
+
+def warn_about_exposure(settings: GatewaySettings) -> None:
+    """Say loudly at start what the operator opted out of (the dashboard shows it too)."""
+    for provider in WEBHOOK_PROVIDERS:
+        if settings.webhook_secret(provider) is not None:
+            continue
+        if settings.unsigned_allowed(provider):
+            log.warning(
+                "SECURITY: %s=true: %s deliveries are accepted UNSIGNED; anyone who reaches this "
+                "gateway can start builds. Set %s instead.",
+                unsigned_variable(provider),
+                provider,
+                secret_variable(provider),
+            )
+        else:
+            log.info("%s is not set: %s deliveries are refused (401)", secret_variable(provider), provider)
+    if not settings.reads_require_token() and not is_loopback_host(settings.host):
+        log.warning(
+            "SECURITY: KILN_READ_REQUIRES_TOKEN=false while listening on %s: builds, events and logs "
+            "are readable by anyone who reaches it",
+            settings.host,
+        )
+    elif settings.reads_require_token() and settings.api_token is None:
+        log.warning("reads need a token but KILN_API_TOKEN is not set: the API and dashboard are closed")
 
 
 def build_deps(
@@ -63,9 +94,8 @@ def build_deps(
 
 def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) -> FastAPI:
     """The production app: a real Bus (connected at start-up), MariaDB sessions, live feed."""
-    for provider in ("bitbucket_cloud", "bitbucket_server", "github"):
-        if getattr(settings, f"{provider}_secret") is None:
-            log.warning("KILN_%s_SECRET is not set: its deliveries are accepted unsigned", provider.upper())
+    warn_about_exposure(settings)
+    REDACT.add(*settings.secret_values().values())  # API answers mask them too, not only log lines
     sessions = make_sessions(make_engine(settings.database_url, **DB_POOL))
     bus = Bus.from_settings(settings, source="gateway")
     deps = build_deps(
@@ -77,8 +107,21 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
         bus=bus,
     )
 
-    http = httpx.AsyncClient(timeout=SUBSCRIBER_TIMEOUT_S, follow_redirects=False)
-    deliverer = SubscriptionDeliverer(sessions, http)
+    # No redirects (a 302 could point anywhere), no environment proxies, no kept-alive connections
+    # (requests go to checked addresses; one kept open for one host name must not carry another's).
+    http = httpx.AsyncClient(
+        timeout=settings.subscription_timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+    deliverer = SubscriptionDeliverer(
+        sessions,
+        http,
+        timeout_s=settings.subscription_timeout_s,
+        allow=AllowList(settings.subscription_allow_list()),
+        breaker=Breaker(settings.subscription_breaker_failures, settings.subscription_pause_s),
+    )
     deps.subscriptions = deliverer
     # Several workers on one host: only the one holding this lock delivers subscriptions.
     lease = FileLease(settings.subscriptions_lock) if settings.subscriptions_lock else None

@@ -1,8 +1,8 @@
-"""The gateway's own state: webhook redelivery keys and HTTP subscriptions (migration gateway_0001)."""
+"""The gateway's own state: webhook redelivery keys and HTTP subscriptions (migrations gateway_*)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Integer, String, Text
@@ -46,8 +46,16 @@ class Subscription(Base):
     last_event_id: Mapped[str | None] = mapped_column(String(36))
     last_attempt_at: Mapped[datetime | None] = mapped_column(PreciseTime)
     created_at: Mapped[datetime] = mapped_column(PreciseTime)
+    # Circuit breaker (gateway_0002): failed events in a row, and no delivery before paused_until.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(PreciseTime)
 
-    def public(self) -> dict[str, Any]:
+    def state(self, now: datetime) -> str:
+        if not self.active:
+            return "deleted"
+        return "paused" if self.paused_until is not None and self.paused_until > now else "active"
+
+    def public(self, now: datetime | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": self.url,
@@ -59,4 +67,7 @@ class Subscription(Base):
             "last_error": self.last_error,
             "last_event_id": self.last_event_id,
             "last_attempt_at": self.last_attempt_at.isoformat() if self.last_attempt_at else None,
+            "consecutive_failures": self.consecutive_failures or 0,
+            "paused_until": self.paused_until.isoformat() if self.paused_until else None,
+            "state": self.state(now or datetime.now(UTC).replace(tzinfo=None)),
         }

@@ -113,6 +113,12 @@ REPORTER_HISTORY = QueueSpec("reporter", "history", ("#",), prefetch=200)
 REPORTER_NOTIFY = QueueSpec("reporter", "notify", ("build.requested", "stage.#", "build.finished"))
 REPORTER_CDEVENTS = QueueSpec("reporter", "cdevents", ("#",), prefetch=50)
 GATEWAY_SUBSCRIPTIONS = QueueSpec("gateway", "subscriptions", ("#",), prefetch=20)
+# The HTTP subscriptions' queue feeds outside receivers; it is not a record (event_log is), so a
+# stalled receiver may cost bounded broker memory only. drop-head, not reject-publish: the queue
+# is bound to `#`, and a publish that one full queue rejects is nacked to its publisher, so
+# reject-publish would stall every stage of every build behind one slow HTTP receiver. The
+# oldest undelivered events are dropped instead (dead-lettered to the .dlq, where they show).
+SUBSCRIPTION_QUEUE_LIMITS: dict[str, object] = {"x-max-length": 10_000, "x-overflow": "drop-head"}
 
 WORK_QUEUES: tuple[QueueSpec, ...] = (
     COMPILER_BUILDS,
@@ -133,12 +139,15 @@ def parking_key(queue: str) -> str:
 
 
 def quorum_arguments(spec: QueueSpec) -> dict[str, object]:
-    return {
+    arguments: dict[str, object] = {
         "x-queue-type": "quorum",
         "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": spec.name,
     }
+    if spec == GATEWAY_SUBSCRIPTIONS:
+        arguments |= SUBSCRIPTION_QUEUE_LIMITS
+    return arguments
 
 
 def retry_arguments(spec: QueueSpec) -> dict[str, object]:

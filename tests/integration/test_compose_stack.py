@@ -8,6 +8,7 @@ These validate the files with `docker-compose config`; the stack itself is run f
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,23 @@ import yaml
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
-SECRETS = {"RABBITMQ_PASSWORD": "r-test", "MYSQL_PASSWORD": "m-test", "MYSQL_ROOT_PASSWORD": "mr-test"}
+SECRETS = {
+    "RABBITMQ_PASSWORD": "r-test",
+    "MYSQL_PASSWORD": "m-test",
+    "MYSQL_ROOT_PASSWORD": "mr-test",
+    "KILN_REGISTRY_USERNAME": "registry-test-user",
+    # generated per run: the gateway's keys must be >= 32 bytes, and none is committed
+    **{
+        name: secrets.token_hex(16)
+        for name in (
+            "KILN_REGISTRY_PASSWORD",
+            "KILN_API_TOKEN",
+            "KILN_BITBUCKET_CLOUD_SECRET",
+            "KILN_BITBUCKET_SERVER_SECRET",
+            "KILN_GITHUB_SECRET",
+        )
+    },
+}
 BROKER_USERS = ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
 SECRETS |= {f"KILN_AMQP_PASSWORD_{name.upper()}": f"amqp-{name}-test" for name in BROKER_USERS}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 
@@ -20,8 +21,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def running_gateway(amqp_url: str, database_url: str):
-    app = bootstrap(gateway_settings(amqp_url, database_url), config=gateway_config())
+async def running_gateway(amqp_url: str, database_url: str, **overrides: Any):
+    """`overrides`: GatewaySettings fields to change from the tests' defaults."""
+    settings = gateway_settings(amqp_url, database_url).model_copy(update=overrides)
+    app = bootstrap(settings, config=gateway_config())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())

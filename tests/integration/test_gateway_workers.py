@@ -87,6 +87,7 @@ async def gateway_workers(amqp_url, database_url, tmp_path):
         "KILN_GITHUB_SECRET": SECRETS["github"],
         "KILN_API_TOKEN": SECRETS["api"],
         "KILN_INSTANCE": "gw",
+        "KILN_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",  # the test's receiver is on loopback
     }
     with log.open("w") as output:
         command = [sys.executable, "-m", "services.gateway", "--port", str(port), "--workers", "2"]

@@ -74,6 +74,10 @@ def fake_app(
         github_secret=values.get("github"),
         api_token=values.get("api"),
         bitbucket_server_url="https://bitbucket.example.com",
+        # No secrets at all: an app for parser tests, which must opt in to unsigned deliveries.
+        allow_unsigned_bitbucket_cloud=secret_values is None,
+        allow_unsigned_bitbucket_server=secret_values is None,
+        allow_unsigned_github=secret_values is None,
     )
     deps = build_deps(settings, publisher=publisher, ledger=MemoryLedger(), config=config)
     return create_app(deps)

@@ -1,4 +1,8 @@
-"""The build API: list, detail, events, logs, cancel, replay, diff, registry overview."""
+"""The build API: list, detail, events, logs, cancel, replay, diff, registry overview.
+
+Every answer passes shared.redaction: what the run history stored (a `repo_url` with
+`user:token@`, a token in a log tail) is masked on the way out, whoever wrote it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from services.gateway.runs import build_detail, build_events, build_logs, list_b
 from shared.bus.connection import PublishRefused
 from shared.events import BuildCancelRequested, Envelope
 from shared.history import STAGE_TRIGGERS, BuildNotFound, build_diff
+from shared.redaction import REDACT, redact_data
 
 router = APIRouter(tags=["builds"])
 BuildStatus = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")]
@@ -29,15 +34,17 @@ async def get_builds(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    return await in_session(
-        deps, list_builds, package=package, status=status, branch=branch, limit=limit, offset=offset
+    return redact_data(
+        await in_session(
+            deps, list_builds, package=package, status=status, branch=branch, limit=limit, offset=offset
+        )
     )
 
 
 @router.get("/builds/diff", dependencies=[ReadAccess])
 async def get_diff(deps: Deps, a: str, b: str) -> dict[str, Any]:
     try:
-        return await in_session(deps, build_diff, a, b)
+        return redact_data(await in_session(deps, build_diff, a, b))
     except BuildNotFound as exc:
         raise HTTPException(404, f"no build {exc}") from None
 
@@ -47,17 +54,17 @@ async def get_build(deps: Deps, build_id: str) -> dict[str, Any]:
     detail = await in_session(deps, build_detail, build_id)
     if detail is None:
         raise HTTPException(404, f"no build {build_id}")
-    return detail
+    return redact_data(detail)
 
 
 @router.get("/builds/{build_id}/events", dependencies=[ReadAccess])
 async def get_build_events(deps: Deps, build_id: str) -> list[dict[str, Any]]:
-    return await in_session(deps, build_events, build_id)
+    return redact_data(await in_session(deps, build_events, build_id))
 
 
 @router.get("/builds/{build_id}/logs", dependencies=[ReadAccess], response_class=PlainTextResponse)
 async def get_build_logs(deps: Deps, build_id: str) -> str:
-    return "\n".join(await in_session(deps, build_logs, build_id)) + "\n"
+    return "\n".join(REDACT(line) for line in await in_session(deps, build_logs, build_id)) + "\n"
 
 
 @router.post("/builds/{build_id}/cancel", status_code=202, dependencies=[WriteAccess])
@@ -97,7 +104,7 @@ async def replay_build(
 
 @router.get("/registry", dependencies=[ReadAccess])
 async def get_registry(deps: Deps, package: str | None = None) -> list[dict[str, Any]]:
-    return await in_session(deps, registry_overview, package)
+    return redact_data(await in_session(deps, registry_overview, package))
 
 
 async def _publish(deps: Deps, envelopes: list[Envelope]) -> None:

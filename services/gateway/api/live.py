@@ -27,6 +27,7 @@ from services.gateway.live import Listener, topic_matches
 from services.gateway.runs import build_logs, stored_envelopes
 from shared.events import Envelope
 from shared.events.logs import LogBatch
+from shared.redaction import redact_data, redact_json
 
 router = APIRouter(tags=["live"])
 KEEPALIVE_S = 15.0
@@ -37,17 +38,19 @@ TOPIC_PATTERN = r"^[A-Za-z0-9_.*#-]{1,200}$"
 LATE_LOGS_S = 0.5
 
 
+# Everything streamed passes shared.redaction (stored history and live events alike).
 def sse(envelope: Envelope, routing_key: str) -> bytes:
-    data = json.dumps(json.loads(envelope.to_json()) | {"routingkey": routing_key}, separators=(",", ":"))
+    event = redact_data(json.loads(envelope.to_json())) | {"routingkey": routing_key}
+    data = json.dumps(event, separators=(",", ":"))
     return f"id: {envelope.id}\nevent: {routing_key}\ndata: {data}\n\n".encode()
 
 
 def sse_log(batch: LogBatch) -> bytes:
-    return b"event: log\ndata: " + batch.to_json() + b"\n\n"
+    return b"event: log\ndata: " + redact_json(batch.to_json()) + b"\n\n"
 
 
 def sse_named(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"event: {name}\ndata: {json.dumps(redact_data(data), separators=(',', ':'))}\n\n".encode()
 
 
 @router.get("/builds/{build_id}/events/stream", dependencies=[ReadAccess])

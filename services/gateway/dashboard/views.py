@@ -1,4 +1,5 @@
-"""Dashboard pages. Data comes from the same queries as the JSON API; templates only lay it out."""
+"""Dashboard pages. Data comes from the same queries as the JSON API, masked the same way
+(shared.redaction); templates only lay it out."""
 
 from __future__ import annotations
 
@@ -15,13 +16,36 @@ from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
 from services.gateway.runs import build_detail, build_logs, list_builds
+from services.gateway.settings import GatewaySettings, is_loopback_host, secret_variable, unsigned_variable
 from shared import history
 from shared.db.models import MANIFEST_PLATFORM
 from shared.history import BuildNotFound, build_diff
+from shared.redaction import redact_data
 from shared.report import render_html, report_view
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def security_warnings(request: Request) -> dict[str, Any]:
+    """What an operator opted out of, on every page (base.html): nobody should miss it."""
+    return {"security_warnings": insecure_choices(request.app.state.deps.settings)}
+
+
+def insecure_choices(settings: GatewaySettings) -> list[str]:
+    warnings = [
+        f"{provider} webhooks are accepted unsigned ({unsigned_variable(provider)}=true): anyone who "
+        f"reaches this gateway can start its builds. Set {secret_variable(provider)} instead."
+        for provider in settings.unsigned_providers()
+    ]
+    if not settings.reads_require_token() and not is_loopback_host(settings.host):
+        warnings.append(
+            f"Reads need no token although the gateway listens on {settings.host} "
+            "(KILN_READ_REQUIRES_TOKEN=false): builds, events and logs are public."
+        )
+    return warnings
+
+
+templates = Jinja2Templates(directory=HERE / "templates", context_processors=[security_warnings])
 INDEX_SIZE_NOTE = "an index is a few hundred bytes itself: its size here is the sum of its platform images"
 
 
@@ -45,8 +69,15 @@ async def builds_page(
     status: Annotated[str | None, Query(max_length=20)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
-    listing = await in_session(
-        deps, list_builds, package=package or None, status=status or None, limit=50, offset=(page - 1) * 50
+    listing = redact_data(
+        await in_session(
+            deps,
+            list_builds,
+            package=package or None,
+            status=status or None,
+            limit=50,
+            offset=(page - 1) * 50,
+        )
     )
     context = {"listing": listing, "package": package or "", "status": status or "", "page": page}
     return templates.TemplateResponse(request, "builds.html", context)
@@ -54,10 +85,10 @@ async def builds_page(
 
 @router.get("/ui/builds/{build_id}", response_class=HTMLResponse)
 async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLResponse:
-    detail = await in_session(deps, build_detail, build_id)
+    detail = redact_data(await in_session(deps, build_detail, build_id))
     if detail is None:
         raise HTTPException(404, f"no build {build_id}")
-    logs = await in_session(deps, build_logs, build_id)
+    logs = redact_data(await in_session(deps, build_logs, build_id))
     context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail), "logs": logs}
     return templates.TemplateResponse(request, "build.html", context)
 
@@ -65,7 +96,7 @@ async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLRespons
 @router.get("/ui/builds/{build_id}/report", response_class=HTMLResponse)
 async def report_page(request: Request, deps: Deps, build_id: str) -> HTMLResponse:
     """The build's report, exactly as mailed (same view and templates: shared.report)."""
-    detail = await in_session(deps, history.build_detail, build_id)
+    detail = redact_data(await in_session(deps, history.build_detail, build_id))
     if detail is None:
         raise HTTPException(404, f"no build {build_id}")
     page_url = str(request.url_for("build_page", build_id=build_id))
@@ -75,7 +106,7 @@ async def report_page(request: Request, deps: Deps, build_id: str) -> HTMLRespon
 @router.get("/ui/diff", response_class=HTMLResponse)
 async def diff_page(request: Request, deps: Deps, a: str, b: str) -> HTMLResponse:
     try:
-        diff = await in_session(deps, build_diff, a, b)
+        diff = redact_data(await in_session(deps, build_diff, a, b))
     except BuildNotFound as exc:
         raise HTTPException(404, f"no build {exc}") from None
     return templates.TemplateResponse(request, "diff.html", {"diff": diff})

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from services.gateway import metrics
 from services.gateway.deps import GatewayDeps
 from services.gateway.limits import within_branch_limit
+from services.gateway.settings import secret_variable, unsigned_variable
 from services.gateway.starter import BuildOrder, PublishFailed
 from services.gateway.supersede import supersede_queued
 from services.gateway.webhooks import bitbucket_cloud, bitbucket_server, github
@@ -88,6 +89,13 @@ async def receive(provider: Provider, request: Request, deps: GatewayDeps) -> Re
     if not event:
         return _reply(provider.kind, "rejected", 400, reason=f"header {provider.event_header} missing")
     secret = provider.secret(deps)
+    if secret is None and not deps.settings.unsigned_allowed(provider.kind):
+        # No key to check against: refusing is the only safe answer (an unsigned delivery is anyone's).
+        reason = (
+            f"{secret_variable(provider.kind)} is not set: deliveries are refused; set it, or "
+            f"{unsigned_variable(provider.kind)}=true to accept unsigned deliveries"
+        )
+        return _reply(provider.kind, "unauthorized", 401, reason=reason)
     if secret is not None:
         try:
             verify(secret.get_secret_value(), body, request.headers.get(provider.signature_header))
