@@ -86,6 +86,7 @@ def test_generated_deployments_are_confined_with_limits(tmp_path):
 
 def _render_kiln(values: dict | None = None) -> list[dict]:
     merged = {"secrets": {"values": {"KILN_AMQP_URL": "amqp://x", "KILN_DATABASE_URL": "mysql://x"}}}
+    merged["brokerUsers"] = {"perService": False}  # per-service broker URLs: tests/unit/test_kiln_chart.py
     merged.update(values or {})
     rendered = helm.Chart.load(KILN_CHART).render(
         merged, name="kiln", namespace="kiln-system", is_install=True

@@ -18,9 +18,18 @@ KUBERNETES_VERSION = "1.29.0"
 SECRETS = {
     "secrets": {
         "values": {
-            "KILN_AMQP_URL": "amqp://kiln:generated@rabbitmq:5672/",
+            # one broker user per service (brokerUsers.perService, the default)
+            **{
+                f"KILN_AMQP_URL_{service.upper()}": f"amqp://kiln-{service}:generated@rabbitmq:5672/"
+                for service in ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
+            },
             "KILN_DATABASE_URL": "mysql+pymysql://kiln:generated@mysql/kiln",
         }
+    }
+}
+SINGLE_USER = {
+    "secrets": {
+        "values": {"KILN_AMQP_URL": "amqp://kiln:generated@rabbitmq:5672/", "KILN_DATABASE_URL": "mysql://x"}
     }
 }
 # The fields of KEDA's CRDs the chart uses (keda.sh/v1alpha1, KEDA 2.x documentation).
@@ -134,14 +143,46 @@ def test_every_container_has_probes():
 
 
 def test_secrets_are_required_unless_an_existing_secret_is_named():
-    with pytest.raises(helm.HelmError, match="KILN_AMQP_URL is required"):
+    with pytest.raises(helm.HelmError, match="KILN_AMQP_URL_GATEWAY is required"):
         helm.Chart.load(CHART).render({}, name="kiln", namespace="x")
+    with pytest.raises(helm.HelmError, match="KILN_AMQP_URL is required"):
+        helm.Chart.load(CHART).render({"brokerUsers": {"perService": False}}, name="kiln", namespace="x")
     docs = render({"secrets": {"existingSecret": "kiln-prod"}})
     assert by_kind(docs, "Secret") == {}
     env = by_kind(docs, "Deployment")["kiln-gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
     # key by key from the named Secret (secretKeys.gateway), never envFrom of the whole Secret
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-    assert refs["KILN_AMQP_URL"] == {"name": "kiln-prod", "key": "KILN_AMQP_URL"}
+    assert refs["KILN_AMQP_URL"] == {"name": "kiln-prod", "key": "KILN_AMQP_URL_GATEWAY"}
+
+
+def test_each_service_connects_as_its_own_broker_user():
+    for name, deployment in by_kind(render(), "Deployment").items():
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        ref = next(e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == "KILN_AMQP_URL")
+        service = name.removeprefix("kiln-").removesuffix("-amd64").removesuffix("-arm64")
+        assert ref["key"] == f"KILN_AMQP_URL_{service.upper()}", name
+    secret = by_kind(render(), "Secret")["kiln-secrets"]
+    assert "KILN_AMQP_URL" not in secret["stringData"]  # no shared broker user to fall back on
+    single = by_kind(render({"brokerUsers": {"perService": False}, **SINGLE_USER}), "Deployment")
+    env = single["kiln-scanner"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert (
+        next(e for e in env if e["name"] == "KILN_AMQP_URL")["valueFrom"]["secretKeyRef"]["key"]
+        == "KILN_AMQP_URL"
+    )
+
+
+def test_only_the_pods_that_sandbox_repository_code_lift_seccomp():
+    deployments = by_kind(render(), "Deployment")
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        profile = (
+            container["securityContext"].get("seccompProfile") or pod["securityContext"]["seccompProfile"]
+        )
+        sandboxes = name in ("kiln-compiler", "kiln-deployer") or name.startswith("kiln-imager-")
+        assert profile == ({"type": "Unconfined"} if sandboxes else {"type": "RuntimeDefault"}), name
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+        assert not container["securityContext"].get("privileged"), name
 
 
 def test_namespaced_rbac_gives_the_deployer_a_role_per_namespace():

@@ -40,7 +40,11 @@ envFrom:
   valueFrom:
     secretKeyRef:
       name: {{ include "kiln.secretName" $root }}
+      {{- if and (eq $key "KILN_AMQP_URL") $root.Values.brokerUsers.perService }}
+      key: KILN_AMQP_URL_{{ upper $service }}
+      {{- else }}
       key: {{ $key }}
+      {{- end }}
       {{- if not (has $key (list "KILN_AMQP_URL" "KILN_DATABASE_URL")) }}
       optional: true
       {{- end }}
