@@ -227,7 +227,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         queues=(*(imager_queue(arch) for arch in ARCHITECTURES), IMAGER_MANIFESTS),
         transient=(CANCEL_WATCH,),
         publishes=(
-            (EVENTS_EXCHANGE, (*STAGE_KEYS, "image.pushed", "image.failed", "manifest.pushed")),
+            # build.finished: a job too malformed to name its target ends its build directly.
+            (
+                EVENTS_EXCHANGE,
+                (*STAGE_KEYS, "image.pushed", "image.failed", "manifest.pushed", "build.finished"),
+            ),
             (
                 LOGS_EXCHANGE,
                 tuple(

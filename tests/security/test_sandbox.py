@@ -87,12 +87,13 @@ def test_requirement_options_and_direct_references_are_refused_before_pip_runs(t
 def test_the_compile_stage_refuses_the_file_naming_its_line(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE / "requirements", root / "requirements")
-    shutil.copy(EXAMPLE / "config.yaml", root / "config.yaml")
     report = root / "requirements" / "report.txt"
     lines = report.read_text().splitlines()
     report.write_text("\n".join([*lines, "--index-url https://evil.example/simple"]) + "\n")
+    # the tiers as a build sees them: the operator's package (the example's tiers name these files)
+    config = load_config(EXAMPLE.parent / "operator" / "config.yaml", env={})
     with pytest.raises(RefusedRequirement) as refused:
-        requirement_files(load_config(root / "config.yaml", env={}), root)
+        requirement_files(config, root)
     assert str(refused.value).startswith(f"requirements/report.txt:{len(lines) + 1}: '--index-url https://")
 
 

@@ -121,6 +121,7 @@ async def wait_for(api, ids, until, timeout_s=30.0) -> dict[int, dict]:
 
 async def test_internal_addresses_are_refused_at_registration(amqp_url, database_url):
     async with running_gateway(amqp_url, database_url) as (url, _app), httpx.AsyncClient(base_url=url) as api:
+        before = await listed(api)  # the run's database is shared: other tests' subscriptions may be there
         for target in INTERNAL:
             answer = await subscribe(api, target)
             assert answer.status_code == 422, (target, answer.text)
@@ -129,7 +130,7 @@ async def test_internal_addresses_are_refused_at_registration(amqp_url, database
             assert "KILN_SUBSCRIPTION_ALLOWED_HOSTS" in detail or "does not resolve" in detail, detail
         credentials = await subscribe(api, "https://user:ghp_secret@example.com/hook")
         assert credentials.status_code == 422 and "credentials" in credentials.json()["detail"]
-        assert await listed(api) == {}
+        assert await listed(api) == before  # no refused subscription was stored
 
 
 async def test_redirects_are_not_followed_and_a_slow_receiver_is_cut_off(

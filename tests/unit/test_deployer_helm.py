@@ -61,6 +61,9 @@ sys.stderr.write(answer.get("stderr", ""))
 sys.exit(answer.get("rc", 0))
 """
 
+# Deployed references are pinned by digest (the deployer refuses anything else).
+WEBHOOK_R2 = "reg/webhook@sha256:" + "2" * 64
+WEBHOOK_R3 = "reg/webhook@sha256:" + "3" * 64
 MANIFEST_R2 = """---
 # Source: shop/templates/configmap.yaml
 apiVersion: v1
@@ -76,7 +79,7 @@ metadata: {name: webhook, namespace: shop-staging}
 spec:
   template:
     spec:
-      containers: [{name: webhook, image: "reg/webhook@sha256:2"}]
+      containers: [{name: webhook, image: "WEBHOOK_R2"}]
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -85,7 +88,7 @@ spec:
   template:
     spec:
       containers: [{name: redis, image: "redis:7"}]
-"""
+""".replace("WEBHOOK_R2", WEBHOOK_R2)
 
 NOT_FOUND = {"rc": 1, "stderr": "Error: release: not found\n"}
 
@@ -198,7 +201,7 @@ def test_current_is_the_last_deployed_revision_read_back_from_its_manifest(helm)
     )
     release = _substrate(helm).current(_inputs().topology)
     assert release == Release(
-        "shop", 2, {"webhook": "reg/webhook@sha256:2", "redis": "redis:7"}, '{"release": 2}\n'
+        "shop", 2, {"webhook": WEBHOOK_R2, "redis": "redis:7"}, '{"release": 2}\n'
     )
     assert helm.calls()[1]["argv"] == [
         "get",
@@ -224,7 +227,7 @@ def test_failed_verify_is_undone_by_helm_rollback_to_the_last_deployed_revision(
             return 503, "down"
 
     substrate = _substrate(helm, kubeconfig="/etc/kiln/kubeconfig")
-    inputs = _inputs({"KILN_FEATURES_REPORTS": "true"}, images={"webhook": "reg/webhook@sha256:3"})
+    inputs = _inputs({"KILN_FEATURES_REPORTS": "true"}, images={"webhook": WEBHOOK_R3})
     outcome = run_release(inputs, substrate, Down(), VerifyConfig(retries=1, delay_s=0), lambda s: None)
     assert not outcome.healthy
     assert outcome.deployed.revision == 3  # Helm's number, not ours
@@ -245,7 +248,7 @@ def test_failed_verify_is_undone_by_helm_rollback_to_the_last_deployed_revision(
     # Helm restores revision 2 whole: its ConfigMap differed from the failed one's.
     assert outcome.rollback.detail["config_restored"] is True
     assert (
-        dict((i.service, i.reference) for i in outcome.rollback.images)["webhook"] == "reg/webhook@sha256:2"
+        dict((i.service, i.reference) for i in outcome.rollback.images)["webhook"] == WEBHOOK_R2
     )
 
 
