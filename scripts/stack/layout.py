@@ -301,15 +301,26 @@ class Stack:
         print(f"  dashboard: {self.gateway_url}/   mail: {self.mail_dir}")
 
     def print_summary(self, build_id: str, status: str) -> None:
-        reports = sorted(self.mail_dir.glob("*.html"))
+        report = self.report_of(build_id)
         print()
         say(f"build {build_id} {status}")
         print(f"    dashboard: {self.gateway_url}/ui/builds/{build_id}")
-        print(
-            f"    report:    {reports[-1] if reports else '(no email yet: see ' + str(self.mail_dir) + ')'}"
-        )
+        print(f"    report:    {report or '(no email yet: see ' + str(self.mail_dir) + ')'}")
         print(f"    logs:      {self.state}/logs/")
         print("    stop with: ./kiln-dev down")
+
+
+    def report_of(self, build_id: str, wait_s: float = 15.0) -> Path | None:
+        """The build's HTML report in the mail catcher. The reporter mails after build.finished,
+        which is what the caller just saw, so the mail may still be on its way: wait a little."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            for report in sorted(self.mail_dir.glob("*.html"), reverse=True):
+                if build_id in report.read_text(encoding="utf-8", errors="replace"):
+                    return report
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
 
 
 def _free_port() -> int:
