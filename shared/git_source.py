@@ -126,6 +126,17 @@ class GitSource:
             )
         return PackageSource(package=package or "", url=repo_url, transport=transport, host=host)
 
+    def default_branch(self, source: PackageSource) -> str | None:
+        """The branch the source's HEAD names (`refs/heads/main`), or None when it names none."""
+        with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
+            env = self._environment(Path(helper_dir), source)
+            out = self._git(env, "ls-remote", "--symref", "--", source.url, "HEAD")
+        for line in out.splitlines():
+            target, _, name = line.partition("\t")
+            if name == "HEAD" and target.startswith("ref: refs/heads/"):
+                return target.removeprefix("ref: ")
+        return None
+
     def ls_remote(self, source: PackageSource, ref: str) -> str | None:
         """The commit `ref` points to at the source (no token: the gateway holds none), or None
         when the ref does not exist. Raises FetchFailed when the source cannot be asked."""

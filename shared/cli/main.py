@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-deploy", action="store_true")
     p.add_argument("--notify", help="an email address, or 'raci'")
     p.add_argument("--platform", help="linux/amd64,linux/arm64 (default: the package's platforms)")
-    p.add_argument("--ref", help="branch to build (default develop)")
+    p.add_argument("--ref", help="branch to build (default: the repository's default branch)")
     p.add_argument(
         "--commit",
         help="40-hex commit to build (default: where the branch is now in the package's configured source)",

@@ -165,6 +165,11 @@ async def test_the_api_resolves_the_commit_from_the_configured_source(amqp_url, 
         )
         missing = await gw.post("/builds", json={"package": "demo", "ref": "nope"}, headers=api())
         assert missing.status_code == 422 and "refs/heads/nope does not exist" in missing.json()["detail"]
+        # No ref: the source's default branch (what its HEAD names, as `kiln pipeline demo` sends it).
+        default = await gw.post("/builds", json={"package": "demo"}, headers=api())
+        assert default.status_code == 202, default.text
+        (event,) = [e.event() for e in await requested.take()]
+        assert (event.source.ref, event.source.commit) == ("refs/heads/main", commit)
 
     # Without allow_file the same source is refused, naming the key that allows it.
     refused = parsed(operator_config({"demo": {**local, "allow_file": False}}))

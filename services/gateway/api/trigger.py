@@ -108,7 +108,8 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
             f"repo_url: builds of {body.package!r} come from its configured source only "
             f"(packages.{body.package}.webhooks in the operator config); leave repo_url out",
         )
-    ref = f"refs/heads/{body.ref or 'develop'}"
+    branches = list(deps.config.packages[body.package].webhooks.branches)
+    ref = f"refs/heads/{body.ref}" if body.ref else await default_branch(source, branches)
     commit = body.commit or await resolve_commit(source, ref)
     try:
         _, over = await within_branch_limit(deps, [ManualBuild(body.package, ref)])
@@ -135,6 +136,26 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
         raise HTTPException(503, str(exc)) from None
     metrics.BUILDS_REQUESTED.labels(kind).inc(len(result.build_ids))
     return Accepted(build_ids=result.build_ids)
+
+
+FALLBACK_BRANCH = "develop"
+
+
+async def default_branch(source: PackageSource, branches: list[str]) -> str:
+    """No ref given: the branch the configured source's HEAD names (its default branch, as a clone
+    checks out). A source the gateway cannot ask (a private repository: it holds no token) falls
+    back to the first branch the package's webhooks.branches names literally, else develop (the
+    seed's default branch: what this API built before it read HEAD)."""
+    git = GitSource(timeout_s=RESOLVE_TIMEOUT_S, transports=(source.transport,))
+    try:
+        branch = await to_thread.run_sync(git.default_branch, source)
+    except FetchFailed as exc:
+        log.info("could not read the default branch of %s: %s", source.package, exc)
+        branch = None
+    if branch is not None:
+        return branch
+    literal = next((b for b in branches if not any(c in b for c in "*?[")), FALLBACK_BRANCH)
+    return f"refs/heads/{literal}"
 
 
 async def resolve_commit(source: PackageSource, ref: str) -> str:
