@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.integration.test_compiler_private_repository import (  # the compiler
     start_worker,
 )
 from tests.integration.test_compiler_private_repository import operator_config as compiler_config
+from tests.security.compile_support import stop
 from tests.security.sources_support import (
     api,
     build_requests,
@@ -313,11 +313,7 @@ async def test_a_forged_build_requested_fails_at_config_in_the_real_compiler(
             await requester.stop(grace_s=5)
             events = await collect(observer, set(builds.values()), finished_or_imaged)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        finally:
-            worker.kill()
+        stop(worker)
         await connection.close()
 
     forged = [b["data"] for k, b in events[builds["forged"]] if k == "stage.finished"]
@@ -386,11 +382,7 @@ async def test_a_forged_build_requested_naming_a_host_directory_is_refused_by_th
         await requester.stop(grace_s=5)
         events = await collect(observer, set(builds.values()), finished_or_imaged)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        finally:
-            worker.kill()
+        stop(worker)
         await connection.close()
 
     forged = [b["data"] for k, b in events[builds["forged"]] if k == "stage.finished"]
