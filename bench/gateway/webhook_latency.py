@@ -55,7 +55,10 @@ def push_body(commit: str) -> bytes:
             "after": commit,
             "deleted": False,
             "head_commit": {"id": commit},
-            "repository": {"full_name": "example/monorepo", "clone_url": "https://github.com/example/monorepo.git"},
+            "repository": {
+                "full_name": "example/monorepo",
+                "clone_url": "https://github.com/example/monorepo.git",
+            },
             "pusher": {"name": "bench"},
         }
     ).encode()

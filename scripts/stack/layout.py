@@ -309,7 +309,6 @@ class Stack:
         print(f"    logs:      {self.state}/logs/")
         print("    stop with: ./kiln-dev down")
 
-
     def report_of(self, build_id: str, wait_s: float = 15.0) -> Path | None:
         """The build's HTML report in the mail catcher. The reporter mails after build.finished,
         which is what the caller just saw, so the mail may still be on its way: wait a little."""

@@ -7,12 +7,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from services.reporter.cdevents import InvalidCDEvent, routing_key, translate, validate
 from services.reporter.notify import Notifier
 from services.reporter.ports import CDEventPublisher
 from shared.bus import EventContext, PermanentError
 from shared.bus import topology as t
 from shared.bus.connection import Bus
-from shared.cdevents import InvalidCDEvent, routing_key, translate, validate
 from shared.events import BuildFinished, BuildRequested, Event
 
 log = logging.getLogger("kiln.reporter")

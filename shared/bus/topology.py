@@ -258,7 +258,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "reporter",
         queues=(REPORTER_HISTORY, REPORTER_NOTIFY, REPORTER_CDEVENTS),
-        # The CDEvents vocabulary shared.cdevents.translate emits (checked by the unit test).
+        # The CDEvents vocabulary services.reporter.cdevents.translate emits (checked by the unit test).
         publishes=(
             (
                 CDEVENTS_EXCHANGE,

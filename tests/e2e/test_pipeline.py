@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scripts.stack import example
-from shared.cdevents import validate as validate_cdevent
+from services.reporter.cdevents import validate as validate_cdevent
 from shared.db import make_engine, make_sessions
 from shared.db.models import (
     Audit,

@@ -18,7 +18,7 @@ from tests.integration.test_gateway_server import running_gateway
 from tests.integration.test_gateway_webhooks import SECRETS
 
 pytestmark = pytest.mark.integration
-KILN = [sys.executable, "-m", "shared.cli"]
+KILN = [sys.executable, "-m", "cli"]
 
 
 def cli_env(url: str) -> dict[str, str]:

@@ -44,7 +44,10 @@ def push(commit: str) -> tuple[bytes, dict[str, str]]:
             "ref": "refs/heads/main",
             "after": commit,
             "head_commit": {"id": commit},
-            "repository": {"full_name": "example/monorepo", "clone_url": "https://github.com/example/monorepo.git"},
+            "repository": {
+                "full_name": "example/monorepo",
+                "clone_url": "https://github.com/example/monorepo.git",
+            },
             "pusher": {"name": "workers-test"},
         }
     ).encode()

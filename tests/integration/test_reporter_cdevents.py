@@ -11,10 +11,10 @@ from functools import partial
 import aio_pika
 import pytest
 
+from services.reporter.cdevents import validate
 from services.reporter.handlers import BusCDEventPublisher, on_event_for_cdevents
 from shared.bus import Bus
 from shared.bus import topology as t
-from shared.cdevents import validate
 from shared.events import CATALOGUE
 from tests.unit.test_reporter_stream import TARGETS, full_build_stream
 

@@ -73,7 +73,7 @@ def test_live_log_keys_are_the_stages_that_stream_lines():
 
 
 def test_cdevents_keys_are_the_translation_vocabulary():
-    source = (ROOT / "shared/cdevents/translate.py").read_text()
+    source = (ROOT / "services/reporter/cdevents/translate.py").read_text()
     emitted = set(re.findall(r'out\.append\(\("([a-z]+\.[a-z]+)"', source))
     assert emitted and set(t.service("reporter").keys_published(t.CDEVENTS_EXCHANGE)) == emitted
 

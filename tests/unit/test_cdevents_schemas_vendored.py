@@ -1,6 +1,6 @@
 """The CDEvents schemas Kiln validates against are exactly the v0.5.1 ones.
 
-Kiln ships a copy (shared/cdevents/schemas) so an installed service can validate at run time.
+Kiln ships a copy (services/reporter/cdevents/schemas) so an installed service can validate at run time.
 Two checks keep the copy honest:
 
 - on the repository alone (a user's clone has nothing beside it): every vendored schema matches
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 CONTRACT = ROOT.parent / "shared" / "cdevents-v0.5.1"
-VENDORED = ROOT / "shared" / "cdevents" / "schemas"
+VENDORED = ROOT / "services" / "reporter" / "cdevents" / "schemas"
 CHECKSUMS = VENDORED / "SHA256SUMS"
 
 

@@ -200,9 +200,7 @@ def test_current_is_the_last_deployed_revision_read_back_from_its_manifest(helm)
         get=[{"stdout": MANIFEST_R2}],
     )
     release = _substrate(helm).current(_inputs().topology)
-    assert release == Release(
-        "shop", 2, {"webhook": WEBHOOK_R2, "redis": "redis:7"}, '{"release": 2}\n'
-    )
+    assert release == Release("shop", 2, {"webhook": WEBHOOK_R2, "redis": "redis:7"}, '{"release": 2}\n')
     assert helm.calls()[1]["argv"] == [
         "get",
         "manifest",
@@ -247,9 +245,7 @@ def test_failed_verify_is_undone_by_helm_rollback_to_the_last_deployed_revision(
     assert outcome.rollback.revision == 2 and outcome.rollback.detail["helm_rollback_to"] == 2
     # Helm restores revision 2 whole: its ConfigMap differed from the failed one's.
     assert outcome.rollback.detail["config_restored"] is True
-    assert (
-        dict((i.service, i.reference) for i in outcome.rollback.images)["webhook"] == WEBHOOK_R2
-    )
+    assert dict((i.service, i.reference) for i in outcome.rollback.images)["webhook"] == WEBHOOK_R2
 
 
 def test_upgrade_that_does_not_come_up_fails_the_release_and_an_unreachable_cluster_is_retried(helm):

@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
+from cli.main import parser
+from cli.progress import describe
 from services.gateway.batching import Coalescer
 from services.gateway.live import LiveHub, topic_matches
 from services.gateway.starter import BuildOrder, BuildStarter
 from services.gateway.webhooks.signature import SignatureError, sign, verify
-from shared.cli.main import parser
-from shared.cli.progress import describe
 from shared.events import BuildFinished, Envelope, StageStarted
 from shared.events.build import Source
 from tests.unit.test_gateway_fakes import MemoryLedger, RecordingPublisher

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from cli.progress import LogFollower
 from services.gateway.live import RECENT_BUILDS, RECENT_LINES_PER_BUILD, LiveHub, RecentLogs
 from shared.bus import topology as t
 from shared.bus.live_logs import BUFFER_LINES, KEY_REDACTED, MAX_LINE_CHARS, LogShipper
-from shared.cli.progress import LogFollower
 from shared.events import InvalidEvent
 from shared.events.logs import LOG_LINES_TYPE, LogBatch, LogLines
 from shared.logging import REDACT

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.reporter.batching import BatchingIngestor
+from services.reporter.cdevents import InvalidCDEvent, translate, validate
 from services.reporter.handlers import on_event_for_cdevents
 from services.reporter.notify import repository_path
 from shared.bus import EventContext, PermanentError
-from shared.cdevents import InvalidCDEvent, translate, validate
 from shared.events import Envelope, StageStarted
 from shared.report.view import human_duration, human_size, timeline
 from tests.unit.samples import SAMPLES

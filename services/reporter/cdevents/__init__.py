@@ -5,7 +5,7 @@
 - `routing_key(cdevent)`: the key on `kiln.cdevents` (the CDEvents type without its version).
 """
 
-from shared.cdevents.translate import routing_key, translate
-from shared.cdevents.validate import InvalidCDEvent, validate
+from services.reporter.cdevents.translate import routing_key, translate
+from services.reporter.cdevents.validate import InvalidCDEvent, validate
 
 __all__ = ["InvalidCDEvent", "routing_key", "translate", "validate"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from shared.cli.settings import CliSettings
+from cli.settings import CliSettings
 
 
 class GatewayError(Exception):

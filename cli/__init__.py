@@ -1,5 +1,5 @@
 """The `kiln` command line: a client of the gateway's REST API, plus the stage commands."""
 
-from shared.cli.main import main
+from cli.main import main
 
 __all__ = ["main"]

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from shared.cli.client import GatewayClient
-from shared.cli.progress import EXIT_CODES, LogFollower, describe
+from cli.client import GatewayClient
+from cli.progress import EXIT_CODES, LogFollower, describe
 
 
 def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import commands
-from shared.cli.client import GatewayClient, GatewayError
-from shared.cli.forward import STAGE_COMMANDS, forward
-from shared.cli.settings import CliSettings
+from cli import commands
+from cli.client import GatewayClient, GatewayError
+from cli.forward import STAGE_COMMANDS, forward
+from cli.settings import CliSettings
 
 FORWARDED = (*STAGE_COMMANDS, "config")
 

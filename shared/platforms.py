@@ -1,0 +1,84 @@
+"""The platforms Kiln builds for, as one value type, and the one way to read a branch from a ref.
+
+Every other place that needs a platform list, an architecture name, a pip platform tag or a
+compiler triplet derives it from `PLATFORMS` here; a test fails if the strings are typed again
+elsewhere (tests/unit/test_specs_single_source.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Platform:
+    """`linux/amd64` and its derived names.
+
+    `arch` is the Docker/OCI architecture (image tag suffixes, queue names, routing keys);
+    `machine` is what `uname -m` prints there; `triplet` is the GNU target of its C compiler;
+    `pip_platforms` are the wheel platform tags pip may install for it, newest glibc last."""
+
+    os: str
+    arch: str
+    machine: str
+    triplet: str
+    pip_platforms: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.os}/{self.arch}"
+
+    @property
+    def image_suffix(self) -> str:
+        """`-arm64`: what a per-platform image tag ends with (the index has no suffix)."""
+        return f"-{self.arch}"
+
+    @property
+    def cross_gcc_package(self) -> str:
+        """The Debian package of the cross compiler for this platform."""
+        return f"gcc-{self.triplet.removesuffix('-linux-gnu').replace('_', '-')}-linux-gnu"
+
+    def python_tag(self, python: str = "3.11") -> str:
+        """The extension-module suffix tag of CPython `python` here: `cpython-311-aarch64-linux-gnu`."""
+        return f"cpython-{python.replace('.', '')}-{self.triplet}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+AMD64 = Platform(
+    "linux",
+    "amd64",
+    "x86_64",
+    "x86_64-linux-gnu",
+    ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"),
+)
+ARM64 = Platform(
+    "linux",
+    "arm64",
+    "aarch64",
+    "aarch64-linux-gnu",
+    ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"),
+)
+PLATFORMS: tuple[Platform, ...] = (AMD64, ARM64)
+PLATFORM_NAMES: tuple[str, ...] = tuple(p.name for p in PLATFORMS)
+ARCHITECTURES: tuple[str, ...] = tuple(p.arch for p in PLATFORMS)
+
+
+def parse(name: str) -> Platform:
+    """Accept `linux/arm64`, `arm64` or `aarch64` (and the amd64 equivalents)."""
+    wanted = name.strip().lower()
+    for platform in PLATFORMS:
+        if wanted in (platform.name, platform.arch, platform.machine):
+            return platform
+    raise ValueError(f"unsupported platform {name!r}; use one of {', '.join(PLATFORM_NAMES)}")
+
+
+def arch_of(platform: str) -> str:
+    """`linux/arm64` -> `arm64`."""
+    return parse(platform).arch
+
+
+def branch_of(ref: str) -> str:
+    """`refs/heads/feature/x` -> `feature/x`; a bare branch name is returned as it is."""
+    return ref.removeprefix("refs/heads/")

@@ -1,0 +1,176 @@
+"""Every stage of a Kiln build, declared once, in pipeline order.
+
+A stage is data: which service runs it, the event that starts it, what it emits, whether it runs
+once per build or once per image (target x platform), whether the deploy gate waits for it, how
+long it may take, what it means in CDEvents, and how it is shown. Everything that used to list
+stages derives from `STAGES`: the broker's queues and bindings (shared.bus.topology), replay
+(shared.history.replay), the deployer's gate, the reporter's projection and email rows, the
+CDEvents feed, the CLI's progress lines and the dashboard (served as `/api/catalogue`).
+
+Adding a stage = one entry here + its service folder (docs/architecture.md, "Adding a stage").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.platforms import ARCHITECTURES
+
+BUILD_REQUESTED = "build.requested"
+BUILD_FINISHED = "build.finished"
+STAGE_STARTED = "stage.started"
+STAGE_FINISHED = "stage.finished"
+CANCEL_REQUESTED = "build.cancel.requested"
+ARCH = "{arch}"  # in a queue purpose or routing key: one per architecture
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One step of a build.
+
+    `trigger` is the routing key of the event whose arrival starts the stage (what a replay of
+    the stage republishes); `{arch}` in it or in `queue` means one per architecture. `queue` is
+    the purpose of the service's durable queue the trigger is consumed from (`kiln.<service>.
+    <queue>`); stages of one service sharing a trigger share the queue. `emits` are the routing
+    keys of the domain events the stage publishes besides its own stage.started/finished.
+
+    `per_image`: the stage runs once per target x platform (its stage events name both).
+    `gate`: the deployer deploys only when this stage finished `succeeded` (or `skipped`) for
+    every expected image; it is a fact row (build, target, platform, fact=<name>, ok, summary).
+    `deadline_s`: how long one run of the stage may take before the build is ended as failed.
+    `cdevents`: CDEvents types that a succeeded stage.finished also stands for, beyond the
+    taskrun.started/finished every stage maps to (the subject is the image in its `detail`).
+    """
+
+    name: str
+    service: str
+    label: str
+    trigger: str
+    queue: str
+    emits: tuple[str, ...] = ()
+    per_image: bool = False
+    gate: bool = False
+    deadline_s: int = 900
+    cdevents: tuple[str, ...] = ()
+
+    def triggers(self) -> tuple[str, ...]:
+        """The trigger with `{arch}` expanded: what the queue binds and a replay looks up."""
+        return expand(self.trigger)
+
+    def emitted_keys(self) -> tuple[str, ...]:
+        return tuple(key for pattern in self.emits for key in expand(pattern))
+
+
+def expand(pattern: str) -> tuple[str, ...]:
+    """`image.requested.{arch}` -> one key per architecture; other patterns as they are."""
+    if ARCH not in pattern:
+        return (pattern,)
+    return tuple(pattern.replace(ARCH, arch) for arch in ARCHITECTURES)
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("config", "compiler", "Config", BUILD_REQUESTED, "builds", deadline_s=120),
+    StageSpec("keys", "compiler", "Keys", BUILD_REQUESTED, "builds", deadline_s=120),
+    StageSpec(
+        "compile",
+        "compiler",
+        "Compile",
+        BUILD_REQUESTED,
+        "builds",
+        emits=("compile.completed", "image.requested.{arch}"),
+        deadline_s=1800,
+    ),
+    StageSpec(
+        "image",
+        "imager",
+        "Image",
+        "image.requested.{arch}",
+        ARCH,
+        emits=("image.failed",),
+        per_image=True,
+        deadline_s=1800,
+    ),
+    StageSpec(
+        "push",
+        "imager",
+        "Push",
+        "image.requested.{arch}",
+        ARCH,
+        emits=("image.pushed", "manifest.pushed"),
+        per_image=True,
+        gate=True,
+        deadline_s=900,
+    ),
+    StageSpec(
+        "scan",
+        "scanner",
+        "Scan",
+        "image.pushed",
+        "images",
+        emits=("scan.completed",),
+        per_image=True,
+        gate=True,
+        deadline_s=900,
+    ),
+    StageSpec(
+        "audit", "scanner", "Audit", "image.pushed", "images", emits=("audit.completed",), per_image=True
+    ),
+    StageSpec("topology", "deployer", "Topology", "compile.completed", "gate", deadline_s=300),
+    StageSpec("scaffold", "deployer", "Scaffold", "compile.completed", "gate", deadline_s=300),
+    StageSpec(
+        "deploy",
+        "deployer",
+        "Deploy",
+        "compile.completed",
+        "gate",
+        emits=("deploy.completed",),
+        deadline_s=900,
+    ),
+    StageSpec(
+        "verify",
+        "deployer",
+        "Verify",
+        "compile.completed",
+        "gate",
+        emits=("verify.completed",),
+        deadline_s=600,
+    ),
+    StageSpec("docs", "deployer", "Docs", "compile.completed", "gate", deadline_s=600),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
+STAGE_ORDER: dict[str, int] = {name: index for index, name in enumerate(STAGE_NAMES)}
+FIRST_STAGE = STAGES[0].name
+GATE_FACTS: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.gate)
+
+
+def stage(name: str) -> StageSpec:
+    for spec in STAGES:
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}")
+
+
+def stages_of(service: str) -> tuple[StageSpec, ...]:
+    return tuple(spec for spec in STAGES if spec.service == service)
+
+
+def catalogue() -> dict[str, object]:
+    """What clients (the dashboard, the CLI) need to know about stages, as JSON-ready data."""
+    return {
+        "stages": [
+            {
+                "name": spec.name,
+                "label": spec.label,
+                "order": index,
+                "service": spec.service,
+                "per_image": spec.per_image,
+                "gate": spec.gate,
+                "trigger": spec.trigger,
+                "emits": list(spec.emitted_keys()),
+            }
+            for index, spec in enumerate(STAGES)
+        ],
+        "architectures": list(ARCHITECTURES),
+        "lifecycle": [BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED],
+    }
