@@ -76,8 +76,16 @@ def status(client: GatewayClient, args: argparse.Namespace) -> int:
             f"  {step['stage']:10} {step['status']:10} {(step.get('duration_ms') or 0) / 1000:7.1f}s  {where}"
         )
     for image in detail["images"]:
-        print(f"  image {image['target']} {image['platform']} {(image.get('size_bytes') or 0) / 1e6:.1f} MB")
+        print(f"  image {image['target']} {image['platform']} {_image_size(image)}")
     return EXIT_CODES.get(b["status"], 0) if b["status"] in EXIT_CODES else 0
+
+
+def _image_size(image: dict[str, Any]) -> str:
+    """A multi-arch index is a few hundred bytes itself: show the sum of its platform images, as
+    the dashboard does (the API's `platforms_size_bytes`)."""
+    if image.get("platforms_size_bytes") is not None and not image.get("size_bytes"):
+        return f"{image['platforms_size_bytes'] / 1e6:.1f} MB (sum of its platform images)"
+    return f"{(image.get('size_bytes') or 0) / 1e6:.1f} MB"
 
 
 def logs(client: GatewayClient, args: argparse.Namespace) -> int:
