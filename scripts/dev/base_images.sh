@@ -103,11 +103,15 @@ push_base_image() { # arch: to the local registry, so workers on other hosts can
   echo "$image_id" >"$stamp"
 }
 
+import_and_push_base_image() { # arch: from its cached rootfs tarball
+  import_base_image "$1"
+  push_base_image "$1"
+}
+
 ensure_base_images() {
   local arch
   for arch in "${BASE_ARCHITECTURES[@]}"; do
     build_base_rootfs "$arch"
-    import_base_image "$arch"
-    push_base_image "$arch"
+    import_and_push_base_image "$arch"
   done
 }

@@ -8,8 +8,10 @@ PYTEST_NO_TESTS_COLLECTED=5
 # Exit status: pytest's; 5 (no tests collected) is reported as a failure; when pytest passes
 # but ruff found problems, 1. ruff findings do not stop pytest: both results are worth seeing.
 cmd_test() {
-  with_state_lock do_install
-  with_state_lock do_services
+  local started
+  started=$(now_s)
+  with_state_lock do_prepare
+  print_phases "$started"
   # shellcheck source=/dev/null
   source "$KILN_DEV_ENV"
 

@@ -8,14 +8,17 @@ register_subcommand up "install + services, start every Kiln service, build the 
 KILN_STACK_DIR="$KILN_STATE_DIR/stack"
 
 cmd_up() {
-  with_state_lock do_install
-  with_state_lock do_services
+  local started
+  started=$(now_s)
+  with_state_lock do_prepare
   # shellcheck source=/dev/null
   source "$KILN_DEV_ENV"
   step "starting Kiln (logs: .kiln/stack/logs/) and building the example package"
-  "$KILN_VENV/bin/python" scripts/stack/stack.py --state-dir "$KILN_STACK_DIR" up "$@" ||
+  phase "Kiln services + example build" \
+    "$KILN_VENV/bin/python" scripts/stack/stack.py --state-dir "$KILN_STACK_DIR" up "$@" ||
     die "the example build did not succeed" \
       "read the failing stage above and its service's log in .kiln/stack/logs/; ./kiln-dev up runs it again"
+  print_phases "$started"
 }
 
 stop_stack() {
