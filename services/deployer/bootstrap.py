@@ -19,6 +19,7 @@ from services.deployer.ports import HttpProbe, Substrate
 from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
 from shared.bus import PermanentError
+from shared.bus.dispatch import Only
 from shared.config import load_config
 from shared.config.keys import key_paths
 from shared.events import (
@@ -29,8 +30,9 @@ from shared.events import (
     ImageFailed,
     ImagePushed,
     ManifestPushed,
-    ScanCompleted,
+    StageFinished,
 )
+from shared.stages import GATE_FACTS
 
 
 def substrate_factory(settings: DeployerSettings):
@@ -158,13 +160,17 @@ def bootstrap(
         docs=docs or docs_stage(settings, env),
         **({"sleep": sleep} if sleep else {}),
     )
-    gate = {"store": store, "deploy": step, "require_scan": settings.deployer_require_scan}
+    gate = {"store": store, "deploy": step, "required": settings.required_facts()}
     return {
         BuildRequested: partial(h.on_build_requested, store=store),
         CompileCompleted: partial(h.on_compile_completed, **gate),
         ImagePushed: partial(h.on_image_pushed, **gate),
         ImageFailed: partial(h.on_image_failed, **gate),
-        ScanCompleted: partial(h.on_scan_completed, **gate),
+        # Every stage.finished reaches the gate queue; only gate stages' are facts to record.
+        StageFinished: Only(
+            partial(h.on_stage_finished, **gate, facts=GATE_FACTS),
+            accepts=partial(h.records_fact, facts=GATE_FACTS),
+        ),
         ManifestPushed: partial(h.on_manifest_pushed, store=store, load_config=load),
         BuildFinished: partial(h.on_build_finished, store=store),
         BuildCancelRequested: partial(h.on_cancel_requested, store=store),

@@ -1,9 +1,22 @@
-"""The gate decision, pure: given what the deployer has seen of a build, wait, deploy or fail."""
+"""The gate decision, pure: given what the deployer has seen of a build, wait, deploy or fail.
+
+What it has seen is two kinds of rows: the expected images with the reference each was pushed
+as (`ImageState`), and facts (`Fact`): one per target x platform x gate stage, from that
+stage's `stage.finished` (ok when it succeeded or was skipped), plus a failed `image` fact from
+`image.failed`. The gate knows no stage by name: which facts it waits for is a parameter
+(`shared.stages.GATE_FACTS` minus what the operator made optional, `DeployerSettings`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from shared.stages import STAGE_ORDER, StageSpec
+
+# image.failed is a fact too: a failed image build fails the gate at once, whatever is required.
+IMAGE_FACT = "image"
 
 
 @dataclass(frozen=True)
@@ -11,14 +24,14 @@ class ImageState:
     target: str
     platform: str
     expected: bool
-    pushed: bool
-    scanned: bool
-    verdict: str | None
-    failure: str | None
-    scan_summary: str | None = None
     repository: str | None = None
     digest: str | None = None
     tag: str | None = None
+
+    @property
+    def pushed(self) -> bool:
+        """image.pushed recorded its reference."""
+        return self.repository is not None
 
     @property
     def reference(self) -> str:
@@ -29,6 +42,15 @@ class ImageState:
 
 
 @dataclass(frozen=True)
+class Fact:
+    target: str
+    platform: str
+    fact: str  # the stage's name (or IMAGE_FACT)
+    ok: bool
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
 class GateDecision:
     action: Literal["wait", "deploy", "fail"]
     failed_stage: str | None = None
@@ -36,26 +58,46 @@ class GateDecision:
     waiting_for: tuple[str, ...] = ()
 
 
-def decide(targets_known: bool, images: list[ImageState], *, require_scan: bool) -> GateDecision:
-    """Fail on the first failed image or scan (even before the target list is known: a failure
-    is final); deploy when every expected image is pushed and, if required, scanned as pass."""
-    for image in sorted(images, key=lambda i: (i.target, i.platform)):
-        if image.failure is not None:
-            return GateDecision(
-                "fail", "image", f"image of {image.target} ({image.platform}) failed: {image.failure}"
-            )
-        if require_scan and image.scanned and image.verdict != "pass":
+def gate_facts(stages: Iterable[StageSpec]) -> tuple[str, ...]:
+    """The facts a list of stage specs makes the gate wait for (`GATE_FACTS` for `STAGES`)."""
+    return tuple(spec.name for spec in stages if spec.gate)
+
+
+def decide(
+    targets_known: bool, images: list[ImageState], facts: list[Fact], *, required: Sequence[str]
+) -> GateDecision:
+    """Fail on the first not-ok fact that counts (even before the target list is known: a failure
+    is final); deploy when every expected image has a reference and every required fact is ok.
+
+    A not-ok fact of an optional stage does not count: the operator said the gate does not wait
+    for that stage (e.g. no scanner), so its verdict does not stop a deploy either."""
+    counted = {IMAGE_FACT, *required}
+    for fact in sorted(facts, key=_order):
+        if fact.fact in counted and not fact.ok:
             return GateDecision(
                 "fail",
-                "scan",
-                f"scan of {image.target} ({image.platform}) failed the policy: {image.scan_summary}",
+                fact.fact,
+                f"{fact.fact} of {fact.target} ({fact.platform}) failed: {fact.summary or 'failed'}",
             )
     if not targets_known:
         return GateDecision("wait", waiting_for=("compile.completed",))
-    expected = [i for i in images if i.expected]
-    missing = [f"{i.target} {i.platform}: push" for i in expected if not i.pushed]
-    if require_scan:
-        missing += [f"{i.target} {i.platform}: scan" for i in expected if not i.scanned]
+    have = {(f.target, f.platform, f.fact) for f in facts if f.ok}
+    missing: set[str] = set()
+    for image in images:
+        if not image.expected:
+            continue
+        if not image.pushed:  # no reference to deploy yet (image.pushed not seen)
+            missing.add(f"{image.target} {image.platform}: push")
+        missing.update(
+            f"{image.target} {image.platform}: {name}"
+            for name in required
+            if (image.target, image.platform, name) not in have
+        )
     if missing:
         return GateDecision("wait", waiting_for=tuple(sorted(missing)))
     return GateDecision("deploy")
+
+
+def _order(fact: Fact) -> tuple[str, str, int, str]:
+    # Per image in pipeline order, so a failed image build is reported before its missing push.
+    return (fact.target, fact.platform, STAGE_ORDER.get(fact.fact, len(STAGE_ORDER)), fact.fact)

@@ -1,17 +1,22 @@
 """The gate's handlers: record what each event says, then let the gate decide.
 
-Idempotency: every write is an upsert keyed by (build, target, platform); the build's status row
-guards the deploy and the end of the build, which happen once per build. A redelivery of the
-event that won redoes its work and re-emits the same derived event ids.
+Idempotency: every write is an upsert keyed by (build, target, platform[, fact]); the build's
+status row guards the deploy and the end of the build, which happen once per build. A
+redelivery of the event that won redoes its work and re-emits the same derived event ids.
+
+The gate's inputs: compile.completed (which images to expect), image.pushed (each image's
+reference), and facts: `stage.finished` of every gate stage (`facts`, from shared.stages) and
+image.failed (a failed `image` fact). `required` is the facts a deploy waits for.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from services.deployer.gate import ImageState, decide
+from services.deployer.gate import IMAGE_FACT, ImageState, decide
 from services.deployer.models import DeployerBuild
 from services.deployer.references import repository_problem
 from services.deployer.store import GateStore
@@ -25,7 +30,7 @@ from shared.events import (
     ImageFailed,
     ImagePushed,
     ManifestPushed,
-    ScanCompleted,
+    StageFinished,
 )
 
 log = logging.getLogger("kiln.deployer")
@@ -44,52 +49,80 @@ def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateS
 
 
 def on_compile_completed(
-    event: CompileCompleted, ctx: EventContext, *, store: GateStore, deploy: DeployFn, require_scan: bool
+    event: CompileCompleted, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
     if not event.ok:
         return  # the compiler ends a build whose compile failed
     store.expect_targets(ctx.build_id, [(t.target, t.platform) for t in event.targets])
-    advance(ctx, store=store, deploy=deploy, require_scan=require_scan)
+    advance(ctx, store=store, deploy=deploy, required=required)
 
 
 def on_image_pushed(
-    event: ImagePushed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, require_scan: bool
+    event: ImagePushed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
     store.update_image(
         ctx.build_id,
         event.target,
         event.platform,
-        pushed=True,
         repository=event.repository,
         tag=event.tag,
         digest=event.digest,
     )
-    advance(ctx, store=store, deploy=deploy, require_scan=require_scan)
+    advance(ctx, store=store, deploy=deploy, required=required)
 
 
 def on_image_failed(
-    event: ImageFailed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, require_scan: bool
+    event: ImageFailed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
-    store.update_image(ctx.build_id, event.target, event.platform, failure=event.error or "failed")
-    advance(ctx, store=store, deploy=deploy, require_scan=require_scan, log_tail=event.log_tail)
+    store.record_fact(ctx.build_id, event.target, event.platform, IMAGE_FACT, False, event.error or "failed")
+    advance(ctx, store=store, deploy=deploy, required=required, log_tail=event.log_tail)
 
 
-def on_scan_completed(
-    event: ScanCompleted, ctx: EventContext, *, store: GateStore, deploy: DeployFn, require_scan: bool
+def records_fact(event: StageFinished, *, facts: Sequence[str]) -> bool:
+    """Is this stage.finished a gate fact? Of ~40 per build, only the gate stages' per-image ones
+    are; a cancelled stage says nothing (the cancel itself ends the build)."""
+    return (
+        event.stage in facts
+        and event.target is not None
+        and event.platform is not None
+        and event.status in ("succeeded", "skipped", "failed")
+    )
+
+
+def on_stage_finished(
+    event: StageFinished,
+    ctx: EventContext,
+    *,
+    store: GateStore,
+    deploy: DeployFn,
+    required: Sequence[str],
+    facts: Sequence[str],
 ) -> None:
+    if not records_fact(event, facts=facts):
+        return  # normally filtered before (shared.bus.dispatch.Only); this keeps it true anyway
+    assert event.target is not None and event.platform is not None
     store.ensure_build(ctx.build_id, ctx.package)
-    counts = ", ".join(f"{k}={v}" for k, v in sorted(event.counts.items()) if v)
-    blocking = ", ".join(f.id for f in event.blocking[:10])
-    summary = f"{counts or 'no counts'}; blocking: {blocking or '-'}" + (
-        f"; {event.note}" if event.note else ""
-    )
-    store.update_image(
-        ctx.build_id, event.target, event.platform, scanned=True, verdict=event.verdict, scan_summary=summary
-    )
-    advance(ctx, store=store, deploy=deploy, require_scan=require_scan)
+    ok = event.status in ("succeeded", "skipped")
+    store.record_fact(ctx.build_id, event.target, event.platform, event.stage, ok, fact_summary(event))
+    advance(ctx, store=store, deploy=deploy, required=required, log_tail=() if ok else event.log_tail)
+
+
+def fact_summary(event: StageFinished) -> str | None:
+    """A line for the build's error: the stage's counts and blocking ids when its detail has them
+    (the scanner's), then its error (the scanner's policy reasons)."""
+    parts = []
+    counts: Any = event.detail.get("counts")
+    if isinstance(counts, dict):
+        parts.append(", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "no counts")
+    blocking: Any = event.detail.get("blocking")
+    if isinstance(blocking, list):
+        parts.append("blocking: " + (", ".join(str(b) for b in blocking[:10]) or "-"))
+    if event.error:
+        parts.append(event.error)
+    return "; ".join(parts) or None
 
 
 def on_manifest_pushed(
@@ -129,14 +162,14 @@ def advance(
     *,
     store: GateStore,
     deploy: DeployFn,
-    require_scan: bool,
+    required: Sequence[str],
     log_tail: tuple[str, ...] = (),
 ) -> None:
     images = store.images(ctx.build_id)
     build = store.build(ctx.build_id)
     if build is None:
         return
-    decision = decide(build.targets_known, images, require_scan=require_scan)
+    decision = decide(build.targets_known, images, store.facts(ctx.build_id), required=required)
     if decision.action == "wait":
         log.info("build %s waits for %s", ctx.build_id, ", ".join(decision.waiting_for[:5]))
     elif decision.action == "fail":

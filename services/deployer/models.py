@@ -1,4 +1,4 @@
-"""The deployer's own tables: its gate state per build and per expected image.
+"""The deployer's own tables: its gate state per build, per expected image, and per gate fact.
 
 Unique keys make every write an upsert, so redelivered and replayed events change nothing twice.
 `deployer_build.status` is the exactly-once guard: a build moves open -> deploying -> finished
@@ -40,6 +40,8 @@ class DeployerBuild(Base):
 
 
 class DeployerImage(Base):
+    """An image of the build: expected (from compile.completed) and its reference (image.pushed)."""
+
     __tablename__ = "deployer_image"
     __table_args__ = (UniqueConstraint("build_id", "target", "platform", name="uq_deployer_image"),)
 
@@ -48,11 +50,23 @@ class DeployerImage(Base):
     target: Mapped[str] = mapped_column(String(100))
     platform: Mapped[str] = mapped_column(String(20))
     expected: Mapped[bool] = mapped_column(Boolean, default=False)
-    pushed: Mapped[bool] = mapped_column(Boolean, default=False)
     repository: Mapped[str | None] = mapped_column(String(500))
     tag: Mapped[str | None] = mapped_column(String(128))
     digest: Mapped[str | None] = mapped_column(String(80))
-    scanned: Mapped[bool] = mapped_column(Boolean, default=False)
-    verdict: Mapped[str | None] = mapped_column(String(10))
-    scan_summary: Mapped[str | None] = mapped_column(Text)
-    failure: Mapped[str | None] = mapped_column(Text)
+
+
+class DeployerFact(Base):
+    """What one gate stage (shared.stages, gate=True) said about one image: a row per fact, so a
+    new gate stage needs no new column. `fact` is the stage's name, or "image" (image.failed)."""
+
+    __tablename__ = "deployer_fact"
+    __table_args__ = (UniqueConstraint("build_id", "target", "platform", "fact", name="uq_deployer_fact"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(BUILD_ID, index=True)
+    target: Mapped[str] = mapped_column(String(100))
+    platform: Mapped[str] = mapped_column(String(20))
+    fact: Mapped[str] = mapped_column(String(40))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(PreciseTime)

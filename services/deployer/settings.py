@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from shared.sources import SourceSettings
+from shared.stages import GATE_FACTS
 
 
 class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: shared/sources.py
-    # False when a deployment runs without the scanner: the gate then waits for pushes only.
+    # Gate stages (shared.stages, gate=True) the gate does not wait for, comma-separated
+    # (KILN_DEPLOYER_OPTIONAL_FACTS=scan): a deployment without that stage's service.
+    deployer_optional_facts: Annotated[tuple[str, ...], NoDecode] = ()
+    # False when a deployment runs without the scanner: the same as listing `scan` above (kept
+    # for the deployments that set it).
     deployer_require_scan: bool = True
     # The platform whose images this deployer's substrate runs (the engine's or cluster's arch).
     deployer_platform: str = Field("linux/amd64", pattern="^linux/(amd64|arm64)$")
@@ -29,3 +35,23 @@ class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     git_username: str = "x-access-token"
     git_timeout_s: float = Field(300, gt=0)
     deployer_docs_timeout_s: float = Field(300, gt=0)  # one MkDocs build
+
+    @field_validator("deployer_optional_facts", mode="before")
+    @classmethod
+    def _split_facts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("deployer_optional_facts")
+    @classmethod
+    def _known_facts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(GATE_FACTS))
+        if unknown:
+            raise ValueError(f"unknown gate facts {', '.join(unknown)}; gate stages: {', '.join(GATE_FACTS)}")
+        return value
+
+    def required_facts(self, gate_facts: tuple[str, ...] = GATE_FACTS) -> tuple[str, ...]:
+        """The facts the gate waits for: every gate stage's but the optional ones."""
+        optional = {*self.deployer_optional_facts, *(() if self.deployer_require_scan else ("scan",))}
+        return tuple(name for name in gate_facts if name not in optional)

@@ -10,8 +10,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.deployer.gate import ImageState
-from services.deployer.models import DEPLOYING, FINISHED, OPEN, DeployerBuild, DeployerImage
+from services.deployer.gate import Fact, ImageState
+from services.deployer.models import DEPLOYING, FINISHED, OPEN, DeployerBuild, DeployerFact, DeployerImage
+
+# A fact's summary goes into build.finished's error: a few lines, not a whole report.
+MAX_SUMMARY = 2000
 
 
 class GateStore:
@@ -72,8 +75,6 @@ class GateStore:
                     target=target,
                     platform=platform,
                     expected=False,
-                    pushed=False,
-                    scanned=False,
                 )
                 session.add(row)
                 try:
@@ -84,6 +85,45 @@ class GateStore:
             for name, value in values.items():
                 setattr(row, name, value)
             session.commit()
+
+    def record_fact(
+        self, build_id: str, target: str, platform: str, fact: str, ok: bool, summary: str | None
+    ) -> bool:
+        """Upsert one fact; True if it wrote. A redelivery (same ok and summary) writes nothing;
+        a rerun of the stage that says something else (a replay) replaces what it said."""
+        summary = summary[:MAX_SUMMARY] if summary else None
+        key = (
+            DeployerFact.build_id == build_id,
+            DeployerFact.target == target,
+            DeployerFact.platform == platform,
+            DeployerFact.fact == fact,
+        )
+        with self._sessions() as session:
+            row = session.execute(select(DeployerFact).where(*key)).scalar()
+            if row is not None and (row.ok, row.summary) == (ok, summary):
+                return False
+            now = datetime.now(UTC).replace(tzinfo=None)
+            if row is None:
+                session.add(
+                    DeployerFact(
+                        build_id=build_id,
+                        target=target,
+                        platform=platform,
+                        fact=fact,
+                        ok=ok,
+                        summary=summary,
+                        recorded_at=now,
+                    )
+                )
+                try:
+                    session.commit()
+                    return True
+                except IntegrityError:
+                    session.rollback()  # the same fact, delivered twice at once: the other won
+                    return self.record_fact(build_id, target, platform, fact, ok, summary)
+            row.ok, row.summary, row.recorded_at = ok, summary, now
+            session.commit()
+            return True
 
     def expect_targets(self, build_id: str, targets: list[tuple[str, str]]) -> None:
         for target, platform in targets:
@@ -149,14 +189,14 @@ class GateStore:
                     target=r.target,
                     platform=r.platform,
                     expected=r.expected,
-                    pushed=r.pushed,
-                    scanned=r.scanned,
-                    verdict=r.verdict,
-                    failure=r.failure,
-                    scan_summary=r.scan_summary,
                     repository=r.repository,
                     digest=r.digest,
                     tag=r.tag,
                 )
                 for r in rows
             ]
+
+    def facts(self, build_id: str) -> list[Fact]:
+        with self._sessions() as session:
+            rows = session.execute(select(DeployerFact).where(DeployerFact.build_id == build_id)).scalars()
+            return [Fact(r.target, r.platform, r.fact, r.ok, r.summary) for r in rows]

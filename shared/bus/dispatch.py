@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -40,6 +41,22 @@ GiveUp = Callable[[Any, EventContext, str], Awaitable[None] | None]
 GiveUpTable = Mapping[type[Event], GiveUp]
 
 
+@dataclass(frozen=True)
+class Only:
+    """A handler for only some events of its type: `accepts(event)` (pure, cheap) says which.
+
+    A queue bound to a broad key (the deployer's gate on every `stage.finished`) sees many
+    events it has nothing to record for. The dispatcher acks those at once, before the
+    idempotency guard: no database read or write, no thread hop. Called directly (unit tests),
+    it applies the same filter."""
+
+    handler: Handler
+    accepts: Callable[[Any], bool]
+
+    def __call__(self, event: Any, ctx: EventContext) -> Awaitable[None] | None:
+        return self.handler(event, ctx) if self.accepts(event) else None
+
+
 class Dispatcher:
     """Runs one queue's messages through its handler table."""
 
@@ -58,7 +75,8 @@ class Dispatcher:
         self.retry_base_delay_s = retry_base_delay_s
         self.give_up = dict(give_up or {})
         self.spec = spec
-        self.handlers = dict(handlers)
+        self.handlers = {model: _unwrap(handler) for model, handler in handlers.items()}
+        self._accepts = {m: h.accepts for m, h in handlers.items() if isinstance(h, Only)}
         # Decided once per handler, not per message: does it run on the loop or in a thread?
         self._on_loop = {model: _is_async(handler) for model, handler in self.handlers.items()}
         self.guard = guard
@@ -93,6 +111,10 @@ class Dispatcher:
             reason = f"delivered {deliveries + 1} times without an ack: its consumers kept dying on it"
             await self._give_up(envelope, reason)
             await self._dead_letter(message, reason, "poison")
+            return
+        accepts = self._accepts.get(model)
+        if accepts is not None and not _accepted(accepts, envelope):
+            await message.ack()  # not one this handler records: no guard, no handler
             return
         consumer = self.spec.name
         if await self._guard("seen", consumer, envelope.id):
@@ -194,6 +216,18 @@ class Dispatcher:
 async def _call(guard: IdempotencyGuard, method: str, consumer: str, event_id: str) -> bool | None:
     """Database guards block, so they run in a thread."""
     return await asyncio.to_thread(getattr(guard, method), consumer, event_id)
+
+
+def _unwrap(handler: Handler) -> Handler:
+    return handler.handler if isinstance(handler, Only) else handler
+
+
+def _accepted(accepts: Callable[[Any], bool], envelope: Envelope) -> bool:
+    """A refused event's data is left to the normal path (it dead-letters it with the reason)."""
+    try:
+        return accepts(envelope.event())
+    except InvalidEvent:
+        return True
 
 
 def _is_async(handler: Handler) -> bool:

@@ -103,7 +103,7 @@ DEPLOYER_GATE = QueueSpec(
         "image.pushed",
         "image.failed",
         "manifest.pushed",
-        "scan.completed",
+        "stage.finished",  # the gate stages' facts (shared.stages.GATE_FACTS)
         "build.finished",
         CANCEL_KEY,
     ),

@@ -8,18 +8,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from services.deployer.bootstrap import bootstrap
 from services.deployer.settings import DeployerSettings
 from shared.bus import Bus, SqlIdempotencyGuard
 from shared.bus.topology import DEPLOYER_GATE
+from shared.db.models import ProcessedEvent
 from shared.events import (
     BuildCancelRequested,
     BuildRequested,
     CompileCompleted,
     ImageFailed,
     ImagePushed,
-    ScanCompleted,
+    StageFinished,
     decode,
 )
 from shared.events.build import Options
@@ -85,11 +87,9 @@ async def test_skip_deploy_build_finishes_succeeded_once(worker, client):
                 target=t.target, platform=t.platform, repository="r/w", tag="b1", digest=DIGEST, size_bytes=1
             )
         )
-        events.append(
-            ScanCompleted(
-                target=t.target, platform=t.platform, digest=DIGEST, scanner="trivy", verdict="pass"
-            )
-        )
+        where = {"target": t.target, "platform": t.platform}
+        events.append(StageFinished(stage="push", status="succeeded", **where))
+        events.append(StageFinished(stage="scan", status="succeeded", detail={"verdict": "pass"}, **where))
     await _publish(client, build_id, *events)
     await _publish(client, build_id, events[-1])  # a replayed last scan: no second finish
     await _wait(lambda: client.finished.get(build_id))
@@ -119,3 +119,53 @@ async def test_cancel_ends_an_open_build_as_cancelled(worker, client):
     await _wait(lambda: client.finished.get(build_id))
     await asyncio.sleep(1.0)
     assert [f["status"] for f in client.finished[build_id]] == ["cancelled"]
+
+
+async def test_a_failing_scan_fact_fails_the_build_with_its_summary(worker, client):
+    build_id = str(uuid.uuid4())
+    where = {"target": "webhook", "platform": "linux/amd64"}
+    await _publish(
+        client,
+        build_id,
+        CompileCompleted(ok=True, targets=(TargetPlatform(**where),)),
+        StageFinished(
+            stage="scan",
+            status="failed",
+            detail={"counts": {"CRITICAL": 1}, "blocking": ["CVE-2024-9"]},
+            error="1 CRITICAL finding (max 0)",
+            **where,
+        ),
+    )
+    await _wait(lambda: client.finished.get(build_id))
+    (finished,) = client.finished[build_id]
+    assert finished["failed_stage"] == "scan"
+    assert finished["error"] == (
+        "scan of webhook (linux/amd64) failed: CRITICAL=1; blocking: CVE-2024-9; 1 CRITICAL finding (max 0)"
+    )
+
+
+async def test_other_stages_finished_are_acked_without_a_guard_row(worker, client, sessions):
+    """The gate queue gets every stage.finished; a non-gate stage's costs no database write."""
+    build_id = str(uuid.uuid4())
+    others = [
+        await client.emit(StageFinished(stage="compile", status="succeeded"), build_id=build_id),
+        await client.emit(
+            StageFinished(stage="audit", status="failed", target="w", platform="linux/amd64"),
+            build_id=build_id,
+        ),
+    ]
+    fact = await client.emit(
+        StageFinished(stage="push", status="succeeded", target="w", platform="linux/amd64"), build_id=build_id
+    )
+
+    def guarded() -> set[str]:
+        with sessions() as session:
+            ids = [e.id for e in (*others, fact)]
+            return set(
+                session.execute(
+                    select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids))
+                ).scalars()
+            )
+
+    await _wait(lambda: fact.id in guarded())  # the gate fact went through the guard
+    assert guarded() == {fact.id}  # the others, published before it, were acked without one

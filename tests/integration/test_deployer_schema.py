@@ -1,4 +1,4 @@
-"""The deployer's migrations (deployer_0001, deployer_0002) create exactly what its models declare
+"""The deployer's migrations (deployer_0001 … deployer_0003) create exactly what its models declare
 (MariaDB, migrated by Alembic)."""
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from shared.events import (
     ImagePushed,
     ImageRequested,
     ScanCompleted,
+    StageFinished,
     StageStarted,
     decode,
 )
@@ -239,6 +240,10 @@ async def test_gateway_on_its_own_user_replays_a_build_but_no_later_stage_withou
             assert (await client.get("/readyz")).status_code == 200
 
 
+# What the deployer's gate consumes from the scanner: its stage.finished (a gate fact).
+SCAN_FINISHED = StageFinished(stage="scan", status="succeeded", target="webhook", platform="linux/amd64")
+
+
 async def test_a_chain_of_stages_runs_on_the_restricted_users(users, admin):
     """gateway -> compiler (fails once: retried through kiln.parking) -> imager -> scanner ->
     deployer (a second build fails permanently: dead-lettered, build ended by its give-up report)
@@ -265,6 +270,7 @@ async def test_a_chain_of_stages_runs_on_the_restricted_users(users, admin):
     async def scan(event, ctx):
         saw("scanner", ctx)
         await ctx.emit_async(SAMPLE[ScanCompleted])
+        await ctx.emit_async(SCAN_FINISHED)
 
     async def gate(event, ctx):
         saw("deployer", ctx)
@@ -298,7 +304,7 @@ async def test_a_chain_of_stages_runs_on_the_restricted_users(users, admin):
         deployer = await service_bus(users, "deployer", retry_base_delay_s=0.05)
         buses.append(deployer)
         await deployer.consume(
-            t.DEPLOYER_GATE, {ScanCompleted: gate}, give_up={ScanCompleted: end_build_failed("deploy")}
+            t.DEPLOYER_GATE, {StageFinished: gate}, give_up={StageFinished: end_build_failed("deploy")}
         )
         reporter_bus = await service_bus(users, "reporter")
         buses.append(reporter_bus)
@@ -314,7 +320,7 @@ async def test_a_chain_of_stages_runs_on_the_restricted_users(users, admin):
         await gateway.consume(t.GATEWAY_SUBSCRIPTIONS, {BuildFinished: subscription})
 
         await gateway.publish(envelope(SAMPLE[BuildRequested], build, "gateway"))
-        await scanner.publish(envelope(SAMPLE[ScanCompleted], bad, "scanner"))
+        await scanner.publish(envelope(SCAN_FINISHED, bad, "scanner"))
 
         deadline = asyncio.get_running_loop().time() + 30
         while seen.get("gateway", []).count(build) < 1 or bad not in seen.get("reporter", []):

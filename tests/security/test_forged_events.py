@@ -28,7 +28,7 @@ from shared.bus import Bus
 from shared.bus import topology as t
 from shared.bus.errors import ERROR_HEADER
 from shared.events import BuildRequested, CompileCompleted, Envelope, ImagePushed
-from shared.events.build import Options
+from shared.events.build import Options, StageFinished
 from shared.events.compile import Artifact, ImageRequested, TargetPlatform
 from shared.naming import image_repository
 from shared.registry import NotFound, RegistryClient
@@ -276,6 +276,7 @@ async def test_forged_image_pushed_with_a_foreign_repository_is_not_deployed(
         ImagePushed(
             target="svc", platform="linux/amd64", repository=foreign, tag="b1", digest=DIGEST, size_bytes=1
         ),
+        StageFinished(stage="push", status="succeeded", target="svc", platform="linux/amd64"),
     ):
         await bus.emit(event, build_id=build_id, package=PACKAGE)
     finished = await watch.first((".build.finished.v1",), build_id, timeout=60)

@@ -29,7 +29,7 @@ from services.deployer.docs.build import build_docs
 from services.deployer.docs.stage import DocsStage
 from services.deployer.docs.wiki_pages import rewrite_links, wiki_path
 from services.deployer.gate import ImageState
-from services.deployer.models import DeployerBuild, DeployerImage
+from services.deployer.models import DeployerBuild, DeployerFact, DeployerImage
 from services.deployer.ports import DocsFailed, WikiPage
 from services.deployer.store import GateStore
 from shared.config import load_config
@@ -330,7 +330,9 @@ def test_stage_without_a_key_or_without_a_wiki(wiki):
 @pytest.fixture
 def store():
     engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    Base.metadata.create_all(engine, tables=[DeployerBuild.__table__, DeployerImage.__table__])
+    Base.metadata.create_all(
+        engine, tables=[DeployerBuild.__table__, DeployerImage.__table__, DeployerFact.__table__]
+    )
     return GateStore(sessionmaker(engine, expire_on_commit=False))
 
 
@@ -356,10 +358,6 @@ def _deploy(store, cfg, source: dict):
             s,
             "linux/amd64",
             True,
-            True,
-            True,
-            "pass",
-            None,
             # what the example's operator config derives: the deployer refuses anything else
             repository=image_repository("127.0.0.1:5000", "kiln", "axion", s, "demo", "linux/amd64"),
             tag="b1",

@@ -12,8 +12,11 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from services.deployer import handlers as h
-from services.deployer.models import DeployerBuild, DeployerImage
+from services.deployer.gate import Fact, ImageState, decide, gate_facts
+from services.deployer.models import DeployerBuild, DeployerFact, DeployerImage
+from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
+from shared.bus.dispatch import Only
 from shared.db.models import Base
 from shared.events import (
     BuildCancelRequested,
@@ -22,10 +25,11 @@ from shared.events import (
     CompileCompleted,
     ImageFailed,
     ImagePushed,
-    ScanCompleted,
+    StageFinished,
 )
 from shared.events.build import Options, Source
 from shared.events.compile import TargetPlatform
+from shared.stages import GATE_FACTS, STAGES, StageSpec
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -49,22 +53,26 @@ class FakeContext:
 @pytest.fixture
 def store():
     engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    Base.metadata.create_all(engine, tables=[DeployerBuild.__table__, DeployerImage.__table__])
+    tables = [DeployerBuild.__table__, DeployerImage.__table__, DeployerFact.__table__]
+    Base.metadata.create_all(engine, tables=tables)
     return GateStore(sessionmaker(engine, expire_on_commit=False))
 
 
 class Gate:
-    def __init__(self, store, require_scan=True):
+    def __init__(self, store, required=GATE_FACTS, facts=GATE_FACTS):
         self.build_id = str(uuid.uuid4())
         self.deployed = []
         self.emitted = []
-        deps = {"store": store, "deploy": self._deploy, "require_scan": require_scan}
+        deps = {"store": store, "deploy": self._deploy, "required": required}
         self.table = {
             BuildRequested: partial(h.on_build_requested, store=store),
             CompileCompleted: partial(h.on_compile_completed, **deps),
             ImagePushed: partial(h.on_image_pushed, **deps),
             ImageFailed: partial(h.on_image_failed, **deps),
-            ScanCompleted: partial(h.on_scan_completed, **deps),
+            StageFinished: Only(
+                partial(h.on_stage_finished, **deps, facts=facts),
+                accepts=partial(h.records_fact, facts=facts),
+            ),
             BuildFinished: partial(h.on_build_finished, store=store),
             BuildCancelRequested: partial(h.on_cancel_requested, store=store),
         }
@@ -88,6 +96,10 @@ def compiled(*targets):
     )
 
 
+def stage_finished(stage, target, platform, status="succeeded", **fields):
+    return StageFinished(stage=stage, status=status, target=target, platform=platform, **fields)
+
+
 def pushed(target, platform):
     return ImagePushed(
         target=target,
@@ -100,13 +112,20 @@ def pushed(target, platform):
 
 
 def scanned(target, platform, verdict="pass"):
-    return ScanCompleted(
-        target=target,
-        platform=platform,
-        digest="sha256:" + "a" * 64,
-        scanner="trivy",
-        verdict=verdict,
-        counts={"CRITICAL": 2} if verdict == "fail" else {},
+    """The scanner's stage.finished(scan), as services/scanner/handlers.py emits it."""
+    failed = verdict == "fail"
+    return stage_finished(
+        "scan",
+        target,
+        platform,
+        "failed" if failed else "succeeded",
+        detail={
+            "scanner": "trivy",
+            "counts": {"CRITICAL": 2} if failed else {},
+            "verdict": verdict,
+            "blocking": ["CVE-2024-1"] if failed else [],
+        },
+        error="2 CRITICAL findings (max 0)" if failed else None,
     )
 
 
@@ -114,6 +133,7 @@ def all_pushed_and_scanned(gate, targets=("webhook", "worker")):
     for t in targets:
         for p in PLATFORMS:
             gate.send(pushed(t, p))
+            gate.send(stage_finished("push", t, p))
             gate.send(scanned(t, p))
 
 
@@ -123,9 +143,10 @@ def test_deploys_once_when_every_expected_image_is_pushed_and_scanned(store):
     all_pushed_and_scanned(gate, ["webhook"])  # arrives before compile.completed: still waits
     assert gate.deployed == []
     gate.send(compiled("webhook", "worker"))
-    gate.send(pushed("worker", "linux/amd64"))
+    for p in PLATFORMS:
+        gate.send(pushed("worker", p))
+        gate.send(stage_finished("push", "worker", p))
     gate.send(scanned("worker", "linux/amd64"))
-    gate.send(pushed("worker", "linux/arm64"))
     assert gate.deployed == []  # arm64 worker not scanned yet
     last = scanned("worker", "linux/arm64")
     ctx = gate.send(last)
@@ -137,11 +158,24 @@ def test_deploys_once_when_every_expected_image_is_pushed_and_scanned(store):
 
 
 def test_scan_not_required_deploys_after_pushes(store):
-    gate = Gate(store, require_scan=False)
+    required = DeployerSettings(deployer_require_scan=False).required_facts()
+    assert required == ("push",)
+    gate = Gate(store, required=required)
     gate.send(compiled("webhook"))
+    gate.send(scanned("webhook", "linux/amd64", verdict="fail"))  # an optional fact does not stop it
     for p in PLATFORMS:
         gate.send(pushed("webhook", p))
-    assert len(gate.deployed) == 1
+        gate.send(stage_finished("push", "webhook", p))
+    assert len(gate.deployed) == 1 and gate.finished() == []
+
+
+def test_optional_facts_setting_and_the_old_switch_agree(monkeypatch):
+    monkeypatch.setenv("KILN_DEPLOYER_OPTIONAL_FACTS", "scan")
+    assert DeployerSettings().required_facts() == ("push",)
+    monkeypatch.delenv("KILN_DEPLOYER_OPTIONAL_FACTS")
+    assert DeployerSettings().required_facts() == GATE_FACTS
+    with pytest.raises(ValueError, match="unknown gate facts"):
+        DeployerSettings(deployer_optional_facts="scna")
 
 
 def test_image_failure_ends_the_build_failed_once_naming_the_target(store):
@@ -162,7 +196,8 @@ def test_failing_scan_ends_the_build_with_the_counts(store):
     gate.send(pushed("webhook", "linux/amd64"))
     gate.send(scanned("webhook", "linux/amd64", verdict="fail"))
     (finished,) = gate.finished()
-    assert finished.failed_stage == "scan" and "CRITICAL=2" in finished.error and "webhook" in finished.error
+    assert finished.failed_stage == "scan" and "webhook (linux/amd64)" in finished.error
+    assert "CRITICAL=2" in finished.error and "CVE-2024-1" in finished.error and "max 0" in finished.error
 
 
 def test_skip_deploy_ends_the_build_succeeded_after_the_gate(store):
@@ -197,3 +232,79 @@ def test_build_requested_source_is_kept_for_the_docs_stage(store):
     gate.send(BuildRequested(package="demo", source=source))
     gate.send(BuildRequested(package="demo", source=Source(path="/elsewhere")))  # a replay changes nothing
     assert store.build(gate.build_id).source == source.model_dump(mode="json")
+
+
+def test_a_new_gate_stage_is_waited_for_without_a_schema_change(store):
+    """An `attest` gate stage (issue #18) declared in a stage list: the same tables, handlers and
+    decide() wait for its fact per image and deploy once the last one arrives."""
+    attest = StageSpec("attest", "attester", "Attest", "image.pushed", "images", per_image=True, gate=True)
+    facts = gate_facts((*STAGES, attest))
+    assert facts == (*GATE_FACTS, "attest")
+    gate = Gate(store, required=facts, facts=facts)
+    gate.send(compiled("webhook"))
+    all_pushed_and_scanned(gate, ["webhook"])
+    assert gate.deployed == []
+    gate.send(stage_finished("attest", "webhook", "linux/amd64"))
+    assert gate.deployed == []
+    gate.send(stage_finished("attest", "webhook", "linux/arm64", "skipped"))
+    assert len(gate.deployed) == 1
+    rows = {(f.platform, f.fact) for f in store.facts(gate.build_id)}
+    assert ("linux/arm64", "attest") in rows
+
+
+def test_a_failed_new_gate_stage_fails_the_build_naming_it(store):
+    facts = (*GATE_FACTS, "attest")
+    gate = Gate(store, required=facts, facts=facts)
+    gate.send(compiled("webhook"))
+    gate.send(stage_finished("attest", "webhook", "linux/arm64", "failed", error="no signing key"))
+    (end,) = gate.finished()
+    assert end.failed_stage == "attest"
+    assert end.error == "attest of webhook (linux/arm64) failed: no signing key"
+
+
+def test_stage_finished_of_other_stages_and_cancelled_ones_record_nothing(store):
+    gate = Gate(store)
+    gate.send(BuildRequested(package="demo"))
+    gate.send(stage_finished("compile", None, None))
+    gate.send(stage_finished("audit", "webhook", "linux/amd64", "failed", error="x"))
+    gate.send(stage_finished("scan", "webhook", "linux/amd64", "cancelled"))
+    assert store.facts(gate.build_id) == [] and gate.finished() == []
+
+
+def test_a_redelivered_fact_writes_nothing_twice(store):
+    gate = Gate(store)
+    assert store.record_fact(gate.build_id, "webhook", "linux/amd64", "scan", True, "no counts")
+    assert not store.record_fact(gate.build_id, "webhook", "linux/amd64", "scan", True, "no counts")
+    assert store.record_fact(gate.build_id, "webhook", "linux/amd64", "scan", False, "CRITICAL=1")
+    assert store.facts(gate.build_id) == [Fact("webhook", "linux/amd64", "scan", False, "CRITICAL=1")]
+
+
+def test_decide_waits_for_each_required_fact_of_each_expected_image():
+    images = [
+        ImageState("webhook", "linux/amd64", True, repository="r/w", digest="sha256:1"),
+        ImageState("webhook", "linux/arm64", True),
+        ImageState("stray", "linux/amd64", False),  # pushed but not expected: not waited for
+    ]
+    facts = [Fact("webhook", "linux/amd64", "push", True), Fact("webhook", "linux/amd64", "scan", True)]
+    assert decide(False, images, facts, required=("push", "scan")).waiting_for == ("compile.completed",)
+    decision = decide(True, images, facts, required=("push", "scan"))
+    assert decision.action == "wait"
+    assert decision.waiting_for == ("webhook linux/arm64: push", "webhook linux/arm64: scan")
+    done = [
+        *facts,
+        Fact("webhook", "linux/arm64", "push", True),
+        Fact("webhook", "linux/arm64", "scan", True),
+    ]
+    images[1] = ImageState("webhook", "linux/arm64", True, repository="r/w", digest="sha256:2")
+    assert decide(True, images, done, required=("push", "scan")).action == "deploy"
+
+
+def test_decide_fails_on_the_first_failed_fact_in_pipeline_order():
+    facts = [
+        Fact("webhook", "linux/amd64", "push", False, "denied"),
+        Fact("webhook", "linux/amd64", "image", False, "pip exploded"),
+        Fact("api", "linux/arm64", "scan", True),
+    ]
+    decision = decide(False, [], facts, required=("push", "scan"))
+    assert (decision.action, decision.failed_stage) == ("fail", "image")
+    assert decision.error == "image of webhook (linux/amd64) failed: pip exploded"

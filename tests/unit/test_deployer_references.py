@@ -31,7 +31,7 @@ PKG = CONFIG.package("demo")
 
 
 def image(repository: str, digest: str | None = DIGEST, platform: str = "linux/amd64") -> ImageState:
-    return ImageState("web", platform, True, True, True, "pass", None, repository=repository, digest=digest)
+    return ImageState("web", platform, True, repository=repository, digest=digest)
 
 
 def test_derived_repositories_pinned_by_digest_may_be_deployed():
