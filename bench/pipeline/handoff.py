@@ -8,7 +8,8 @@ Pairs measured (cause → the consumer's stage.started):
     build.requested            → compiler   stage.started config
     image.requested.<arch>     → imager     stage.started image (target, platform)
     image.pushed               → scanner    stage.started scan  (target, platform)
-    last scan.completed        → deployer   stage.started deploy
+    last gate fact             → deployer   stage.started deploy (the last stage.finished of a
+                                            shared.stages.GATE_FACTS stage, or image.pushed)
 and, for the reporter, an event's own time → its `received_at` in event_log.
 Times are the services' own envelope timestamps on one host's clock.
 """
@@ -25,6 +26,7 @@ from sqlalchemy import select
 
 from shared.db import make_engine, make_sessions
 from shared.db.models import BuildRun, EventLog
+from shared.stages import GATE_FACTS
 
 
 def load(sessions, builds: int) -> dict[str, list[dict]]:
@@ -97,10 +99,15 @@ def handoffs(events: list[dict]) -> dict[str, list[float]]:
                     x["_t"] for x in events if x["_key"] == "stage.finished" and x["data"]["stage"] == "scan"
                 )
                 out["image.pushed → scanner"].append(since_free(e["_t"], start["_t"], busy))
-    scans = [e["_t"] for e in events if e["_key"] == "scan.completed"]
+    facts = [
+        e["_t"]
+        for e in events
+        if e["_key"] == "image.pushed"
+        or (e["_key"] == "stage.finished" and e["data"].get("stage") in GATE_FACTS)
+    ]
     deploy = starts("deploy")
-    if scans and deploy:
-        out["last scan.completed → deployer"].append((deploy[0]["_t"] - max(scans)).total_seconds() * 1000)
+    if facts and deploy:
+        out["last gate fact → deployer"].append((deploy[0]["_t"] - max(facts)).total_seconds() * 1000)
     out["any event → reporter (batched)"] += [
         (e["_received"] - e["_t"]).total_seconds() * 1000 for e in events
     ]
