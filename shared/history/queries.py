@@ -20,9 +20,7 @@ from shared.db.models import (
     BuildStep,
     EventLog,
 )
-from shared.events.build import STAGES
-
-STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
+from shared.stages import STAGE_ORDER
 
 
 class BuildNotFound(LookupError):
