@@ -160,6 +160,14 @@ def stages_of(service: str) -> tuple[StageSpec, ...]:
     return tuple(spec for spec in STAGES if spec.service == service)
 
 
+def stage_emitting(key: str, stages: tuple[StageSpec, ...] | None = None) -> StageSpec:
+    """The stage whose `emits` include routing key `key`."""
+    for spec in STAGES if stages is None else stages:
+        if key in spec.emitted_keys():
+            return spec
+    raise ValueError(f"no stage emits {key!r}")
+
+
 def catalogue(stages: tuple[StageSpec, ...] | None = None) -> dict[str, object]:
     """What clients (the dashboard, the CLI) need to know about stages, as JSON-ready data."""
     stages = STAGES if stages is None else stages
