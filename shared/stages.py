@@ -156,6 +156,11 @@ def stage(name: str) -> StageSpec:
     raise ValueError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}")
 
 
+def label_of(name: str, stages: tuple[StageSpec, ...] | None = None) -> str:
+    """A stage's label; a name the spec no longer knows (an old build's row) as it is."""
+    return next((spec.label for spec in (STAGES if stages is None else stages) if spec.name == name), name)
+
+
 def stages_of(service: str) -> tuple[StageSpec, ...]:
     return tuple(spec for spec in STAGES if spec.service == service)
 
@@ -166,6 +171,17 @@ def stage_emitting(key: str, stages: tuple[StageSpec, ...] | None = None) -> Sta
         if key in spec.emitted_keys():
             return spec
     raise ValueError(f"no stage emits {key!r}")
+
+
+def routing_keys(stages: tuple[StageSpec, ...] | None = None) -> tuple[str, ...]:
+    """Every routing key on kiln.events a build's stream may carry: the lifecycle and the stages'
+    domain events, each once, in pipeline order (cancellation and the end last)."""
+    emitted = (key for spec in (STAGES if stages is None else stages) for key in spec.emitted_keys())
+    return tuple(
+        dict.fromkeys(
+            (BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, *emitted, CANCEL_REQUESTED, BUILD_FINISHED)
+        )
+    )
 
 
 def catalogue(stages: tuple[StageSpec, ...] | None = None) -> dict[str, object]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.db.models import MANIFEST_PLATFORM
-from shared.stages import STAGES, StageSpec
+from shared.stages import STAGES, StageSpec, label_of
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 NOT_RECORDED = "-"
@@ -66,10 +66,6 @@ def step_order(steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAG
     return sorted(steps, key=lambda s: (order.get(s["stage"], len(order)), s["target"], s["platform"]))
 
 
-def stage_label(name: str, stages: tuple[StageSpec, ...] = STAGES) -> str:
-    return next((spec.label for spec in stages if spec.name == name), name)
-
-
 def timeline(
     build: dict[str, Any], steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES
 ) -> list[dict[str, Any]]:
@@ -98,7 +94,7 @@ def timeline(
         label = " ".join(
             p
             for p in (
-                stage_label(step["stage"], stages),
+                label_of(step["stage"], stages),
                 step["target"],
                 step["platform"].removeprefix("linux/"),
             )

@@ -7,6 +7,8 @@ places); and no module writes a list of stage names or routing keys of its own.
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 from services.reporter.cdevents import translate, validate
@@ -14,10 +16,16 @@ from shared.bus import topology as t
 from shared.history.replay import stage_triggers
 from shared.report.view import step_order
 from shared.stages import (
+    BUILD_FINISHED,
+    BUILD_REQUESTED,
+    CANCEL_REQUESTED,
+    STAGE_FINISHED,
     STAGE_NAMES,
+    STAGE_STARTED,
     STAGES,
     StageSpec,
     catalogue,
+    routing_keys,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,3 +223,95 @@ def test_an_added_stage_with_cdevents_emits_them_valid():
 
 
 _BUILD_ID = "b-1"
+
+
+def test_the_gateway_serves_the_catalogue():
+    from fastapi.testclient import TestClient
+
+    from tests.unit.test_gateway_fakes import RecordingPublisher, fake_app
+
+    with TestClient(fake_app(None, None, RecordingPublisher())) as client:
+        body = client.get("/api/catalogue").json()
+    assert [s["name"] for s in body["stages"]] == list(STAGE_NAMES)
+    assert body["stages"][2] == {**body["stages"][2], "name": "compile", "label": "Compile", "order": 2}
+    # What the dashboard's live view subscribes to: the keys it used to list by hand.
+    assert set(body["routing_keys"]) == {
+        *(BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED),
+        "compile.completed",
+        "image.requested.amd64",
+        "image.requested.arm64",
+        "image.pushed",
+        "image.failed",
+        "manifest.pushed",
+        "scan.completed",
+        "audit.completed",
+        "deploy.completed",
+        "verify.completed",
+    }
+
+
+# --- nobody lists stages or routing keys but the spec -----------------------------------------
+
+SCANNED = ("shared", "services", "cli")
+# Files that may write a sequence of stage names or routing keys, and why.
+ALLOWED = {
+    "shared/stages.py": "the spec itself",
+    "shared/bus/topology.py": "the non-stage consumers' bindings and the gate's extra inputs, declared once",
+    "services/reporter/cdevents/translate.py": "the CDEvents table: Kiln event -> CDEvents type",
+    "services/gateway/runs.py": "the build page's deploy panel shows the deploy and verify steps",
+    "cli/progress.py": "result-line formatters keyed by emitted keys (checked below)",
+    "shared/config/env_override.py": "config sections, some named like the stages they configure",
+    "shared/events/scan.py": "audit modes (deps, config, secrets, image), not stages",
+    "services/scanner/audit.py": "audit modes (deps, config, secrets, image), not stages",
+    "services/deployer/__main__.py": "the deployer's CLI subcommands that take --image",
+}
+KNOWN_KEYS = set(routing_keys()) | {k for spec in STAGES for k in spec.triggers()}
+
+
+def _literal_strings(node: ast.AST) -> list[str]:
+    elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", [])
+    return [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
+def _is_stage_list(node: ast.AST, strings: list[str]) -> bool:
+    # A dict keyed by stage-like names is a record (a detail's "compile" and "deploy" sections,
+    # the CLI's "compile"/"deploy" commands), not a list of stages; its keys count as routing keys.
+    return not isinstance(node, ast.Dict) and sum(s in STAGE_NAMES for s in strings) >= 2
+
+
+def _offences(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+            strings = _literal_strings(node)
+            keys = [s for s in strings if s in KNOWN_KEYS]
+            if _is_stage_list(node, strings) or len(keys) >= 2:
+                found.append(f"line {node.lineno}: {sorted(set(strings) & (KNOWN_KEYS | set(STAGE_NAMES)))}")
+    return found
+
+
+def test_no_python_module_lists_stages_or_routing_keys():
+    offences = {}
+    for top in SCANNED:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative not in ALLOWED and (found := _offences(path)):
+                offences[relative] = found
+    assert not offences, f"derive these from shared.stages (or allow-list them with a reason): {offences}"
+
+
+def test_the_dashboard_lists_no_routing_keys_or_stages():
+    dashboard = ROOT / "services/gateway/dashboard"
+    quoted = re.compile(r"[\"']([a-z]+(?:\.[a-z0-9]+)*)[\"']")
+    for path in [*dashboard.rglob("*.js"), *dashboard.rglob("*.html")]:
+        strings = quoted.findall(path.read_text())
+        keys = {s for s in strings if s in KNOWN_KEYS} - {STAGE_STARTED, BUILD_FINISHED}  # lifecycle
+        stages = {s for s in strings if s in STAGE_NAMES}
+        assert not keys and len(stages) < 2, f"{path.name} lists {sorted(keys | stages)}: use /api/catalogue"
+
+
+def test_the_cli_result_lines_are_keyed_by_keys_stages_emit():
+    from cli.progress import RESULT_LINES
+
+    emitted = {key for spec in STAGES for key in spec.emitted_keys()}
+    assert set(RESULT_LINES) <= emitted
