@@ -14,7 +14,21 @@ broker:
                              transient messages, no queue of record: a view, dropped when nobody
                              listens (the durable record is the log tail in the stage's events)
 
-Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two siblings:
+Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two siblings (below).
+The stage services' queues come from the stages (shared.stages.STAGES): a stage's `service` and
+`queue` name the queue, its `trigger` is what the queue binds (`stage_queues`); what each such
+service publishes is its stages' stage.started/finished, their `emits` and live-log keys
+(`stage_service`). Only the consumers that run no stage, and the gate's extra inputs, are
+written out by hand (`OTHER_QUEUES`, `STAGE_QUEUE_INPUTS`). Today:
+
+    kiln.compiler.builds      build.requested                 (config, keys, compile)
+    kiln.imager.<arch>        image.requested.<arch>          (image, push)
+    kiln.scanner.images       image.pushed                    (scan, audit)
+    kiln.deployer.gate        compile.completed + gate inputs (topology … docs)
+    kiln.imager.manifests     compile.completed, image.pushed (multi-arch manifests, no stage)
+    kiln.reporter.*           history, notify, cdevents
+    kiln.gateway.subscriptions  `#` for the HTTP subscriptions
+
 
     <queue>.retry  classic queue holding messages for their back-off delay; when a message's
                    TTL expires it is dead-lettered through the default exchange straight back

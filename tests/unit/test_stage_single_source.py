@@ -315,3 +315,11 @@ def test_the_cli_result_lines_are_keyed_by_keys_stages_emit():
 
     emitted = {key for spec in STAGES for key in spec.emitted_keys()}
     assert set(RESULT_LINES) <= emitted
+
+
+def test_every_routing_key_of_the_catalogue_is_an_event_model():
+    from shared.events.registry import CATALOGUE
+
+    bases = {model.base_routing_key() for model in CATALOGUE}
+    unknown = [key for key in routing_keys() if key not in bases and key.rsplit(".", 1)[0] not in bases]
+    assert not unknown, f"stages emit {unknown}, which no event model in shared.events.registry describes"
