@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.platforms import ARCHITECTURES
 from shared.stages import (
     ARCH,
     BUILD_FINISHED,
@@ -80,7 +81,6 @@ RETRY_MAX_DELAY_S = 60.0
 GUARD_WAIT_S = 600.0
 
 
-ARCHITECTURES = ("amd64", "arm64")
 CANCEL_KEY = CANCEL_REQUESTED
 
 
