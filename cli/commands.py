@@ -9,6 +9,7 @@ from typing import Any
 
 from cli.client import GatewayClient
 from cli.progress import EXIT_CODES, LogFollower, describe
+from shared.stages import BUILD_FINISHED
 
 
 def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def follow(client: GatewayClient, build_id: str) -> int:
         line = describe(key, event)
         if line:
             print(line, flush=True)
-        if key == "build.finished":
+        if key == BUILD_FINISHED:
             status = event.get("data", {}).get("status")
     if status is None:
         print(

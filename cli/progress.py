@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from shared.stages import (
+    BUILD_FINISHED,
+    BUILD_REQUESTED,
+    CANCEL_REQUESTED,
+    STAGE_FINISHED,
+    STAGE_STARTED,
+    stage_emitting,
+)
 
 STATUS_MARK = {"succeeded": "✓", "failed": "✗", "skipped": "-", "cancelled": "⊘", "started": "▶"}
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
@@ -13,30 +23,45 @@ def describe(routing_key: str, event: dict[str, Any]) -> str | None:
     data = event.get("data", {})
     where = " ".join(str(data[k]) for k in ("target", "platform") if data.get(k))
     where = f" [{where}]" if where else ""
-    if routing_key == "build.requested":
+    if routing_key == BUILD_REQUESTED:
         source = data.get("source", {})
         number = data.get("build_number")
         ref = source.get("ref", "")
         return f"build {event.get('buildid')} {data.get('package')} #{number} requested ({ref})"
-    if routing_key == "stage.started":
+    if routing_key == STAGE_STARTED:
         return f"  {STATUS_MARK['started']} {data.get('stage')}{where} started"
-    if routing_key == "stage.finished":
+    if routing_key == STAGE_FINISHED:
         status = data.get("status", "?")
         took = _seconds(data.get("duration_ms"))
         line = f"  {STATUS_MARK.get(status, '?')} {data.get('stage')}{where} {status} in {took}"
         return line + (f": {data['error']}" if data.get("error") else "")
-    if routing_key == "image.pushed":
-        return f"    image{where} pushed {data.get('digest', '')[:19]} ({_megabytes(data.get('size_bytes'))})"
-    if routing_key == "scan.completed":
-        return f"    scan{where} {data.get('verdict')} {data.get('counts', {})}"
-    if routing_key == "build.cancel.requested":
+    if routing_key in RESULT_LINES:
+        return RESULT_LINES[routing_key](data, where)
+    if routing_key == CANCEL_REQUESTED:
         return f"  ⊘ cancel requested: {data.get('reason', '')}"
-    if routing_key == "build.finished":
+    if routing_key == BUILD_FINISHED:
         failed = f" at {data['failed_stage']}" if data.get("failed_stage") else ""
         return f"build {data.get('status')}{failed} in {_seconds(data.get('duration_ms'))}" + (
             f": {data['error']}" if data.get("error") else ""
         )
     return None
+
+
+def _image_pushed(data: dict[str, Any], where: str) -> str:
+    return f"    image{where} pushed {data.get('digest', '')[:19]} ({_megabytes(data.get('size_bytes'))})"
+
+
+def _scan_verdict(data: dict[str, Any], where: str) -> str:
+    return f"    scan{where} {data.get('verdict')} {data.get('counts', {})}"
+
+
+# A stage's result worth a line of its own, keyed by the routing key the stage emits (a unit
+# test checks each key is in some stage's `emits`, shared.stages).
+RESULT_LINES: dict[str, Callable[[dict[str, Any], str], str]] = {
+    "image.pushed": _image_pushed,
+    "scan.completed": _scan_verdict,
+}
+IMAGE_FAILED = "image.failed"
 
 
 class LogFollower:
@@ -53,14 +78,14 @@ class LogFollower:
             where = _where(data)
             self._shown.add(where)
             return [f"[{where}] {line}" for line in data.get("lines", ())]
-        if key == "image.failed":  # the same tail as the image stage's stage.finished
-            data = {**data, "stage": "image"}
-        if key not in ("stage.finished", "build.finished", "image.failed"):
+        if key == IMAGE_FAILED:  # the same tail as its stage's stage.finished
+            data = {**data, "stage": stage_emitting(IMAGE_FAILED).name}
+        if key not in (STAGE_FINISHED, BUILD_FINISHED, IMAGE_FAILED):
             return []
         where = _where(data) or key
         lines = [] if where in self._shown else [f"[{where}] {line}" for line in data.get("log_tail", ())]
         self._shown.add(where)
-        if data.get("error") and key != "image.failed":
+        if data.get("error") and key != IMAGE_FAILED:
             lines.append(f"[{where}] ERROR {data['error']}")
         return lines
 

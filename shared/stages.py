@@ -40,6 +40,7 @@ class StageSpec:
     `deadline_s`: how long one run of the stage may take before the build is ended as failed.
     `cdevents`: CDEvents types that a succeeded stage.finished also stands for, beyond the
     taskrun.started/finished every stage maps to (the subject is the image in its `detail`).
+    `live_log`: the stage streams its output lines on kiln.logs while it runs.
     """
 
     name: str
@@ -52,6 +53,7 @@ class StageSpec:
     gate: bool = False
     deadline_s: int = 900
     cdevents: tuple[str, ...] = ()
+    live_log: bool = False
 
     def triggers(self) -> tuple[str, ...]:
         """The trigger with `{arch}` expanded: what the queue binds and a replay looks up."""
@@ -69,8 +71,8 @@ def expand(pattern: str) -> tuple[str, ...]:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("config", "compiler", "Config", BUILD_REQUESTED, "builds", deadline_s=120),
-    StageSpec("keys", "compiler", "Keys", BUILD_REQUESTED, "builds", deadline_s=120),
+    StageSpec("config", "compiler", "Config", BUILD_REQUESTED, "builds", deadline_s=120, live_log=True),
+    StageSpec("keys", "compiler", "Keys", BUILD_REQUESTED, "builds", deadline_s=120, live_log=True),
     StageSpec(
         "compile",
         "compiler",
@@ -79,6 +81,7 @@ STAGES: tuple[StageSpec, ...] = (
         "builds",
         emits=("compile.completed", "image.requested.{arch}"),
         deadline_s=1800,
+        live_log=True,
     ),
     StageSpec(
         "image",
@@ -89,6 +92,7 @@ STAGES: tuple[StageSpec, ...] = (
         emits=("image.failed",),
         per_image=True,
         deadline_s=1800,
+        live_log=True,
     ),
     StageSpec(
         "push",
@@ -100,6 +104,7 @@ STAGES: tuple[StageSpec, ...] = (
         per_image=True,
         gate=True,
         deadline_s=900,
+        live_log=True,
     ),
     StageSpec(
         "scan",
@@ -151,12 +156,37 @@ def stage(name: str) -> StageSpec:
     raise ValueError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}")
 
 
+def label_of(name: str, stages: tuple[StageSpec, ...] | None = None) -> str:
+    """A stage's label; a name the spec no longer knows (an old build's row) as it is."""
+    return next((spec.label for spec in (STAGES if stages is None else stages) if spec.name == name), name)
+
+
 def stages_of(service: str) -> tuple[StageSpec, ...]:
     return tuple(spec for spec in STAGES if spec.service == service)
 
 
-def catalogue() -> dict[str, object]:
+def stage_emitting(key: str, stages: tuple[StageSpec, ...] | None = None) -> StageSpec:
+    """The stage whose `emits` include routing key `key`."""
+    for spec in STAGES if stages is None else stages:
+        if key in spec.emitted_keys():
+            return spec
+    raise ValueError(f"no stage emits {key!r}")
+
+
+def routing_keys(stages: tuple[StageSpec, ...] | None = None) -> tuple[str, ...]:
+    """Every routing key on kiln.events a build's stream may carry: the lifecycle and the stages'
+    domain events, each once, in pipeline order (cancellation and the end last)."""
+    emitted = (key for spec in (STAGES if stages is None else stages) for key in spec.emitted_keys())
+    return tuple(
+        dict.fromkeys(
+            (BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, *emitted, CANCEL_REQUESTED, BUILD_FINISHED)
+        )
+    )
+
+
+def catalogue(stages: tuple[StageSpec, ...] | None = None) -> dict[str, object]:
     """What clients (the dashboard, the CLI) need to know about stages, as JSON-ready data."""
+    stages = STAGES if stages is None else stages
     return {
         "stages": [
             {
@@ -169,7 +199,7 @@ def catalogue() -> dict[str, object]:
                 "trigger": spec.trigger,
                 "emits": list(spec.emitted_keys()),
             }
-            for index, spec in enumerate(STAGES)
+            for index, spec in enumerate(stages)
         ],
         "architectures": list(ARCHITECTURES),
         "lifecycle": [BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED],

@@ -14,7 +14,21 @@ broker:
                              transient messages, no queue of record: a view, dropped when nobody
                              listens (the durable record is the log tail in the stage's events)
 
-Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two siblings:
+Each consumer owns a durable quorum queue `kiln.<service>.<purpose>` with two siblings (below).
+The stage services' queues come from the stages (shared.stages.STAGES): a stage's `service` and
+`queue` name the queue, its `trigger` is what the queue binds (`stage_queues`); what each such
+service publishes is its stages' stage.started/finished, their `emits` and live-log keys
+(`stage_service`). Only the consumers that run no stage, and the gate's extra inputs, are
+written out by hand (`OTHER_QUEUES`, `STAGE_QUEUE_INPUTS`). Today:
+
+    kiln.compiler.builds      build.requested                 (config, keys, compile)
+    kiln.imager.<arch>        image.requested.<arch>          (image, push)
+    kiln.scanner.images       image.pushed                    (scan, audit)
+    kiln.deployer.gate        compile.completed + gate inputs (topology … docs)
+    kiln.imager.manifests     compile.completed, image.pushed (multi-arch manifests, no stage)
+    kiln.reporter.*           history, notify, cdevents
+    kiln.gateway.subscriptions  `#` for the HTTP subscriptions
+
 
     <queue>.retry  classic queue holding messages for their back-off delay; when a message's
                    TTL expires it is dead-lettered through the default exchange straight back
@@ -37,6 +51,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.platforms import ARCHITECTURES
+from shared.stages import (
+    ARCH,
+    BUILD_FINISHED,
+    BUILD_REQUESTED,
+    CANCEL_REQUESTED,
+    STAGE_FINISHED,
+    STAGE_STARTED,
+    STAGES,
+    StageSpec,
+)
+
 EVENTS_EXCHANGE = "kiln.events"
 CDEVENTS_EXCHANGE = "kiln.cdevents"
 DEAD_LETTER_EXCHANGE = "kiln.dlx"
@@ -54,8 +80,8 @@ RETRY_MAX_DELAY_S = 60.0
 # How long a consumer holds a message while its idempotency guard's database is unreachable.
 GUARD_WAIT_S = 600.0
 
-ARCHITECTURES = ("amd64", "arm64")
-CANCEL_KEY = "build.cancel.requested"
+
+CANCEL_KEY = CANCEL_REQUESTED
 
 
 @dataclass(frozen=True)
@@ -84,33 +110,67 @@ def queue_name(service: str, purpose: str) -> str:
     return f"kiln.{service}.{purpose}"
 
 
+# What a stage service's queue binds besides its stages' triggers: the events its gate or
+# bookkeeping reads that start no stage. The deployer's gate also binds stage.finished (derived
+# below) whenever some stage is a gate fact (shared.stages.GATE_FACTS).
+STAGE_QUEUE_INPUTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("deployer", "gate"): (
+        BUILD_REQUESTED,
+        "image.pushed",
+        "image.failed",
+        "manifest.pushed",
+        BUILD_FINISHED,
+        CANCEL_KEY,
+    ),
+}
+
+
+def stage_queues(stages: tuple[StageSpec, ...] = STAGES) -> tuple[QueueSpec, ...]:
+    """The stage services' work queues: one per (service, queue purpose) of `stages`, bound to
+    their triggers; a purpose `{arch}` is one queue per architecture bound to that arch's key
+    (scaling a platform = more workers consuming its queue). Stages sharing a queue share it."""
+    bindings: dict[tuple[str, str], list[str]] = {}
+    for spec in stages:
+        for arch in ARCHITECTURES if ARCH in spec.queue else (None,):
+            purpose = spec.queue.replace(ARCH, arch) if arch else spec.queue
+            keys = (spec.trigger.replace(ARCH, arch),) if arch else spec.triggers()
+            _add(bindings.setdefault((spec.service, purpose), []), keys)
+    gate_facts = any(spec.gate for spec in stages)
+    for (service, purpose), keys in bindings.items():
+        _add(keys, STAGE_QUEUE_INPUTS.get((service, purpose), ()))
+        if gate_facts and (service, purpose) == ("deployer", "gate"):
+            _add(keys, (STAGE_FINISHED,))
+    return tuple(QueueSpec(service, purpose, tuple(keys)) for (service, purpose), keys in bindings.items())
+
+
+def _add(keys: list[str], more: tuple[str, ...]) -> None:
+    keys.extend(key for key in more if key not in keys)
+
+
+def stage_queue(service: str, purpose: str, stages: tuple[StageSpec, ...] = STAGES) -> QueueSpec:
+    for spec in stage_queues(stages):
+        if (spec.service, spec.purpose) == (service, purpose):
+            return spec
+    raise ValueError(f"no stage of {service!r} consumes a queue {purpose!r}")
+
+
 def imager_queue(arch: str) -> QueueSpec:
     """Per-architecture job queue: scaling a platform = more workers consuming this queue."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
-    return QueueSpec("imager", arch, (f"image.requested.{arch}",), prefetch=1)
+    return stage_queue("imager", arch)
 
 
-COMPILER_BUILDS = QueueSpec("compiler", "builds", ("build.requested",))
+STAGE_QUEUES = stage_queues()
+COMPILER_BUILDS = stage_queue("compiler", "builds")
+SCANNER_IMAGES = stage_queue("scanner", "images")
+DEPLOYER_GATE = stage_queue("deployer", "gate")
+
+# The consumers that run no stage, declared here by hand.
 IMAGER_MANIFESTS = QueueSpec("imager", "manifests", ("compile.completed", "image.pushed"))
-SCANNER_IMAGES = QueueSpec("scanner", "images", ("image.pushed",))
-DEPLOYER_GATE = QueueSpec(
-    "deployer",
-    "gate",
-    (
-        "build.requested",
-        "compile.completed",
-        "image.pushed",
-        "image.failed",
-        "manifest.pushed",
-        "stage.finished",  # the gate stages' facts (shared.stages.GATE_FACTS)
-        "build.finished",
-        CANCEL_KEY,
-    ),
-)
 # The reporter records everything; it batches, so it takes many messages at a time.
 REPORTER_HISTORY = QueueSpec("reporter", "history", ("#",), prefetch=200)
-REPORTER_NOTIFY = QueueSpec("reporter", "notify", ("build.requested", "stage.#", "build.finished"))
+REPORTER_NOTIFY = QueueSpec("reporter", "notify", (BUILD_REQUESTED, "stage.#", BUILD_FINISHED))
 REPORTER_CDEVENTS = QueueSpec("reporter", "cdevents", ("#",), prefetch=50)
 GATEWAY_SUBSCRIPTIONS = QueueSpec("gateway", "subscriptions", ("#",), prefetch=20)
 # The HTTP subscriptions' queue feeds outside receivers; it is not a record (event_log is), so a
@@ -119,18 +179,15 @@ GATEWAY_SUBSCRIPTIONS = QueueSpec("gateway", "subscriptions", ("#",), prefetch=2
 # reject-publish would stall every stage of every build behind one slow HTTP receiver. The
 # oldest undelivered events are dropped instead (dead-lettered to the .dlq, where they show).
 SUBSCRIPTION_QUEUE_LIMITS: dict[str, object] = {"x-max-length": 10_000, "x-overflow": "drop-head"}
-
-WORK_QUEUES: tuple[QueueSpec, ...] = (
-    COMPILER_BUILDS,
-    *(imager_queue(arch) for arch in ARCHITECTURES),
+OTHER_QUEUES: tuple[QueueSpec, ...] = (
     IMAGER_MANIFESTS,
-    SCANNER_IMAGES,
-    DEPLOYER_GATE,
     REPORTER_HISTORY,
     REPORTER_NOTIFY,
     REPORTER_CDEVENTS,
     GATEWAY_SUBSCRIPTIONS,
 )
+
+WORK_QUEUES: tuple[QueueSpec, ...] = (*STAGE_QUEUES, *OTHER_QUEUES)
 
 
 def parking_key(queue: str) -> str:
@@ -192,90 +249,112 @@ class ServiceSpec:
         return next((keys for name, keys in self.publishes if name == exchange), ())
 
 
-STAGE_KEYS = ("stage.started", "stage.finished")
+STAGE_KEYS = (STAGE_STARTED, STAGE_FINISHED)
 CANCEL_WATCH = TransientSpec("cancel", EVENTS_EXCHANGE, (CANCEL_KEY,))
+
+
+def stage_replay_keys(stages: tuple[StageSpec, ...] = STAGES) -> tuple[str, ...]:
+    """The triggers of every stage but the whole-build one (build.requested, granted anyway)."""
+    keys = [key for spec in stages for key in spec.triggers() if key != BUILD_REQUESTED]
+    return tuple(dict.fromkeys(keys))
+
+
 # The gateway republishes stored events for `POST /builds/{id}/replay?from=<stage>`. Any stage
 # after the first needs the key of the event that started it (shared.history.STAGE_TRIGGERS):
 # a grant that lets the gateway's user publish image.pushed, so the operator opts in to it
 # (`provision --allow-stage-replay`); a whole-build replay needs only build.requested.
-STAGE_REPLAY_KEYS = ("compile.completed", *image_requested_keys(), "image.pushed")
+STAGE_REPLAY_KEYS = stage_replay_keys()
 
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        "gateway",
-        queues=(GATEWAY_SUBSCRIPTIONS,),
-        transient=(
-            TransientSpec("live", EVENTS_EXCHANGE, ("#",)),
-            TransientSpec("logs", LOGS_EXCHANGE, ("#",)),
-        ),
-        publishes=((EVENTS_EXCHANGE, ("build.requested", CANCEL_KEY)),),
+
+def live_log_keys(spec: StageSpec) -> tuple[str, ...]:
+    """`log.<stage>`, or one `log.<stage>.<arch>` per architecture for a per-image stage."""
+    if not spec.live_log:
+        return ()
+    if spec.per_image:
+        return tuple(log_routing_key(spec.name, f"linux/{arch}") for arch in ARCHITECTURES)
+    return (log_routing_key(spec.name),)
+
+
+def stage_service(
+    name: str,
+    *,
+    extra_queues: tuple[QueueSpec, ...] = (),
+    extra_keys: tuple[str, ...] = (BUILD_FINISHED,),
+    transient: tuple[TransientSpec, ...] = (CANCEL_WATCH,),
+    stages: tuple[StageSpec, ...] = STAGES,
+) -> ServiceSpec:
+    """A service that runs stages: its queues are its stages' queues; it publishes its stages'
+    events and emits, its live-log lines and `extra_keys` (build.finished: the give-up report of
+    a job that cannot name its stage ends the build directly)."""
+    mine = [spec for spec in stages if spec.service == name]
+    emitted = [key for spec in mine for key in spec.emitted_keys()]
+    logs = tuple(key for spec in mine for key in live_log_keys(spec))
+    publishes = ((EVENTS_EXCHANGE, tuple(dict.fromkeys((*STAGE_KEYS, *emitted, *extra_keys)))),)
+    return ServiceSpec(
+        name,
+        queues=(*(q for q in stage_queues(stages) if q.service == name), *extra_queues),
+        transient=transient,
+        publishes=publishes + (((LOGS_EXCHANGE, logs),) if logs else ()),
+    )
+
+
+def stage_services(stages: tuple[StageSpec, ...] = STAGES) -> tuple[ServiceSpec, ...]:
+    """One ServiceSpec per service that runs a stage, in pipeline order."""
+    names = dict.fromkeys(spec.service for spec in stages)
+    return tuple(stage_service(name, stages=stages, **STAGE_SERVICE_EXTRAS.get(name, {})) for name in names)
+
+
+# What a stage service has beyond its stages (keyword arguments of stage_service).
+STAGE_SERVICE_EXTRAS: dict[str, dict[str, object]] = {
+    "imager": {"extra_queues": (IMAGER_MANIFESTS,)},
+    # The deployer's gate runs on the deployer's own queue: no per-process cancel watch.
+    "deployer": {"transient": ()},
+}
+
+GATEWAY = ServiceSpec(
+    "gateway",
+    queues=(GATEWAY_SUBSCRIPTIONS,),
+    transient=(
+        TransientSpec("live", EVENTS_EXCHANGE, ("#",)),
+        TransientSpec("logs", LOGS_EXCHANGE, ("#",)),
     ),
-    ServiceSpec(
-        "compiler",
-        queues=(COMPILER_BUILDS,),
-        transient=(CANCEL_WATCH,),
-        publishes=(
-            (
-                EVENTS_EXCHANGE,
-                (*STAGE_KEYS, "compile.completed", *image_requested_keys(), "build.finished"),
-            ),
-            (LOGS_EXCHANGE, tuple(log_routing_key(stage) for stage in ("config", "keys", "compile"))),
-        ),
-    ),
-    ServiceSpec(
-        "imager",
-        queues=(*(imager_queue(arch) for arch in ARCHITECTURES), IMAGER_MANIFESTS),
-        transient=(CANCEL_WATCH,),
-        publishes=(
-            # build.finished: a job too malformed to name its target ends its build directly.
-            (
-                EVENTS_EXCHANGE,
-                (*STAGE_KEYS, "image.pushed", "image.failed", "manifest.pushed", "build.finished"),
-            ),
-            (
-                LOGS_EXCHANGE,
-                tuple(
-                    log_routing_key(stage, f"linux/{arch}")
-                    for stage in ("image", "push")
-                    for arch in ARCHITECTURES
-                ),
-            ),
-        ),
-    ),
-    ServiceSpec(
-        "scanner",
-        queues=(SCANNER_IMAGES,),
-        transient=(CANCEL_WATCH,),
-        publishes=((EVENTS_EXCHANGE, (*STAGE_KEYS, "scan.completed", "audit.completed", "build.finished")),),
-    ),
-    ServiceSpec(
-        "deployer",
-        queues=(DEPLOYER_GATE,),
-        publishes=(
-            (EVENTS_EXCHANGE, (*STAGE_KEYS, "deploy.completed", "verify.completed", "build.finished")),
-        ),
-    ),
-    ServiceSpec(
+    publishes=((EVENTS_EXCHANGE, (BUILD_REQUESTED, CANCEL_KEY)),),
+)
+
+
+# The CDEvents types the reporter's translation emits for the lifecycle and domain events
+# (services/reporter/cdevents/translate.py; the unit test checks the two agree). Every stage maps
+# to taskrun.started/finished; a stage's `cdevents` adds the types its success stands for.
+CDEVENTS_BASE = (
+    "pipelinerun.queued",
+    "pipelinerun.started",
+    "pipelinerun.finished",
+    "taskrun.started",
+    "taskrun.finished",
+    "artifact.packaged",
+    "artifact.published",
+    "service.deployed",
+)
+
+
+def cdevents_types(stages: tuple[StageSpec, ...] = STAGES) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*CDEVENTS_BASE, *(t for spec in stages for t in spec.cdevents))))
+
+
+def reporter_service(stages: tuple[StageSpec, ...] = STAGES) -> ServiceSpec:
+    return ServiceSpec(
         "reporter",
         queues=(REPORTER_HISTORY, REPORTER_NOTIFY, REPORTER_CDEVENTS),
-        # The CDEvents vocabulary services.reporter.cdevents.translate emits (checked by the unit test).
-        publishes=(
-            (
-                CDEVENTS_EXCHANGE,
-                (
-                    "pipelinerun.queued",
-                    "pipelinerun.started",
-                    "pipelinerun.finished",
-                    "taskrun.started",
-                    "taskrun.finished",
-                    "artifact.packaged",
-                    "artifact.published",
-                    "service.deployed",
-                ),
-            ),
-        ),
-    ),
-)
+        publishes=((CDEVENTS_EXCHANGE, cdevents_types(stages)),),
+    )
+
+
+def services(stages: tuple[StageSpec, ...] = STAGES) -> tuple[ServiceSpec, ...]:
+    """Every service's broker footprint, for `stages` (the gateway, the stage services, the reporter)."""
+    return (GATEWAY, *stage_services(stages), reporter_service(stages))
+
+
+SERVICES: tuple[ServiceSpec, ...] = services()
 
 
 def service(name: str) -> ServiceSpec:

@@ -8,26 +8,14 @@ from pydantic import Field
 
 from shared.events.base import Event, Model
 from shared.events.formats import Commit, Name, StageName
+from shared.stages import STAGE_NAMES
 
 Platform = Literal["linux/amd64", "linux/arm64"]
 StageStatus = Literal["started", "succeeded", "failed", "skipped", "cancelled"]
 BuildStatus = Literal["succeeded", "failed", "cancelled"]
 
-# The seed's twelve steps, in pipeline order; the reporter and dashboard sort by this.
-STAGES = (
-    "config",
-    "keys",
-    "compile",
-    "image",
-    "push",
-    "scan",
-    "audit",
-    "topology",
-    "scaffold",
-    "deploy",
-    "verify",
-    "docs",
-)
+# Every stage, in pipeline order (declared in shared.stages); the reporter and dashboard sort by it.
+STAGES = STAGE_NAMES
 
 
 class Source(Model):

@@ -20,9 +20,10 @@ from shared.db.models import (
     BuildStep,
     EventLog,
 )
-from shared.events.build import STAGES
+from shared.stages import STAGE_ORDER, stages_of
 
-STAGE_ORDER = {stage: index for index, stage in enumerate(STAGES)}
+# The deploy section of a build's record: the deployer's stages that report a result event.
+DEPLOY_STEPS = frozenset(spec.name for spec in stages_of("deployer") if spec.emits)
 
 
 class BuildNotFound(LookupError):
@@ -87,7 +88,7 @@ def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
         "images": sorted(images, key=lambda i: (i["target"], i["platform"])),
         "scans": sorted(scans, key=lambda s: (s["target"], s["platform"])),
         "audits": audits,
-        "deploy": [s for s in steps if s["stage"] in ("deploy", "verify")],
+        "deploy": [s for s in steps if s["stage"] in DEPLOY_STEPS],
         "failure": _failure(session, build, steps),
     }
 

@@ -1,5 +1,8 @@
 """Which stored event started a stage: what a replay republishes (new id, `replayof`, attempt + 1).
 
+Each stage's `trigger` in shared.stages says which (`build`, the whole build: build.requested).
+Today:
+
 | stage                                   | started by                  |
 |-----------------------------------------|-----------------------------|
 | config, keys, compile (and `build`)     | build.requested             |
@@ -17,22 +20,17 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import EventLog
 from shared.events import Envelope, InvalidEvent, decode
+from shared.stages import ARCH, BUILD_REQUESTED, STAGES, StageSpec
 
-STAGE_TRIGGERS: dict[str, tuple[str, ...]] = {
-    "build": ("build.requested",),
-    "config": ("build.requested",),
-    "keys": ("build.requested",),
-    "compile": ("build.requested",),
-    "image": ("image.requested.*",),
-    "push": ("image.requested.*",),
-    "scan": ("image.pushed",),
-    "audit": ("image.pushed",),
-    "topology": ("compile.completed",),
-    "scaffold": ("compile.completed",),
-    "deploy": ("compile.completed",),
-    "verify": ("compile.completed",),
-    "docs": ("compile.completed",),
-}
+
+def stage_triggers(stages: tuple[StageSpec, ...] = STAGES) -> dict[str, tuple[str, ...]]:
+    """Stage name -> the routing keys (`*` for one architecture) of the events that started it;
+    `build` (the whole build) is started by build.requested."""
+    triggers = {"build": (BUILD_REQUESTED,)}
+    return triggers | {spec.name: (spec.trigger.replace(ARCH, "*"),) for spec in stages}
+
+
+STAGE_TRIGGERS: dict[str, tuple[str, ...]] = stage_triggers()
 
 
 def find_stage_trigger(session: Session, build_id: str, stage: str) -> list[Envelope]:

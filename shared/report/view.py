@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.db.models import MANIFEST_PLATFORM
+from shared.stages import STAGES, StageSpec, label_of
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 NOT_RECORDED = "-"
@@ -16,7 +17,7 @@ NOT_RECORDED = "-"
 
 def report_view(detail: dict[str, Any], *, build_url: str) -> dict[str, Any]:
     build = detail["build"]
-    steps = detail["steps"]
+    steps = step_order(detail["steps"])
     images = [i for i in detail["images"] if i["platform"] != MANIFEST_PLATFORM]
     pushed = [i for i in images if i["status"] == "pushed"]
     scans = detail["scans"]
@@ -59,8 +60,17 @@ def report_view(detail: dict[str, Any], *, build_url: str) -> dict[str, Any]:
     }
 
 
-def timeline(build: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One bar per step, placed on the build's time axis (percent offset and width)."""
+def step_order(steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES) -> list[dict[str, Any]]:
+    """Steps in pipeline order (the spec's), then by image; a stage the spec no longer knows last."""
+    order = {spec.name: index for index, spec in enumerate(stages)}
+    return sorted(steps, key=lambda s: (order.get(s["stage"], len(order)), s["target"], s["platform"]))
+
+
+def timeline(
+    build: dict[str, Any], steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES
+) -> list[dict[str, Any]]:
+    """One bar per step, placed on the build's time axis (percent offset and width), labelled
+    with the stage's label from the spec."""
     spans = []
     for step in steps:
         start, end = _time(step.get("started_at")), _time(step.get("finished_at"))
@@ -82,7 +92,13 @@ def timeline(build: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[st
         s = (start if start is not None else t0) - t0
         e = (end if end is not None else t1) - t0
         label = " ".join(
-            p for p in (step["stage"], step["target"], step["platform"].removeprefix("linux/")) if p
+            p
+            for p in (
+                label_of(step["stage"], stages),
+                step["target"],
+                step["platform"].removeprefix("linux/"),
+            )
+            if p
         )
         rows.append(
             {

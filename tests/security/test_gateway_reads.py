@@ -33,7 +33,7 @@ TOKEN_AS_USER = "ghp_" + secrets.token_hex(18)
 BASIC_VALUE = base64.b64encode(f"deploy:{secrets.token_hex(10)}".encode()).decode()
 BEARER_VALUE = secrets.token_urlsafe(24)
 LEAKED = (PASSWORD, TOKEN_AS_USER, BASIC_VALUE, BEARER_VALUE)
-READS = ("/builds", "/registry", "/events/stream")
+READS = ("/builds", "/registry", "/events/stream", "/api/catalogue")
 
 
 def seed_leaky_build(sessions) -> str:

@@ -16,6 +16,7 @@ from shared.bus import topology as t
 from shared.bus.permissions import NOTHING, all_services, for_service
 from shared.events.registry import CATALOGUE
 from shared.history import STAGE_TRIGGERS
+from shared.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {model.__name__: model for model in CATALOGUE}
@@ -73,8 +74,11 @@ def test_live_log_keys_are_the_stages_that_stream_lines():
 
 
 def test_cdevents_keys_are_the_translation_vocabulary():
+    """The types the translation table writes (`("<type>", subject, content)`), plus the types
+    the stages declare (shared.stages: `cdevents`), are exactly the reporter's grant."""
     source = (ROOT / "services/reporter/cdevents/translate.py").read_text()
-    emitted = set(re.findall(r'out\.append\(\("([a-z]+\.[a-z]+)"', source))
+    emitted = set(re.findall(r'\(\s*"([a-z]+\.[a-z]+)",\s', source))
+    emitted |= {cd_type for spec in STAGES for cd_type in spec.cdevents}
     assert emitted and set(t.service("reporter").keys_published(t.CDEVENTS_EXCHANGE)) == emitted
 
 

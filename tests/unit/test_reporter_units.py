@@ -123,4 +123,4 @@ def test_timeline_places_bars_on_the_build_axis():
     ]  # fmt: skip
     rows = timeline(build, steps)
     assert [(r["offset_pct"], r["width_pct"]) for r in rows] == [(0.0, 50.0), (50.0, 50.0)]
-    assert rows[1]["label"] == "image web arm64" and rows[1]["tone"] == "bad"
+    assert rows[1]["label"] == "Image web arm64" and rows[1]["tone"] == "bad"

@@ -22,6 +22,7 @@ from shared.db.models import MANIFEST_PLATFORM
 from shared.history import BuildNotFound, build_diff
 from shared.redaction import redact_data
 from shared.report import render_html, report_view
+from shared.stages import label_of
 
 HERE = Path(__file__).parent
 
@@ -128,7 +129,8 @@ def timeline(detail: dict[str, Any]) -> list[dict[str, Any]]:
     for step, start, stop in zip(steps, starts, ends, strict=True):
         left = (start - origin).total_seconds() / total * 100
         width = max((stop - start).total_seconds() / total * 100, 0.8)
-        bars.append({**step, "left": round(left, 2), "width": round(min(width, 100 - left), 2)})
+        bar = {"left": round(left, 2), "width": round(min(width, 100 - left), 2)}
+        bars.append({**step, **bar, "label": label_of(step["stage"])})
     return bars
 
 

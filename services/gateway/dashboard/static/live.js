@@ -9,7 +9,7 @@
   var pane = document.getElementById("log");
   var MAX_LOG_LINES = 5000;  // the pane keeps the newest; the browser must not grow without bound
   var logChunks = [], logLines = 0;
-  var source = new EventSource("/builds/" + encodeURIComponent(buildId) + "/events/stream");
+  var source = null;
 
   function appendLog(batch) {
     var d = batch.data || {};
@@ -28,7 +28,6 @@
     if (atBottom) pane.scrollTop = pane.scrollHeight;
   }
 
-  if (pane) source.addEventListener("log", function (message) { appendLog(JSON.parse(message.data)); });
 
   // Live lines are not stored: keep the ones seen here across the reload at the end of the build,
   // above the stored log the reloaded page shows.
@@ -50,27 +49,35 @@
     return (event.time || "").slice(11, 23) + "  " + key + (where ? "  " + where : "") + extra;
   }
 
-  source.onmessage = null;
-  source.addEventListener("error", function () { if (source.readyState === 2) source.close(); });
-  ["build.requested", "stage.started", "stage.finished", "compile.completed", "image.requested.amd64",
-   "image.requested.arm64", "image.pushed", "image.failed",
-   "manifest.pushed", "scan.completed", "audit.completed", "deploy.completed", "verify.completed",
-   "build.cancel.requested", "build.finished"].forEach(function (key) {
-    source.addEventListener(key, function (message) {
-      var event = JSON.parse(message.data);
-      var item = document.createElement("li");
-      item.textContent = describe(key, event);
-      list.appendChild(item);
-      list.scrollTop = list.scrollHeight;
-      if (key === "stage.started" && status.textContent === "queued") { status.textContent = "running"; status.className = "badge running"; }
-      if (key === "build.finished") {
-        source.close();
-        var finalStatus = (event.data || {}).status;
-        if (finalStatus && status.textContent !== finalStatus) {
-          // The reporter writes the final rows just after this event; reload to show them.
-          setTimeout(function () { keepLiveLog(); window.location.reload(); }, 1500);
-        }
+  // The routing keys come from the stage catalogue (shared.stages via /api/catalogue), so a new
+  // stage's events show without touching this file. The stream opens only once the listeners are
+  // in place: its history arrives first and would otherwise be dropped.
+  fetch("/api/catalogue", { credentials: "same-origin" })
+    .then(function (response) { if (!response.ok) throw new Error(response.status); return response.json(); })
+    .then(function (catalogue) { listen(catalogue.routing_keys || []); })
+    .catch(function () { listen([]); });
+
+  function listen(keys) {
+    source = new EventSource("/builds/" + encodeURIComponent(buildId) + "/events/stream");
+    if (pane) source.addEventListener("log", function (message) { appendLog(JSON.parse(message.data)); });
+    source.addEventListener("error", function () { if (source.readyState === 2) source.close(); });
+    keys.forEach(function (key) { source.addEventListener(key, function (message) { show(key, message); }); });
+  }
+
+  function show(key, message) {
+    var event = JSON.parse(message.data);
+    var item = document.createElement("li");
+    item.textContent = describe(key, event);
+    list.appendChild(item);
+    list.scrollTop = list.scrollHeight;
+    if (key === "stage.started" && status.textContent === "queued") { status.textContent = "running"; status.className = "badge running"; }
+    if (key === "build.finished") {
+      source.close();
+      var finalStatus = (event.data || {}).status;
+      if (finalStatus && status.textContent !== finalStatus) {
+        // The reporter writes the final rows just after this event; reload to show them.
+        setTimeout(function () { keepLiveLog(); window.location.reload(); }, 1500);
       }
-    });
-  });
+    }
+  }
 })();
