@@ -228,10 +228,14 @@ _BUILD_ID = "b-1"
 def test_the_gateway_serves_the_catalogue():
     from fastapi.testclient import TestClient
 
-    from tests.unit.test_gateway_fakes import RecordingPublisher, fake_app
+    from tests.unit.test_gateway_fakes import RecordingPublisher, fake_app, make_secrets
 
-    with TestClient(fake_app(None, None, RecordingPublisher())) as client:
-        body = client.get("/api/catalogue").json()
+    # With a token, so the test does not depend on whether reads need one (the process's KILN_HOST).
+    secrets = make_secrets()
+    with TestClient(fake_app(None, secrets, RecordingPublisher())) as client:
+        reply = client.get("/api/catalogue", headers={"Authorization": f"Bearer {secrets['api']}"})
+        body = reply.json()
+    assert reply.status_code == 200, reply.text
     assert [s["name"] for s in body["stages"]] == list(STAGE_NAMES)
     assert body["stages"][2] == {**body["stages"][2], "name": "compile", "label": "Compile", "order": 2}
     # What the dashboard's live view subscribes to: the keys it used to list by hand.
