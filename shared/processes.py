@@ -130,8 +130,17 @@ class ServiceProcesses:
 
     service: str
     profile: DeploymentProfile
-    per_arch: bool
+    # The purpose of its per-architecture queue (`{arch}`: `kiln.imager.amd64`), else None.
+    arch_queue: str | None = None
     architectures: tuple[str, ...] = field(default=ARCHITECTURES)
+
+    @property
+    def per_arch(self) -> bool:
+        return self.arch_queue is not None
+
+    def queue(self, arch: str) -> str:
+        """The queue the worker of `arch` consumes (a per-architecture service's)."""
+        return f"kiln.{self.service}.{(self.arch_queue or '').replace(ARCH, arch)}"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -150,9 +159,9 @@ class ServiceProcesses:
         return ["-m", f"services.{self.service}", *(a.format(**values) for a in self.profile.args)]
 
 
-def runs_per_arch(service: str, stages: tuple[StageSpec, ...] = STAGES) -> bool:
+def arch_queue(service: str, stages: tuple[StageSpec, ...] = STAGES) -> str | None:
     """A service consuming a per-architecture queue runs one worker kind per architecture."""
-    return any(spec.service == service and ARCH in spec.queue for spec in stages)
+    return next((spec.queue for spec in stages if spec.service == service and ARCH in spec.queue), None)
 
 
 def service_processes(
@@ -169,6 +178,6 @@ def service_processes(
         services = tuple(spec.name for spec in SERVICES)
     profiles = PROFILES if profiles is None else profiles
     return tuple(
-        ServiceProcesses(name, profiles.get(name, DEFAULT_PROFILE), runs_per_arch(name, stages))
+        ServiceProcesses(name, profiles.get(name, DEFAULT_PROFILE), arch_queue(name, stages))
         for name in services
     )
