@@ -4,8 +4,8 @@
     python -m scripts.generate --check  exit 1 (naming the stale files) if one differs
 
 Generated: docker-compose.yml from its GENERATED marker on (broker-users, Kiln's services, the
-volumes), docker-compose.offline.yml's list of Kiln services, the chart's process lists
-(charts/kiln/templates/_processes.tpl) and values.yaml's `secretKeys` block. The dev stack
+volumes), docker-compose.offline.yml's list of Kiln services, .env.example's broker passwords,
+the chart's process lists (charts/kiln/templates/_processes.tpl) and values.yaml's `secretKeys`. The dev stack
 (scripts/stack/layout.py) reads shared.processes at run time, so it has no generated file.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scripts.generate.chart import render_processes_tpl, render_values
-from scripts.generate.compose import render_compose, render_offline
+from scripts.generate.compose import render_compose, render_env_example, render_offline
 from shared.processes import ServiceProcesses, service_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +22,7 @@ COMMAND = "python -m scripts.generate"
 TARGETS = {
     "docker-compose.yml": render_compose,
     "docker-compose.offline.yml": render_offline,
+    ".env.example": render_env_example,
     "charts/kiln/templates/_processes.tpl": render_processes_tpl,
     "charts/kiln/values.yaml": render_values,
 }

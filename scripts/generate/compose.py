@@ -122,3 +122,17 @@ def render_offline(text: str, processes: tuple[ServiceProcesses, ...]) -> str:
     tail = rest[rest.index("\nvolumes:") :]
     names = ["broker-users", *(name for process in processes for name in process.names)]
     return head + "".join(f"  {name}: *kiln-offline\n" for name in names) + tail
+
+
+ENV_EXAMPLE_ANCHOR = "# One broker user per service"
+
+
+def render_env_example(text: str, processes: tuple[ServiceProcesses, ...]) -> str:
+    """.env.example: one KILN_AMQP_PASSWORD_<SERVICE>= line per service, after the anchor comment."""
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(ENV_EXAMPLE_ANCHOR)) + 1
+    end = start
+    while lines[end].startswith("KILN_AMQP_PASSWORD_"):
+        end += 1
+    lines[start:end] = [f"{_amqp_password(p.service)}=" for p in processes]
+    return "\n".join(lines)

@@ -56,6 +56,7 @@ def test_a_new_service_gets_a_compose_service():
     assert "signer" not in services
     offline = render_all(processes=hypothetical())["docker-compose.offline.yml"]
     assert "  attester: *kiln-offline\n" in offline
+    assert "\nKILN_AMQP_PASSWORD_ATTESTER=\n" in render_all(processes=hypothetical())[".env.example"]
 
 
 def test_a_new_service_gets_a_chart_deployment(tmp_path):
