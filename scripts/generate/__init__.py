@@ -5,7 +5,8 @@
 
 Generated: docker-compose.yml from its GENERATED marker on (broker-users, Kiln's services, the
 volumes), docker-compose.offline.yml's list of Kiln services, .env.example's broker passwords,
-the chart's process lists (charts/kiln/templates/_processes.tpl) and values.yaml's `secretKeys`. The dev stack
+the chart's process lists (charts/kiln/templates/_processes.tpl), values.yaml's `secretKeys`
+and the architectures values.schema.json accepts. The dev stack
 (scripts/stack/layout.py) reads shared.processes at run time, so it has no generated file.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.generate.chart import render_processes_tpl, render_values
+from scripts.generate.chart import render_processes_tpl, render_schema, render_values
 from scripts.generate.compose import render_compose, render_env_example, render_offline
 from shared.processes import ServiceProcesses, service_processes
 
@@ -25,6 +26,7 @@ TARGETS = {
     ".env.example": render_env_example,
     "charts/kiln/templates/_processes.tpl": render_processes_tpl,
     "charts/kiln/values.yaml": render_values,
+    "charts/kiln/values.schema.json": render_schema,
 }
 
 

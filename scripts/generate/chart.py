@@ -71,3 +71,17 @@ def render_values(text: str, processes: tuple[ServiceProcesses, ...]) -> str:
     names = ", ".join(p.service.upper() for p in processes)
     lines = [f"{KEYS_COMMENT}{names}" if line.startswith(KEYS_COMMENT) else line for line in lines]
     return "\n".join(lines)
+
+
+SCHEMA_ARCHITECTURES = '"propertyNames": {"enum": ['
+
+
+def render_schema(text: str, processes: tuple[ServiceProcesses, ...]) -> str:
+    """values.schema.json: the architectures a per-architecture service's values may name."""
+    architectures = sorted({arch for p in processes if p.per_arch for arch in p.architectures})
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if SCHEMA_ARCHITECTURES in line:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[index] = f'{indent}"propertyNames": {{"enum": {json.dumps(architectures)}}}'
+    return "\n".join(lines)

@@ -128,3 +128,23 @@ def test_per_arch_workers_come_from_the_stages():
     assert by_service["imager"].per_arch
     assert not by_service["scanner"].per_arch  # per image, but on one queue (kiln.scanner.images)
     assert Path(ROOT / "charts" / "kiln" / "templates" / "_processes.tpl").is_file()
+
+
+def test_an_architecture_is_switched_off_or_scaled_by_values_alone():
+    values = {
+        **SECRETS,
+        "imager": {"architectures": {"arm64": {"enabled": False}, "amd64": {"maxReplicas": 3}}},
+    }
+    rendered = helm.Chart.load(str(ROOT / "charts" / "kiln")).render(
+        values, name="kiln", namespace="kiln-system", is_install=True
+    )
+    docs = {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for text in rendered.values()
+        for doc in yaml.safe_load_all(text)
+        if doc
+    }
+    assert ("Deployment", "kiln-imager-arm64") not in docs
+    assert ("ScaledObject", "kiln-imager-arm64") not in docs
+    amd64 = docs[("ScaledObject", "kiln-imager-amd64")]["spec"]
+    assert (amd64["minReplicaCount"], amd64["maxReplicaCount"]) == (1, 3)  # values' 1, the override's 3
