@@ -3,11 +3,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import scripts.generate
 from scripts.generate import COMMAND, ROOT, render_all, stale
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=COMMAND,
+        description=scripts.generate.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--check", action="store_true", help="only report stale files (exit 1)")
     args = parser.parse_args(argv)
     if args.check:
