@@ -26,16 +26,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.stack import example
+from shared.bus.topology import SERVICES
 
 REGISTRY_USER = "kiln"
 IMAGE_UID = 10001  # the Dockerfile's user `kiln`
 # Generated per state directory; the names docker-compose.yml substitutes (.env.example).
 GENERATED_SECRETS = (
     "RABBITMQ_PASSWORD",
-    *(
-        f"KILN_AMQP_PASSWORD_{service}"
-        for service in ("GATEWAY", "COMPILER", "IMAGER", "SCANNER", "DEPLOYER", "REPORTER")
-    ),
+    *(f"KILN_AMQP_PASSWORD_{spec.name.upper()}" for spec in SERVICES),
     "MYSQL_PASSWORD",
     "MYSQL_ROOT_PASSWORD",
     "KILN_REGISTRY_PASSWORD",

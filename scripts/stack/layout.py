@@ -16,9 +16,12 @@ import pymysql
 
 from scripts.stack import processes
 from scripts.stack.processes import ROOT, Process
+from shared.processes import ServiceProcesses, service_processes
 
 EXAMPLE_CONFIG = ROOT / "examples" / "operator" / "config.yaml"
-SERVICES = ("gateway", "compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter")
+# Kiln's own processes, from the specs (shared/processes.py): the same as docker-compose.yml's.
+KILN_PROCESSES = service_processes()
+SERVICES = tuple(name for process in KILN_PROCESSES for name in process.names)
 
 
 def say(message: str) -> None:
@@ -36,6 +39,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # Extra KILN_* settings for every service (e.g. other cache directories for a benchmark).
     overrides: dict[str, str] = field(default_factory=dict)
+    # Kiln's own processes (a test passes others: a hypothetical service).
+    kiln_processes: tuple[ServiceProcesses, ...] = KILN_PROCESSES
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -127,46 +132,42 @@ class Stack:
             **self.overrides,
         }
 
-    WORKERS = ("compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter")
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """The processes with a health port: every Kiln process but the gateway (HTTP itself)."""
+        return tuple(name for p in self.kiln_processes if not p.profile.http for name in p.names)
 
     def health_ports(self) -> dict[str, int]:
-        """Each worker's /healthz and /readyz port (KILN_HEALTH_PORT), chosen once per state dir."""
+        """Each worker's /healthz and /readyz port (KILN_HEALTH_PORT), chosen once per state dir
+        (a worker new since then gets one too)."""
         saved = self.state / "health-ports.json"
-        if saved.is_file():
-            return json.loads(saved.read_text())
-        ports = {name: _free_port() for name in self.WORKERS}
+        ports = json.loads(saved.read_text()) if saved.is_file() else {}
+        if all(name in ports for name in self.workers):
+            return ports
+        ports |= {name: _free_port() for name in self.workers if name not in ports}
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(ports))
         return ports
 
     def process_table(self) -> list[Process]:
-        port = str(self.gateway_port)
-        health = {
-            name: {"KILN_HEALTH_PORT": str(p), "KILN_AMQP_URL": self.service_amqp_url(name)}
-            for name, p in self.health_ports().items()
-        }
+        ports = self.health_ports()
+
+        def env(name: str) -> dict[str, str]:
+            """The gateway serves its own /readyz; every worker gets a health port."""
+            if name not in self.workers:
+                return {"KILN_AMQP_URL": self.service_amqp_url(name)}
+            return {"KILN_HEALTH_PORT": str(ports[name]), "KILN_AMQP_URL": self.service_amqp_url(name)}
+
         return [
             Process(
                 "mailcatcher",
                 ["scripts/stack/mailcatcher.py", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)],
             ),
-            Process(
-                "gateway",
-                ["-m", "services.gateway", "--host", "127.0.0.1", "--port", port],
-                {"KILN_AMQP_URL": self.service_amqp_url("gateway")},
-            ),
-            Process("compiler", ["-m", "services.compiler", "worker"], health["compiler"]),
             *(
-                Process(
-                    f"imager-{arch}",
-                    ["-m", "services.imager", "--platform", f"linux/{arch}"],
-                    health[f"imager-{arch}"],
-                )
-                for arch in ("amd64", "arm64")
+                Process(name, process.args(arch, host="127.0.0.1", port=self.gateway_port), env(name))
+                for process in self.kiln_processes
+                for name, arch in zip(process.names, _archs(process), strict=True)
             ),
-            Process("scanner", ["-m", "services.scanner"], health["scanner"]),
-            Process("deployer", ["-m", "services.deployer"], health["deployer"]),
-            Process("reporter", ["-m", "services.reporter"], health["reporter"]),
         ]
 
     def not_ready(self) -> list[str]:
@@ -320,6 +321,10 @@ class Stack:
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.5)
+
+
+def _archs(process: ServiceProcesses) -> tuple[str | None, ...]:
+    return process.architectures if process.per_arch else (None,)
 
 
 def _free_port() -> int:

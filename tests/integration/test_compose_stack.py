@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.bus.topology import SERVICES
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 SECRETS = {
@@ -34,7 +36,7 @@ SECRETS = {
         )
     },
 }
-BROKER_USERS = ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
+BROKER_USERS = tuple(spec.name for spec in SERVICES)  # compose needs each one's password
 SECRETS |= {f"KILN_AMQP_PASSWORD_{name.upper()}": f"amqp-{name}-test" for name in BROKER_USERS}
 
 

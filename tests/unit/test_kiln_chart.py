@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.bus.topology import imager_queue
+from shared.bus.topology import SERVICES, imager_queue
 
 CHART = Path(__file__).parents[2] / "charts" / "kiln"
 KUBERNETES_VERSION = "1.29.0"
@@ -21,7 +21,7 @@ SECRETS = {
             # one broker user per service (brokerUsers.perService, the default)
             **{
                 f"KILN_AMQP_URL_{service.upper()}": f"amqp://kiln-{service}:generated@rabbitmq:5672/"
-                for service in ("gateway", "compiler", "imager", "scanner", "deployer", "reporter")
+                for service in (spec.name for spec in SERVICES)
             },
             "KILN_DATABASE_URL": "mysql+pymysql://kiln:generated@mysql/kiln",
         }
