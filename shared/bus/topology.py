@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.platforms import ARCHITECTURES
+
 EVENTS_EXCHANGE = "kiln.events"
 CDEVENTS_EXCHANGE = "kiln.cdevents"
 DEAD_LETTER_EXCHANGE = "kiln.dlx"
@@ -54,7 +56,6 @@ RETRY_MAX_DELAY_S = 60.0
 # How long a consumer holds a message while its idempotency guard's database is unreachable.
 GUARD_WAIT_S = 600.0
 
-ARCHITECTURES = ("amd64", "arm64")
 CANCEL_KEY = "build.cancel.requested"
 
 
