@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,25 @@ def arch_of(platform: str) -> str:
     return parse(platform).arch
 
 
+def per_platform(settings: object, prefix: str) -> dict[str, Any]:
+    """`{"linux/amd64": settings.base_image_amd64, ...}` for prefix `base_image_`: the settings
+    read per architecture (KILN_BASE_IMAGE_ARM64), keyed by platform name."""
+    return {p.name: getattr(settings, f"{prefix}{p.arch}") for p in PLATFORMS}
+
+
+BRANCH_REF_PREFIX = "refs/heads/"
+
+
 def branch_of(ref: str) -> str:
     """`refs/heads/feature/x` -> `feature/x`; a bare branch name is returned as it is."""
-    return ref.removeprefix("refs/heads/")
+    return ref.removeprefix(BRANCH_REF_PREFIX)
+
+
+def is_branch_ref(ref: str) -> bool:
+    """`refs/heads/x` names a branch; `x`, `refs/tags/x` and a commit do not."""
+    return ref.startswith(BRANCH_REF_PREFIX)
+
+
+def ref_of(branch: str) -> str:
+    """`feature/x` (or `refs/heads/feature/x`) -> `refs/heads/feature/x`."""
+    return BRANCH_REF_PREFIX + branch_of(branch)
