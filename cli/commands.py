@@ -9,6 +9,7 @@ from typing import Any
 
 from cli.client import GatewayClient
 from cli.progress import EXIT_CODES, LogFollower, describe
+from shared.platforms import branch_of
 from shared.stages import BUILD_FINISHED
 
 
@@ -54,7 +55,7 @@ def builds(client: GatewayClient, args: argparse.Namespace) -> int:
     )
     print(f"{'BUILD':36}  {'PACKAGE':14} {'#':>5}  {'STATUS':10} {'REF':24} REQUESTED")
     for b in reply["builds"]:
-        ref = (b.get("ref") or "").removeprefix("refs/heads/")
+        ref = branch_of(b.get("ref") or "")
         print(
             f"{b['build_id']:36}  {b['package']:14} {b.get('build_number') or '':>5}  "
             f"{b['status']:10} {ref:24} {b.get('requested_at') or ''}"

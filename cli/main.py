@@ -12,6 +12,7 @@ from cli import commands
 from cli.client import GatewayClient, GatewayError
 from cli.forward import STAGE_COMMANDS, forward
 from cli.settings import CliSettings
+from shared.platforms import PLATFORM_NAMES
 
 FORWARDED = (*STAGE_COMMANDS, "config")
 
@@ -28,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-push", action="store_true")
     p.add_argument("--skip-deploy", action="store_true")
     p.add_argument("--notify", help="an email address, or 'raci'")
-    p.add_argument("--platform", help="linux/amd64,linux/arm64 (default: the package's platforms)")
+    p.add_argument("--platform", help=f"{','.join(PLATFORM_NAMES)} (default: the package's platforms)")
     p.add_argument("--ref", help="branch to build (default: the repository's default branch)")
     p.add_argument(
         "--commit",

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from shared.events.build import Source
 from shared.logging import REDACT, Redactor
+from shared.platforms import is_branch_ref
 from shared.sources import PackageSource, SourceGuard, SourceRefused, sends_token, transport_of
 
 _ASKPASS = """#!/bin/sh
@@ -54,6 +55,7 @@ _AUTH_FAILED = (
     "the requested url returned error: 403",
     "permission denied (publickey)",
 )
+
 _NOT_FOUND = ("repository not found", "the requested url returned error: 404")
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -133,7 +135,7 @@ class GitSource:
             out = self._git(env, "ls-remote", "--symref", "--", source.url, "HEAD")
         for line in out.splitlines():
             target, _, name = line.partition("\t")
-            if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            if name == "HEAD" and target.startswith("ref: ") and is_branch_ref(target.removeprefix("ref: ")):
                 return target.removeprefix("ref: ")
         return None
 

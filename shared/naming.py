@@ -13,7 +13,9 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-PLATFORMS = ("linux/amd64", "linux/arm64")
+from shared.platforms import PLATFORM_NAMES, branch_of, parse
+
+PLATFORMS = PLATFORM_NAMES  # kept under its old name for the callers that import it from here
 DEFAULT_VERSION_MAP: Mapping[str, str] = {
     "develop": "meridian",
     "main": "axion",
@@ -61,7 +63,7 @@ def validate_branch(branch: str) -> str:
     """Return the branch name without `refs/heads/`, or raise ValueError if git would refuse it."""
     if not isinstance(branch, str) or not branch.strip():
         raise ValueError(f"branch must be a non-empty string, got {branch!r}")
-    name = branch.removeprefix("refs/heads/")
+    name = branch_of(branch)
     if name.startswith("-") or _BAD_REF.search(name) or len(name) > 255:
         raise ValueError(f"branch {branch!r} is not a valid git branch name")
     return name
@@ -93,7 +95,7 @@ def version_for_ref(
     merge-base to the ref; the key with the fewest (the branch the ref forked from most
     recently) wins, ties going to the key listed first in the map. With no such key, `*`.
     """
-    name = ref.removeprefix("refs/heads/")
+    name = branch_of(ref)
     if not name.startswith("-") and not _BAD_REF.search(name):
         exact_or_pattern = _explicit_version(name, version_map)
         if exact_or_pattern is not None:
@@ -164,7 +166,7 @@ def image_repository(
     parts = [_component("project", project)]
     if tenant is not None:
         parts += ["tenants", _component("tenant", tenant)]
-    suffix = "-arm" if platform == "linux/arm64" else ""
+    suffix = parse(platform).repository_suffix
     name = (
         f"{_component('version', version)}-{_component('service', service)}"
         f"-{_component('package', package)}{suffix}"
@@ -298,7 +300,7 @@ def derived_version(
     The version is the one part a receiver cannot re-derive (a build may ask for any version), so
     it is the only free part: host, project, tenant, service, package and platform must all match."""
     prefix = "/".join([registry_host.lower(), project, *(["tenants", tenant] if tenant else [])]) + "/"
-    suffix = f"-{service}-{package}" + ("-arm" if platform == "linux/arm64" else "")
+    suffix = f"-{service}-{package}" + (parse(platform).repository_suffix if platform in PLATFORMS else "")
     refused = f"repository {repository!r} is not {prefix}<version>{suffix} (derived from the operator config)"
     if not (isinstance(repository, str) and repository.startswith(prefix) and repository.endswith(suffix)):
         raise ValueError(refused)

@@ -2,12 +2,14 @@
 
 Every other place that needs a platform list, an architecture name, a pip platform tag or a
 compiler triplet derives it from `PLATFORMS` here; a test fails if the strings are typed again
-elsewhere (tests/unit/test_specs_single_source.py).
+elsewhere (tests/unit/test_platform_single_source.py).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -16,13 +18,15 @@ class Platform:
 
     `arch` is the Docker/OCI architecture (image tag suffixes, queue names, routing keys);
     `machine` is what `uname -m` prints there; `triplet` is the GNU target of its C compiler;
-    `pip_platforms` are the wheel platform tags pip may install for it, newest glibc last."""
+    `pip_platforms` are the wheel platform tags pip may install for it, newest glibc last;
+    `repository_suffix` ends the name of its image repository (the seed's `...-arm`; amd64 none)."""
 
     os: str
     arch: str
     machine: str
     triplet: str
     pip_platforms: tuple[str, ...]
+    repository_suffix: str = ""
 
     @property
     def name(self) -> str:
@@ -37,6 +41,11 @@ class Platform:
     def cross_gcc_package(self) -> str:
         """The Debian package of the cross compiler for this platform."""
         return f"gcc-{self.triplet.removesuffix('-linux-gnu').replace('_', '-')}-linux-gnu"
+
+    @property
+    def python_headers_package(self) -> str:
+        """The Debian multiarch package of the Python 3.11 headers for this platform."""
+        return f"libpython3.11-dev:{self.arch}"
 
     def python_tag(self, python: str = "3.11") -> str:
         """The extension-module suffix tag of CPython `python` here: `cpython-311-aarch64-linux-gnu`."""
@@ -59,10 +68,17 @@ ARM64 = Platform(
     "aarch64",
     "aarch64-linux-gnu",
     ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"),
+    repository_suffix="-arm",
 )
 PLATFORMS: tuple[Platform, ...] = (AMD64, ARM64)
 PLATFORM_NAMES: tuple[str, ...] = tuple(p.name for p in PLATFORMS)
 ARCHITECTURES: tuple[str, ...] = tuple(p.arch for p in PLATFORMS)
+DEFAULT = AMD64  # the platform a setting means when it names none
+# The pydantic field type of a platform name: a Literal, so the JSON schema lists the names and
+# a wrong value is refused with "Input should be 'linux/amd64' or 'linux/arm64'".
+PlatformName = Literal[PLATFORM_NAMES]  # type: ignore[valid-type]
+# The same names as a regex, for settings fields that are plain strings.
+PLATFORM_PATTERN = "^(" + "|".join(PLATFORM_NAMES) + ")$"
 
 
 def parse(name: str) -> Platform:
@@ -74,11 +90,38 @@ def parse(name: str) -> Platform:
     raise ValueError(f"unsupported platform {name!r}; use one of {', '.join(PLATFORM_NAMES)}")
 
 
+def host(machine: str | None = None) -> Platform | None:
+    """The platform of this machine (`uname -m`), or of `machine`; None for one Kiln does not build."""
+    try:
+        return parse(machine if machine is not None else os.uname().machine)
+    except ValueError:
+        return None
+
+
 def arch_of(platform: str) -> str:
     """`linux/arm64` -> `arm64`."""
     return parse(platform).arch
 
 
+def per_platform(settings: object, prefix: str) -> dict[str, Any]:
+    """`{"linux/amd64": settings.base_image_amd64, ...}` for prefix `base_image_`: the settings
+    read per architecture (KILN_BASE_IMAGE_ARM64), keyed by platform name."""
+    return {p.name: getattr(settings, f"{prefix}{p.arch}") for p in PLATFORMS}
+
+
+BRANCH_REF_PREFIX = "refs/heads/"
+
+
 def branch_of(ref: str) -> str:
     """`refs/heads/feature/x` -> `feature/x`; a bare branch name is returned as it is."""
-    return ref.removeprefix("refs/heads/")
+    return ref.removeprefix(BRANCH_REF_PREFIX)
+
+
+def is_branch_ref(ref: str) -> bool:
+    """`refs/heads/x` names a branch; `x`, `refs/tags/x` and a commit do not."""
+    return ref.startswith(BRANCH_REF_PREFIX)
+
+
+def ref_of(branch: str) -> str:
+    """`feature/x` (or `refs/heads/feature/x`) -> `refs/heads/feature/x`."""
+    return BRANCH_REF_PREFIX + branch_of(branch)

@@ -35,6 +35,7 @@ from services.compiler.engine.cache import digest, place  # noqa: E402
 from services.compiler.engine.cc import toolchain_for  # noqa: E402
 from services.compiler.engine.cythonize import DIRECTIVES, cython_fingerprint  # noqa: E402
 from services.compiler.engine.tree import discover  # noqa: E402
+from shared.platforms import AMD64, ARM64, arch_of  # noqa: E402
 
 JOBS = os.cpu_count() or 1
 
@@ -78,12 +79,12 @@ def kiln_scenarios(corpus: Path, work: Path) -> dict:
     cache, out = work / "cache-kiln", work / "out-kiln"
     shutil.rmtree(cache, ignore_errors=True)
     cpu_before = cpu_seconds()
-    cold, _ = timed_compile(corpus, out, cache, "linux/amd64")
+    cold, _ = timed_compile(corpus, out, cache, AMD64.name)
     cold_cpu = cpu_seconds() - cpu_before
-    no_change, _ = timed_compile(corpus, out, cache, "linux/amd64")
+    no_change, _ = timed_compile(corpus, out, cache, AMD64.name)
     changed = sorted(corpus.rglob("mod_*.py"))[0]
     changed.write_text(changed.read_text() + "\n\ndef added_by_bench():\n    return 1\n")
-    one_file, report = timed_compile(corpus, out, cache, "linux/amd64")
+    one_file, report = timed_compile(corpus, out, cache, AMD64.name)
     own = next(m.duration_ms for m in report.modules if m.status == "ok" and m.duration_ms) / 1000
     return {
         "cold_s": cold,
@@ -106,9 +107,9 @@ def warm_scenarios(corpus: Path, work: Path) -> dict:
     sample_src = work / "sample-src" / "sample"
     sample_src.mkdir(parents=True, exist_ok=True)
     (sample_src / "__init__.py").write_text("VALUE = 1\n")
-    timed_compile(sample_src.parent, work / "sample-out", cache.root, "linux/amd64")
+    timed_compile(sample_src.parent, work / "sample-out", cache.root, AMD64.name)
     sample = next((cache.root / "so").rglob("*.so"))
-    toolchain, fingerprint = toolchain_for("linux/amd64"), cython_fingerprint()
+    toolchain, fingerprint = toolchain_for(AMD64.name), cython_fingerprint()
     for module in discover(corpus).modules:
         source = module.path.read_bytes()
         if not _has_no_code(source):
@@ -116,12 +117,12 @@ def warm_scenarios(corpus: Path, work: Path) -> dict:
             place(sample, cache.extension_path(_extension_key(c_key, toolchain)))
     out = work / "out-warm"
     shutil.rmtree(out, ignore_errors=True)
-    first_publish, _ = timed_compile(corpus, out, cache.root, "linux/amd64")
-    no_change, report = timed_compile(corpus, out, cache.root, "linux/amd64")
+    first_publish, _ = timed_compile(corpus, out, cache.root, AMD64.name)
+    no_change, report = timed_compile(corpus, out, cache.root, AMD64.name)
     assert all(m.status == "cached" for m in report.modules)
     changed = sorted(corpus.rglob("mod_*.py"))[0]
     changed.write_text(changed.read_text() + "\n\ndef added_by_bench():\n    return 1\n")
-    one_file, report = timed_compile(corpus, out, cache.root, "linux/amd64")
+    one_file, report = timed_compile(corpus, out, cache.root, AMD64.name)
     own = next(m.duration_ms for m in report.modules if m.status == "ok" and m.duration_ms) / 1000
     return {
         "no_change_empty_out_s": first_publish,
@@ -168,11 +169,11 @@ def baseline(corpus: Path, work: Path) -> dict:
 
 def arm64_vs_amd64(corpus: Path, work: Path) -> dict:
     figures = {}
-    for platform in ("linux/amd64", "linux/arm64"):
-        cache = work / f"cache-{platform.split('/')[1]}"
+    for platform in (AMD64.name, ARM64.name):
+        cache = work / f"cache-{arch_of(platform)}"
         shutil.rmtree(cache, ignore_errors=True)
-        figures[platform], _ = timed_compile(corpus, work / f"out-{platform.split('/')[1]}", cache, platform)
-    return {"amd64_cold_s": figures["linux/amd64"], "arm64_cold_s": figures["linux/arm64"]}
+        figures[platform], _ = timed_compile(corpus, work / f"out-{arch_of(platform)}", cache, platform)
+    return {"amd64_cold_s": figures[AMD64.name], "arm64_cold_s": figures[ARM64.name]}
 
 
 def main() -> None:

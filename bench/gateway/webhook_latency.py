@@ -37,6 +37,7 @@ from services.gateway.webhooks.signature import sign  # noqa: E402
 from shared.db import upgrade  # noqa: E402
 from shared.events import BuildRequested, Envelope  # noqa: E402
 from shared.events.build import Source  # noqa: E402
+from shared.platforms import ref_of  # noqa: E402
 
 RUN = uuid.uuid4().hex[:8]
 VHOST = f"kiln-bench-{RUN}"
@@ -51,7 +52,7 @@ def percentile(values: list[float], p: float) -> float:
 def push_body(commit: str) -> bytes:
     return json.dumps(
         {
-            "ref": "refs/heads/main",
+            "ref": ref_of("main"),
             "after": commit,
             "deleted": False,
             "head_commit": {"id": commit},
@@ -128,7 +129,7 @@ class BarePublish:
 
     def __init__(self, amqp_url: str, concurrency: int):
         self.amqp_url, self.concurrency = amqp_url, concurrency
-        self.request = BuildRequested(package="demo", build_number=1, source=Source(ref="refs/heads/main"))
+        self.request = BuildRequested(package="demo", build_number=1, source=Source(ref=ref_of("main")))
 
     async def open(self) -> BarePublish:
         self.connection = await aio_pika.connect(self.amqp_url)

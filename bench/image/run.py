@@ -34,6 +34,7 @@ from services.imager.ports import RegistryAuth  # noqa: E402
 from services.imager.tier_venv import TierVenvCache  # noqa: E402
 from services.imager.tiers import resolve_tier  # noqa: E402
 from shared.config.loader import load_config  # noqa: E402
+from shared.platforms import DEFAULT, arch_of  # noqa: E402
 from shared.registry import RegistryClient  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -78,8 +79,8 @@ def kiln_build_all(
 
 
 def base_image(platform: str) -> str:
-    key = "KILN_BASE_IMAGE_ARM64" if platform == "linux/arm64" else "KILN_BASE_IMAGE_AMD64"
-    return os.environ.get(key, f"kiln-base:bookworm-{platform.split('/')[1]}")
+    arch = arch_of(platform)
+    return os.environ.get(f"KILN_BASE_IMAGE_{arch.upper()}", f"kiln-base:bookworm-{arch}")
 
 
 def registry_bytes(registry: RegistryClient, images: dict[str, tuple[str, str]]) -> tuple[int, int, int]:
@@ -97,7 +98,7 @@ def registry_bytes(registry: RegistryClient, images: dict[str, tuple[str, str]])
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--platform", default="linux/amd64")
+    parser.add_argument("--platform", default=DEFAULT.name)
     args = parser.parse_args()
     registry = RegistryClient(
         os.environ["KILN_REGISTRY_URL"],

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from shared.platforms import PLATFORM_NAMES
+
 from . import cache_command
 from .engine import (
     CompileReport,
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         action="append",
         dest="platforms",
-        help=f"linux/amd64 or linux/arm64, repeatable (default: {host_platform()}); "
+        help=f"{' or '.join(PLATFORM_NAMES)}, repeatable (default: {host_platform()}); "
         "with several, DIR/<arch> per platform",
     )
     compile_cmd.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)

@@ -29,6 +29,7 @@ from shared.bus.idempotency import IdempotencyGuard
 from shared.bus.live_logs import LogShipper
 from shared.events import BuildRequested
 from shared.git_source import GitSource
+from shared.platforms import per_platform
 from shared.registry import RegistryClient
 from shared.sandbox import Sandbox
 from shared.sources import SourceGuard
@@ -91,10 +92,7 @@ def bootstrap(
         config_file=settings.compiler_config_file,
         operator_config=settings.config_path,
         work_dir=settings.work_dir,
-        default_base_images={
-            "linux/amd64": settings.base_image_amd64,
-            "linux/arm64": settings.base_image_arm64,
-        },
+        default_base_images=per_platform(settings, "base_image_"),
         config_env=dict(os.environ if environ is None else environ),
     )
     handlers: HandlerTable = {

@@ -21,6 +21,7 @@ from shared.naming import (
     validate_image_reference,
     version_for_branch,
 )
+from shared.platforms import arch_of, branch_of
 
 
 class PlanError(ValueError):
@@ -46,7 +47,7 @@ def build_version(event: BuildRequested, config: KilnConfig) -> str:
     (a local path) gets the map's fallback version."""
     if event.version:
         return event.version
-    ref = event.source.ref.removeprefix("refs/heads/")
+    ref = branch_of(event.source.ref)
     if ref:
         return version_for_branch(ref, config.version_map)
     if FALLBACK_KEY not in config.version_map:
@@ -71,7 +72,7 @@ def plan_images(
         for platform in event.options.platforms:
             base_image = package.deployment.base_images.get(platform) or default_base_images.get(platform)
             if not base_image and not service.dockerfile:
-                arch = platform.split("/")[1].upper()
+                arch = arch_of(platform).upper()
                 raise PlanError(
                     f"service {name} needs a base image for {platform}: set "
                     f"deployment.base_images in the operator config or KILN_BASE_IMAGE_{arch}"
@@ -109,7 +110,7 @@ def _checked_base_image(reference: str, platform: str) -> None:
     try:
         validate_image_reference(reference)
     except ValueError as exc:
-        arch = platform.split("/")[1].upper()
+        arch = arch_of(platform).upper()
         raise PlanError(f"base image for {platform}: {exc} (check KILN_BASE_IMAGE_{arch})") from None
 
 

@@ -32,6 +32,7 @@ from shared.events import (
     ManifestPushed,
     StageFinished,
 )
+from shared.platforms import DEFAULT
 
 log = logging.getLogger("kiln.deployer")
 
@@ -134,7 +135,8 @@ def on_manifest_pushed(
         pkg = load_config().package(ctx.package)
     except (ConfigError, KeyError) as exc:
         raise PermanentError(f"manifest.pushed for package {ctx.package!r}: config: {exc}") from None
-    problem = repository_problem(event.repository, event.target, "linux/amd64", ctx.package, pkg)
+    # The index lives in the repository without a platform suffix, the default platform's.
+    problem = repository_problem(event.repository, event.target, DEFAULT.name, ctx.package, pkg)
     if problem:
         raise PermanentError(f"manifest.pushed refused: {problem}")
     store.ensure_build(ctx.build_id, ctx.package)

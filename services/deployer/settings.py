@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from shared.platforms import DEFAULT, PLATFORM_PATTERN
 from shared.sources import SourceSettings
 from shared.stages import GATE_FACTS
 
@@ -19,7 +20,7 @@ class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     # for the deployments that set it).
     deployer_require_scan: bool = True
     # The platform whose images this deployer's substrate runs (the engine's or cluster's arch).
-    deployer_platform: str = Field("linux/amd64", pattern="^linux/(amd64|arm64)$")
+    deployer_platform: str = Field(DEFAULT.name, pattern=PLATFORM_PATTERN)
     # Prefix of every container and network name, so several stacks share one engine safely.
     deployer_name_prefix: str = Field("kiln-", pattern="^[a-z0-9][a-z0-9-]*$")
     deployer_state_dir: str = "~/.kiln/deployer"

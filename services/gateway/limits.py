@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from services.gateway.api.db import in_session
 from services.gateway.deps import GatewayDeps
 from shared.db.models import BuildRun
+from shared.platforms import branch_of
 
 IN_FLIGHT = ("queued", "running")
 
@@ -37,7 +38,7 @@ def builds_in_flight(session: Session, keys: Iterable[tuple[str, str]]) -> dict[
     """{(package, ref): builds queued or running}; the run history stores `refs/heads/x` or `x`."""
     counts: dict[tuple[str, str], int] = {}
     for package, ref in set(keys):
-        branch = ref.removeprefix("refs/heads/")
+        branch = branch_of(ref)
         counts[(package, ref)] = session.execute(
             select(func.count())
             .select_from(BuildRun)

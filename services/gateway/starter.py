@@ -23,6 +23,7 @@ from shared.config import KilnConfig
 from shared.events import BuildRequested, Envelope
 from shared.events.build import Options, Source, Trigger
 from shared.naming import DEFAULT_VERSION_MAP, version_for_branch
+from shared.platforms import branch_of
 
 log = logging.getLogger("kiln.gateway")
 
@@ -127,7 +128,7 @@ class BuildStarter:
 
     def envelope(self, order: BuildOrder, number: int) -> Envelope:
         version_map = self._config.version_map if self._config else DEFAULT_VERSION_MAP
-        branch = order.source.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        branch = branch_of(order.source.ref).removeprefix("refs/tags/")
         event = BuildRequested(
             package=order.package,
             build_number=number,

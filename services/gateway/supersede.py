@@ -12,12 +12,13 @@ from services.gateway.api.db import in_session
 from services.gateway.deps import GatewayDeps
 from shared.db.models import BuildRun
 from shared.events import BuildCancelRequested, Envelope
+from shared.platforms import branch_of
 
 log = logging.getLogger("kiln.gateway")
 
 
 def queued_builds(session: Session, package: str, ref: str, newer: list[str]) -> list[str]:
-    branch = ref.removeprefix("refs/heads/")
+    branch = branch_of(ref)
     rows = session.execute(
         select(BuildRun.build_id).where(
             BuildRun.package == package,

@@ -18,6 +18,7 @@ from services.imager import commands
 from services.imager.settings import ImagerSettings
 from shared.bus import SqlIdempotencyGuard, run_service
 from shared.bus import topology as t
+from shared.platforms import PLATFORM_NAMES, arch_of
 from shared.settings import load_settings
 
 log = logging.getLogger("kiln.imager")
@@ -25,7 +26,7 @@ log = logging.getLogger("kiln.imager")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.imager")
-    parser.add_argument("--platform", choices=["linux/amd64", "linux/arm64"], help="default: KILN_PLATFORM")
+    parser.add_argument("--platform", choices=PLATFORM_NAMES, help="default: KILN_PLATFORM")
     parser.add_argument("--no-manifests", action="store_true", help="do not also assemble multi-arch indexes")
     sub = parser.add_subparsers(dest="command")
     minimal = sub.add_parser("minimal-factories", help="each service's minimal factory set (import graph)")
@@ -74,7 +75,7 @@ def run_worker(args: argparse.Namespace) -> int:
     imager = bootstrap(settings)
     bus = make_bus(settings)
     guard = SqlIdempotencyGuard(imager.sessions)
-    arch = settings.platform.split("/", 1)[1]
+    arch = arch_of(settings.platform)
 
     async def start(bus):
         await imager.cancel.start(bus)

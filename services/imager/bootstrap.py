@@ -30,6 +30,7 @@ from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
 from shared.logging import REDACT, setup_logging
+from shared.platforms import per_platform
 from shared.registry import RegistryClient
 from shared.registry.transport import log_insecure_hosts, parse_hosts
 from shared.sandbox import Sandbox
@@ -145,10 +146,7 @@ def receipt_policy(settings: ImagerSettings, registry_host: str) -> ReceiptPolic
         load_config=functools.partial(load_config, path) if path else None,
         registry_host=registry_host,
         artifact_store=settings.artifact_store or f"{registry_host}/kiln",
-        default_base_images={
-            "linux/amd64": settings.base_image_amd64,
-            "linux/arm64": settings.base_image_arm64,
-        },
+        default_base_images=per_platform(settings, "base_image_"),
     )
 
 

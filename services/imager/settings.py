@@ -6,11 +6,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from shared.platforms import DEFAULT, PLATFORM_PATTERN
 from shared.settings import KilnSettings
 
 
 class ImagerSettings(KilnSettings):
-    platform: str = Field("linux/amd64", pattern="^linux/(amd64|arm64)$")
+    platform: str = Field(DEFAULT.name, pattern=PLATFORM_PATTERN)
     image_builder: str = Field("docker", pattern="^(docker|buildah)$", description="ImageBuilder backend")
     imager_work_dir: Path = Path.home() / ".cache" / "kiln" / "imager"
     prove_stay_up_s: float = Field(3.0, gt=0, description="a worker must still run after this long")

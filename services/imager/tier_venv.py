@@ -16,7 +16,6 @@ no DOCKER_HOST. Installing a wheel runs none of its code. Only when the operator
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -25,14 +24,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import platforms
 from shared.requirement_lines import RefusedRequirement, check_requirement, requirement_lines
 from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable, python_paths
 
-# Manylinux tags pip may pick wheels for, by image platform, when the host is another platform.
-_PIP_PLATFORMS = {
-    "linux/amd64": ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"),
-    "linux/arm64": ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"),
-}
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -48,7 +43,7 @@ class TierSpec:
 
     def lines_for(self, platform: str) -> tuple[str, ...]:
         """The requirement lines for `platform`: arm-incompatible packages dropped on arm64."""
-        if platform != "linux/arm64" or not self.arm_exclude:
+        if platform != platforms.ARM64.name or not self.arm_exclude:
             return self.requirements
         excluded = {_canonical(name) for name in self.arm_exclude}
         return tuple(line for line in self.requirements if _canonical(_name_of(line)) not in excluded)
@@ -79,8 +74,7 @@ WHEELS_ONLY = PipPolicy()
 
 
 def host_platform() -> str:
-    machine = os.uname().machine
-    return "linux/arm64" if machine in ("aarch64", "arm64") else "linux/amd64"
+    return (platforms.host() or platforms.DEFAULT).name
 
 
 def pip_command(lines_file: Path, target: Path, platform: str, policy: PipPolicy = WHEELS_ONLY) -> list[str]:
@@ -92,7 +86,8 @@ def pip_command(lines_file: Path, target: Path, platform: str, policy: PipPolicy
         command += ["--cert", policy.cert]
     if platform != host_platform():
         command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
-        for tag in _PIP_PLATFORMS[platform]:
+        # The manylinux tags pip may pick wheels for when the host is another platform.
+        for tag in platforms.parse(platform).pip_platforms:
             command += ["--platform", tag]
     elif not policy.allow_sdists:
         command.append("--only-binary=:all:")
@@ -114,7 +109,7 @@ class TierVenvCache:
         self.sandbox = sandbox
 
     def path_for(self, tier: TierSpec, platform: str) -> Path:
-        arch = platform.split("/", 1)[1]
+        arch = platforms.arch_of(platform)
         name = f"{tier.name}-{arch}-{tier.requirements_hash(platform)}"
         if self.pip != WHEELS_ONLY:  # another index or sdists: never the same cached tier
             name += "-" + hashlib.sha256(repr(self.pip).encode()).hexdigest()[:8]

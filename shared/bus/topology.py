@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.platforms import ARCHITECTURES
+from shared.platforms import ARCHITECTURES, PLATFORMS, arch_of
 from shared.stages import (
     ARCH,
     BUILD_FINISHED,
@@ -216,7 +216,7 @@ def retry_arguments(spec: QueueSpec) -> dict[str, object]:
 
 def log_routing_key(stage: str, platform: str | None = None) -> str:
     """`log.compile`, `log.image.arm64`: bind `log.#` for every line, `log.*.arm64` for one arch."""
-    return f"log.{stage}.{platform.split('/', 1)[1]}" if platform else f"log.{stage}"
+    return f"log.{stage}.{arch_of(platform)}" if platform else f"log.{stage}"
 
 
 def image_requested_keys() -> tuple[str, ...]:
@@ -271,7 +271,7 @@ def live_log_keys(spec: StageSpec) -> tuple[str, ...]:
     if not spec.live_log:
         return ()
     if spec.per_image:
-        return tuple(log_routing_key(spec.name, f"linux/{arch}") for arch in ARCHITECTURES)
+        return tuple(log_routing_key(spec.name, platform.name) for platform in PLATFORMS)
     return (log_routing_key(spec.name),)
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from shared.naming import validate_image_reference
+from shared.platforms import DEFAULT, PlatformName
 
 EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 OCI_COMPONENT_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$"
@@ -49,7 +50,7 @@ PATTERN_HELP = {
 }
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=EMAIL_PATTERN)]
-Platform = Literal["linux/amd64", "linux/arm64"]
+Platform = PlatformName
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NodePort = Annotated[int, Field(ge=30000, le=32767)]
@@ -106,7 +107,7 @@ class WorkloadConfig(Section):
 
 class DeploymentConfig(Section):
     substrate: Literal["compose", "k8s", "supervisor"] = "compose"
-    platforms: Annotated[list[Platform], Field(min_length=1)] = ["linux/amd64"]
+    platforms: Annotated[list[Platform], Field(min_length=1)] = [DEFAULT.name]
     registry: RegistryConfig
     k3s: K3sConfig = K3sConfig()
     volumes: dict[str, VolumeConfig] = {}

@@ -8,9 +8,10 @@ from pydantic import Field
 
 from shared.events.base import Event, Model
 from shared.events.formats import Commit, Name, StageName
+from shared.platforms import PLATFORM_NAMES, PlatformName
 from shared.stages import STAGE_NAMES
 
-Platform = Literal["linux/amd64", "linux/arm64"]
+Platform = PlatformName
 StageStatus = Literal["started", "succeeded", "failed", "skipped", "cancelled"]
 BuildStatus = Literal["succeeded", "failed", "cancelled"]
 
@@ -30,7 +31,7 @@ class Options(Model):
     skip_compile: bool = False
     skip_push: bool = False
     skip_deploy: bool = False
-    platforms: tuple[Platform, ...] = ("linux/amd64", "linux/arm64")
+    platforms: tuple[Platform, ...] = PLATFORM_NAMES
     # An email address, "raci" (the package's active RACI roles), or None for no report.
     notify: str | None = None
 

@@ -24,6 +24,7 @@ from shared.events.formats import (
     Tag,
     TierName,
 )
+from shared.platforms import arch_of  # `linux/arm64` -> `arm64`, re-exported for the events' users
 
 
 class ModuleResult(Model):
@@ -108,8 +109,3 @@ class ImageRequested(Event):
 
     def routing_key(self) -> str:
         return f"{self.base_routing_key()}.{arch_of(self.platform)}"
-
-
-def arch_of(platform: str) -> str:
-    """`linux/arm64` -> `arm64`: the suffix of per-architecture routing keys and queues."""
-    return platform.split("/", 1)[1]

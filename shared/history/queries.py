@@ -20,6 +20,7 @@ from shared.db.models import (
     BuildStep,
     EventLog,
 )
+from shared.platforms import branch_of, ref_of
 from shared.stages import STAGE_ORDER, stages_of
 
 # The deploy section of a build's record: the deployer's stages that report a result event.
@@ -54,8 +55,8 @@ def list_builds(
     if status:
         query = query.where(BuildRun.status == status)
     if ref:
-        name = ref.removeprefix("refs/heads/")
-        query = query.where(or_(BuildRun.ref == name, BuildRun.ref == f"refs/heads/{name}"))
+        name = branch_of(ref)
+        query = query.where(or_(BuildRun.ref == name, BuildRun.ref == ref_of(name)))
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     rows = session.scalars(
         query.order_by(BuildRun.requested_at.desc(), BuildRun.id.desc()).limit(limit).offset(offset)

@@ -16,19 +16,9 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_PLATFORMS = ("linux/amd64", "linux/arm64")
-_MACHINE_OF = {
-    "x86_64": "linux/amd64",
-    "amd64": "linux/amd64",
-    "aarch64": "linux/arm64",
-    "arm64": "linux/arm64",
-}
-_TRIPLET = {"linux/amd64": "x86_64-linux-gnu", "linux/arm64": "aarch64-linux-gnu"}
-_CROSS_GCC_PACKAGE = {"linux/amd64": "gcc-x86-64-linux-gnu", "linux/arm64": "gcc-aarch64-linux-gnu"}
-_CROSS_HEADERS_PACKAGE = {
-    "linux/amd64": "libpython3.11-dev:amd64",
-    "linux/arm64": "libpython3.11-dev:arm64",
-}
+from shared import platforms
+
+SUPPORTED_PLATFORMS = platforms.PLATFORM_NAMES
 # No -g: images ship without debug info. -fwrapv / -fno-strict-aliasing as CPython builds itself.
 OPTIMIZE_FLAGS = ("-O2", "-fPIC", "-fwrapv", "-fno-strict-aliasing", "-DNDEBUG", "-w")
 
@@ -67,21 +57,22 @@ class Toolchain:
 
 
 def host_platform() -> str:
-    return _MACHINE_OF.get(host.machine().lower(), f"linux/{host.machine().lower()}")
+    machine = host.machine().lower()
+    found = platforms.host(machine)
+    return found.name if found else f"linux/{machine}"
 
 
 def normalize_platform(name: str) -> str:
     """Accept "linux/arm64", "arm64", "aarch64", "amd64", "x86_64"."""
-    if name in SUPPORTED_PLATFORMS:
-        return name
-    short = name.removeprefix("linux/").lower()
-    if short in _MACHINE_OF:
-        return _MACHINE_OF[short]
-    raise ValueError(f"unsupported platform {name!r}; use one of {', '.join(SUPPORTED_PLATFORMS)}")
+    try:
+        return platforms.parse(name.removeprefix("linux/")).name
+    except ValueError:  # name the platform as it was asked for, not its stripped form
+        choices = ", ".join(SUPPORTED_PLATFORMS)
+        raise ValueError(f"unsupported platform {name!r}; use one of {choices}") from None
 
 
 def platform_slug(platform: str) -> str:
-    return platform.split("/", 1)[1]
+    return platforms.arch_of(platform)
 
 
 def toolchain_for(platform: str) -> Toolchain:
@@ -103,19 +94,20 @@ def _native_toolchain(platform: str) -> Toolchain:
 
 
 def _cross_toolchain(platform: str) -> Toolchain:
-    triplet = _TRIPLET[platform]
+    target = platforms.parse(platform)
+    triplet = target.triplet
     compiler = f"{triplet}-gcc"
     if not shutil.which(compiler):
         raise ToolchainMissing(
-            f"{compiler} not found (needed for {platform}): apt-get install -y {_CROSS_GCC_PACKAGE[platform]}"
+            f"{compiler} not found (needed for {platform}): apt-get install -y {target.cross_gcc_package}"
         )
     version = f"python{sysconfig.get_python_version()}"
     generic, specific = f"/usr/include/{version}", f"/usr/include/{triplet}/{version}"
     if not (Path(specific) / "pyconfig.h").is_file() or not (Path(generic) / "Python.h").is_file():
         raise ToolchainMissing(
             f"Python headers for {platform} missing ({specific}/pyconfig.h): "
-            f"dpkg --add-architecture {platform_slug(platform)} && apt-get update && "
-            f"apt-get install -y {_CROSS_HEADERS_PACKAGE[platform]}"
+            f"dpkg --add-architecture {target.arch} && apt-get update && "
+            f"apt-get install -y {target.python_headers_package}"
         )
     abi = sys.implementation.cache_tag  # "cpython-311"
     return Toolchain(platform, compiler, (generic, specific), f".{abi}-{triplet}.so")

@@ -13,8 +13,9 @@ from shared.bus import PermanentError
 from shared.config import KilnConfig, RegistryConfig, registry_credentials, trimmed_config
 from shared.config.sections import WorkloadConfig
 from shared.naming import image_ref, safe_name
+from shared.platforms import DEFAULT
 
-DEFAULT_PLATFORM = "linux/amd64"
+DEFAULT_PLATFORM = DEFAULT.name
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from services.gateway.limits import within_branch_limit
 from services.gateway.starter import BuildOrder, PublishFailed
 from shared.events.build import Options, Source, Trigger
 from shared.git_source import FetchFailed, GitSource
-from shared.naming import PLATFORMS, validate_branch
+from shared.naming import validate_branch
+from shared.platforms import PLATFORM_NAMES, ref_of
 from shared.sources import PackageSource, SourceRefused, configured_source
 
 log = logging.getLogger("kiln.gateway")
@@ -74,9 +75,9 @@ class TriggerRequest(BaseModel):
     def platforms(self) -> list[str]:
         raw = self.platform if isinstance(self.platform, list) else (self.platform or "").split(",")
         chosen = [p.strip() for p in raw if p.strip()]
-        unknown = [p for p in chosen if p not in PLATFORMS]
+        unknown = [p for p in chosen if p not in PLATFORM_NAMES]
         if unknown:
-            raise HTTPException(422, f"unknown platform(s) {unknown}; use {', '.join(PLATFORMS)}")
+            raise HTTPException(422, f"unknown platform(s) {unknown}; use {', '.join(PLATFORM_NAMES)}")
         return chosen
 
 
@@ -109,7 +110,7 @@ async def start_manual(body: TriggerRequest, deps: Deps, kind: str) -> Accepted:
             f"(packages.{body.package}.webhooks in the operator config); leave repo_url out",
         )
     branches = list(deps.config.packages[body.package].webhooks.branches)
-    ref = f"refs/heads/{body.ref}" if body.ref else await default_branch(source, branches)
+    ref = ref_of(body.ref) if body.ref else await default_branch(source, branches)
     commit = body.commit or await resolve_commit(source, ref)
     try:
         _, over = await within_branch_limit(deps, [ManualBuild(body.package, ref)])
@@ -155,7 +156,7 @@ async def default_branch(source: PackageSource, branches: list[str]) -> str:
     if branch is not None:
         return branch
     literal = next((b for b in branches if not any(c in b for c in "*?[")), FALLBACK_BRANCH)
-    return f"refs/heads/{literal}"
+    return ref_of(literal)
 
 
 async def resolve_commit(source: PackageSource, ref: str) -> str:

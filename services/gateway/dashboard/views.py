@@ -20,6 +20,7 @@ from services.gateway.settings import GatewaySettings, is_loopback_host, secret_
 from shared import history
 from shared.db.models import MANIFEST_PLATFORM
 from shared.history import BuildNotFound, build_diff
+from shared.platforms import branch_of
 from shared.redaction import redact_data
 from shared.report import render_html, report_view
 from shared.stages import label_of
@@ -57,7 +58,7 @@ def mb(size: int | None) -> str:
 templates.env.filters["mb"] = mb
 templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1f}s"
 templates.env.filters["short"] = lambda value: (value or "")[:8]
-templates.env.filters["branch"] = lambda ref: (ref or "").removeprefix("refs/heads/")
+templates.env.filters["branch"] = lambda ref: branch_of(ref or "")
 static = StaticFiles(directory=HERE / "static")
 router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.platforms import branch_of, is_branch_ref
+
 ZERO_HASH = "0" * 40
 
 
@@ -62,8 +64,8 @@ def items(value: Any, where: str) -> list[Any]:
 
 
 def split_ref(ref: str, where: str) -> tuple[Literal["branch", "tag"], str]:
-    if ref.startswith("refs/heads/"):
-        return "branch", ref.removeprefix("refs/heads/")
+    if is_branch_ref(ref):
+        return "branch", branch_of(ref)
     if ref.startswith("refs/tags/"):
         return "tag", ref.removeprefix("refs/tags/")
     raise MalformedPayload(f"{where} {ref!r} is neither refs/heads/* nor refs/tags/*")

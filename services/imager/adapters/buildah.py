@@ -24,6 +24,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from shared.platforms import arch_of
 from shared.registry.transport import plain_http_allowed, with_tls_hint
 
 GLOBAL_OPTIONS = ["--storage-driver", "vfs"]
@@ -39,7 +40,7 @@ def bud_command(
     auth: RegistryAuth | None = None,
 ) -> list[str]:
     """The base image comes from a registry (pulled once into buildah's store): no daemon to ask."""
-    arch = platform.split("/", 1)[1]
+    arch = arch_of(platform)
     return [
         "buildah", *GLOBAL_OPTIONS, "bud", "--isolation", "chroot", "--arch", arch, "--os", "linux",
         "--layers", f"--tls-verify={str(tls_verify).lower()}",

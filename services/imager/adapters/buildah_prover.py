@@ -22,6 +22,7 @@ import time
 from services.imager.adapters.buildah import GLOBAL_OPTIONS
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
+from shared.platforms import DEFAULT
 from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable
 
 LOG_LINES = 50
@@ -44,7 +45,7 @@ sys.exit(child.wait())
 
 class BuildahProver:
     def __init__(self, *, stay_up_s: float = 3.0, timeout_s: float = 30.0, emulated_factor: float = 3.0,
-                 host_platform: str = "linux/amd64", sandbox: Sandbox = REQUIRED):  # fmt: skip
+                 host_platform: str = DEFAULT.name, sandbox: Sandbox = REQUIRED):  # fmt: skip
         self.stay_up_s, self.timeout_s = stay_up_s, timeout_s
         self.emulated_factor, self.host_platform = emulated_factor, host_platform
         self.sandbox = sandbox

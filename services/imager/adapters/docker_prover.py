@@ -22,6 +22,7 @@ from docker.errors import APIError, NotFound
 
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
+from shared.platforms import DEFAULT
 
 LOG_LINES = 50
 PROOF_USER = "65534:65534"  # nobody: whatever USER the image names, the proof runs unprivileged
@@ -45,7 +46,7 @@ class DockerProver:
         stay_up_s: float = 3.0,
         timeout_s: float = 30.0,
         emulated_factor: float = 3.0,
-        host_platform: str = "linux/amd64",
+        host_platform: str = DEFAULT.name,
     ):
         self.client = client or docker.from_env()
         self.stay_up_s = stay_up_s
