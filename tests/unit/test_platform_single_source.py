@@ -30,8 +30,6 @@ _BRANCH_PREFIX = re.compile(r"^(ref: )?refs/heads/")
 ALLOWED: dict[str, str] = {
     "bench/compile/run.py": "'arm64' there names a benchmark scenario and its result key, not a platform",
     "bench/live_logs/write_cost.py": "a sample compile log line, measured for its size; prose, not a list",
-    "scripts/stack/layout.py": "the dev-stack process table (imager per arch); issue #15's 'generated' "
-    "stream derives it from the specs: drop this entry when it does",
 }
 
 
