@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.compiler")
     commands = parser.add_subparsers(dest="command")
     worker_cmd = commands.add_parser("worker", help="consume build.requested (the default)")
-    worker_cmd.set_defaults(run=run_worker)
+    worker_cmd.set_defaults(run=worker_command)
     compile_cmd = commands.add_parser("compile", help="compile a directory of Python packages")
     compile_cmd.add_argument("src", type=Path, help="a package directory or a directory of packages")
     compile_cmd.add_argument("--out", type=Path, required=True, help="directory receiving the compiled tree")
@@ -59,10 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from shared.bus import run_service
+def worker_command(args: argparse.Namespace) -> int:
+    from shared.bus.worker import run_worker
     from shared.logging import setup_logging
     from shared.settings import load_settings
 
@@ -71,9 +69,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     settings = load_settings(CompilerSettings)
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
-    service = bootstrap(settings)
-    asyncio.run(run_service(service.bus(), service.start, health_port=settings.health_port))
-    return 0
+    return run_worker(bootstrap(settings))
 
 
 def run_compile(args: argparse.Namespace) -> int:
@@ -133,7 +129,7 @@ def print_summary(report: CompileReport) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return getattr(args, "run", run_worker)(args)
+    return getattr(args, "run", worker_command)(args)
 
 
 if __name__ == "__main__":

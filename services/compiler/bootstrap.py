@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from services.compiler.adapters.artifact_store import SharedArtifactStore
 from services.compiler.adapters.engine_compiler import EngineCompiler
@@ -20,13 +19,14 @@ from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
 from services.compiler.settings import CompilerSettings
 from shared.artifacts import FILE_SCHEME
-from shared.bus import Bus, SqlIdempotencyGuard
+from shared.bus import SqlIdempotencyGuard
 from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
 from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
 from shared.bus.live_logs import LogShipper
+from shared.bus.worker import Consumer, Worker
 from shared.events import BuildRequested
 from shared.git_source import GitSource
 from shared.platforms import per_platform
@@ -35,28 +35,6 @@ from shared.sandbox import Sandbox
 from shared.sources import SourceGuard
 
 SOURCE = "compiler"
-
-
-@dataclass
-class CompilerService:
-    settings: CompilerSettings
-    handlers: HandlerTable
-    cancel: CancelWatch = field(default_factory=CancelWatch)
-    guard: IdempotencyGuard | None = None
-    logs: LogShipper = field(default_factory=lambda: LogShipper(SOURCE))
-
-    def bus(self) -> Bus:
-        return Bus.from_settings(self.settings, source=SOURCE)
-
-    async def start(self, bus: Bus) -> None:
-        await self.cancel.start(bus)
-        await self.logs.start(bus)
-        await bus.consume(
-            t.COMPILER_BUILDS,
-            self.handlers,
-            guard=self.guard,
-            give_up={BuildRequested: end_build_failed("compile")},
-        )
 
 
 def artifact_store_from(settings: CompilerSettings) -> SharedArtifactStore:
@@ -75,7 +53,7 @@ def bootstrap(
     environ: Mapping[str, str] | None = None,
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
-) -> CompilerService:
+) -> Worker:
     if not settings.config_path:
         raise SystemExit(
             "KILN_CONFIG_PATH must name the operator config: it decides registries, base images and "
@@ -121,4 +99,14 @@ def bootstrap(
             logs=logs,
         )
     }
-    return CompilerService(settings=settings, handlers=handlers, cancel=cancel, guard=guard, logs=logs)
+    return Worker(
+        source=SOURCE,
+        settings=settings,
+        consumers=[
+            Consumer(t.COMPILER_BUILDS, handlers, give_up={BuildRequested: end_build_failed("compile")})
+        ],
+        guard=guard,
+        cancel=cancel,
+        logs=logs,
+        health_port=settings.health_port,
+    )

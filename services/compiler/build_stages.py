@@ -27,7 +27,6 @@ from services.compiler.source import (
     read_repository_config,
     source_digest,
 )
-from services.compiler.stage_runner import StageFailed
 from services.compiler.tiers_bundle import (
     MissingRequirements,
     requirement_files,
@@ -35,6 +34,7 @@ from services.compiler.tiers_bundle import (
     write_tiers_bundle,
 )
 from shared.bus.live_logs import LineSink, discard
+from shared.bus.stage import StageFailed
 from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_build_config
 from shared.config.yaml_source import REPOSITORY_CONFIG_MAX_BYTES
 from shared.events import BuildRequested
@@ -63,6 +63,14 @@ class CompileOutcome:
     artifacts: tuple[Artifact, ...] = ()
     skipped: bool = False
     duration_ms: int = 0
+
+
+class CompileFailed(StageFailed):
+    """Stage compile failed: its per-module results still go out in CompileCompleted(ok=False)."""
+
+    def __init__(self, error: str, detail: dict, compile_result: CompileOutcome):
+        super().__init__(error, detail)
+        self.compile_result = compile_result
 
 
 def config_stage(
@@ -204,9 +212,7 @@ def compile_stage(
             f"{m.file}:{m.line}: {m.error}" if m.line else f"{m.file}: {m.error}" for m in report.failed
         )
         outcome = CompileOutcome(False, digest, modules, sets, duration_ms=report.duration_ms)
-        raise StageFailed(
-            f"{len(report.failed)} module(s) failed to compile:\n{failed}", detail, compile_result=outcome
-        )
+        raise CompileFailed(f"{len(report.failed)} module(s) failed to compile:\n{failed}", detail, outcome)
     artifacts = []
     for platform in platforms:
         out = report.outputs[platform]

@@ -14,15 +14,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from services.compiler.build_stages import CompileOutcome, compile_stage, config_stage, keys_stage
 from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
-from services.compiler.stage_runner import BuildCancelled, Emitter, StageFailed, StageRunner
 from shared.bus.live_logs import LogShipper
+from shared.bus.stage import Emitter, StageFailed, StageRun, finish_stage, stage
 from shared.events import BuildFinished, BuildRequested, CompileCompleted
 
 log = logging.getLogger("kiln.compiler")
+T = TypeVar("T")
+
+
+class BuildCancelled(Exception):
+    """Raised at a stage boundary of a cancelled build (its next stage reported cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,29 @@ def on_build_requested(
     logs: LogShipper | None = None,
 ) -> None:
     started = time.monotonic()
-    stages = StageRunner(ctx, is_cancelled, cancel_reason, logs=logs, package=event.package)
+
+    def boundary(next_stage: str) -> None:
+        """A cancelled build reports the next stage as cancelled and stops there."""
+        if is_cancelled(ctx.build_id):
+            reason = cancel_reason(ctx.build_id)
+            error = f"cancelled: {reason}" if reason else "cancelled"
+            finish_stage(ctx, next_stage, "cancelled", error=error)
+            raise BuildCancelled(next_stage)
+
+    def run(name: str, work: Callable[[StageRun], tuple[T, dict]]) -> T:
+        """One stage: any exception in it ends it failed (raised on as StageFailed)."""
+        boundary(name)
+        with stage(ctx, name, logs=logs, package=event.package, fail_on=(Exception,)) as current:
+            result, detail = work(current)
+            current.detail.update(detail)
+        return result
+
     with tempfile.TemporaryDirectory(prefix="kiln-compile-", dir=settings.work_dir) as scratch:
         work = Path(scratch)
         try:
-            prepared = stages.run(
+            prepared = run(
                 "config",
-                lambda: config_stage(
+                lambda _run: config_stage(
                     event,
                     work,
                     fetcher=fetcher,
@@ -69,10 +91,10 @@ def on_build_requested(
                     default_base_images=settings.default_base_images,
                 ),
             )
-            stages.run("keys", lambda: keys_stage(event, prepared))
-            outcome = stages.run(
+            run("keys", lambda _run: keys_stage(event, prepared))
+            outcome = run(
                 "compile",
-                lambda: compile_stage(
+                lambda current: compile_stage(
                     event,
                     ctx.build_id,
                     prepared,
@@ -80,10 +102,10 @@ def on_build_requested(
                     compiler=compiler,
                     store=store,
                     index=index,
-                    log=stages.log,
+                    log=current.log,
                 ),
             )
-            stages.stop_if_cancelled("image")
+            boundary("image")
         except BuildCancelled as cancelled:
             log.info("build %s cancelled before stage %s", ctx.build_id, cancelled)
             return
@@ -113,7 +135,7 @@ def _completed(outcome: CompileOutcome, targets: tuple = ()) -> CompileCompleted
 
 def _end_failed(ctx: Emitter, failure: StageFailed, started: float) -> None:
     """The compiler ends a build that failed in its stages (the deployer ignores ok=False)."""
-    result = failure.compile_result or CompileOutcome(ok=False, source_digest="")
+    result = getattr(failure, "compile_result", None) or CompileOutcome(ok=False, source_digest="")
     ctx.emit(_completed(result))
     ctx.emit(
         BuildFinished(

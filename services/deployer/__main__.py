@@ -4,7 +4,6 @@ without the bus: scaffold, deploy, status, targets, docs (see docs/deployer.md).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -64,24 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _worker(settings: DeployerSettings) -> int:
     from services.deployer.bootstrap import bootstrap
-    from shared.bus import Bus, SqlIdempotencyGuard, run_service
-    from shared.bus.give_up import end_build_failed
-    from shared.bus.topology import DEPLOYER_GATE
-    from shared.db import make_engine, make_sessions
-    from shared.events import BuildCancelRequested, BuildFinished
+    from shared.bus.worker import run_worker
 
-    sessions = make_sessions(make_engine(settings.database_url))
-    handlers = bootstrap(settings, sessions)
-    bus = Bus.from_settings(settings, source="deployer")
-
-    async def start(bus: Bus) -> None:
-        # A gate event it cannot digest ends its build; build.finished and cancels end nothing.
-        quiet = (BuildFinished, BuildCancelRequested)
-        ending = {model: end_build_failed("deploy") for model in handlers if model not in quiet}
-        await bus.consume(DEPLOYER_GATE, handlers, guard=SqlIdempotencyGuard(sessions), give_up=ending)
-
-    asyncio.run(run_service(bus, start, health_port=settings.health_port))
-    return 0
+    return run_worker(bootstrap(settings))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
 from shared.bus import PermanentError
 from shared.bus.dispatch import Only
+from shared.bus.worker import Consumer, Worker
 from shared.config import load_config
 from shared.config.keys import key_paths
 from shared.events import (
@@ -130,7 +131,7 @@ def read_keys(keys_dir: str, package: str) -> tuple[bytes, bytes]:
         ) from None
 
 
-def bootstrap(
+def handler_table(
     settings: DeployerSettings,
     sessions: sessionmaker[Session],
     *,
@@ -175,3 +176,28 @@ def bootstrap(
         BuildFinished: partial(h.on_build_finished, store=store),
         BuildCancelRequested: partial(h.on_cancel_requested, store=store),
     }
+
+
+def bootstrap(
+    settings: DeployerSettings, sessions: sessionmaker[Session] | None = None, **fakes: Any
+) -> Worker:
+    """The deployer's worker: the gate queue. `fakes` go to `handler_table` (substrate_for, probe,
+    sleep, env, docs); `parts["sessions"]` is its database."""
+    from shared.bus import SqlIdempotencyGuard
+    from shared.bus.give_up import end_build_failed
+    from shared.bus.topology import DEPLOYER_GATE
+    from shared.db import make_engine, make_sessions
+
+    sessions = sessions or make_sessions(make_engine(settings.database_url))
+    handlers = handler_table(settings, sessions, **fakes)
+    # A gate event it cannot digest ends its build; build.finished and cancels end nothing.
+    quiet = (BuildFinished, BuildCancelRequested)
+    ending = {model: end_build_failed("deploy") for model in handlers if model not in quiet}
+    return Worker(
+        source="deployer",
+        settings=settings,
+        consumers=[Consumer(DEPLOYER_GATE, handlers, give_up=ending)],
+        guard=SqlIdempotencyGuard(sessions),
+        health_port=settings.health_port,
+        parts={"sessions": sessions},
+    )

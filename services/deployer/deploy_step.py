@@ -15,12 +15,12 @@ from services.deployer.handlers import finish
 from services.deployer.models import DeployerBuild
 from services.deployer.ports import DocsFailed, HttpProbe, Substrate
 from services.deployer.references import refused_images
-from services.deployer.release import run_release
+from services.deployer.release import ReleaseOutcome, run_release
 from services.deployer.scaffold import scaffold_inputs
 from services.deployer.store import GateStore
 from shared.bus import EventContext
+from shared.bus.stage import StageRun, finish_stage, stage
 from shared.config import ConfigError, KilnConfig, PackageConfig
-from shared.events import StageFinished, StageStarted
 from shared.events.build import Source
 
 
@@ -37,43 +37,22 @@ class DeployStep:
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, ctx: EventContext, build: DeployerBuild, images: list[ImageState]) -> None:
-        started = time.monotonic()
-        ctx.emit(StageStarted(stage="deploy"))
-        try:
-            cfg = self.load_config()
-            pkg = cfg.package(build.package)
-        except (ConfigError, KeyError) as exc:
-            return self._fail(ctx, "deploy", started, f"config: {exc}")
-        deployed = [i for i in images if i.expected and i.platform == self.platform]
-        refused = refused_images(deployed, build.package, pkg)
-        if refused:
-            return self._fail(ctx, "deploy", started, "refused to deploy: " + "; ".join(refused))
-        refs = {i.target: i.reference for i in deployed}
-        missing = sorted(set(pkg.enabled_services()) - set(refs))
-        if missing:
-            return self._fail(ctx, "deploy", started, f"no {self.platform} image for {', '.join(missing)}")
-        inputs = scaffold_inputs(cfg, build.package, config_path=self.config_path, env=self.env, images=refs)
-        substrate = self.substrate_for(pkg.deployment.substrate)
-        outcome = run_release(inputs, substrate, self.probe, pkg.deployment.verify, self.sleep)
-        deploy_ms = int((time.monotonic() - started) * 1000)
-        ctx.emit(
-            StageFinished(
-                stage="deploy", status="succeeded", duration_ms=deploy_ms, detail=outcome.deployed.detail
-            )
-        )
+        with stage(ctx, "deploy") as run:
+            released = self._release(run, build, images)
+        if released is None:
+            finish(ctx, self.store, "failed", failed_stage="deploy", error=run.error)
+            return None
+        outcome, pkg = released
         ctx.emit(outcome.deployed)
         if outcome.verified is not None:
-            ctx.emit(
-                StageFinished(
-                    stage="verify",
-                    status="succeeded" if outcome.healthy else "failed",
-                    detail={
-                        "pass_rate": outcome.verified.pass_rate,
-                        "rolled_back": outcome.verified.rolled_back,
-                    },
-                    error=outcome.error,
-                    log_tail=outcome.log_tail,
-                )
+            # Verify ran inside the release: its verdict is reported here, it has no start of its own.
+            finish_stage(
+                ctx,
+                "verify",
+                "succeeded" if outcome.healthy else "failed",
+                detail={"pass_rate": outcome.verified.pass_rate, "rolled_back": outcome.verified.rolled_back},
+                error=outcome.error,
+                log_tail=outcome.log_tail,
             )
             ctx.emit(outcome.verified)
         if outcome.rollback is not None:
@@ -95,28 +74,43 @@ class DeployStep:
             )
         return None
 
+    def _release(
+        self, run: StageRun, build: DeployerBuild, images: list[ImageState]
+    ) -> tuple[ReleaseOutcome, PackageConfig] | None:
+        """Stage deploy's body: the release's outcome, or None with the stage failed."""
+        try:
+            cfg = self.load_config()
+            pkg = cfg.package(build.package)
+        except (ConfigError, KeyError) as exc:
+            run.fail(f"config: {exc}")
+            return None
+        deployed = [i for i in images if i.expected and i.platform == self.platform]
+        refused = refused_images(deployed, build.package, pkg)
+        if refused:
+            run.fail("refused to deploy: " + "; ".join(refused))
+            return None
+        refs = {i.target: i.reference for i in deployed}
+        missing = sorted(set(pkg.enabled_services()) - set(refs))
+        if missing:
+            run.fail(f"no {self.platform} image for {', '.join(missing)}")
+            return None
+        inputs = scaffold_inputs(cfg, build.package, config_path=self.config_path, env=self.env, images=refs)
+        substrate = self.substrate_for(pkg.deployment.substrate)
+        outcome = run_release(inputs, substrate, self.probe, pkg.deployment.verify, self.sleep)
+        run.detail.update(outcome.deployed.detail)
+        return outcome, pkg
+
     def _docs(self, ctx: EventContext, build: DeployerBuild, pkg: PackageConfig) -> str | None:
         """Run the docs stage if the package asks for it; the error, if it failed."""
         if pkg.docs is None or not pkg.docs.enabled or self.docs is None:
             return None
-        started = time.monotonic()
-        ctx.emit(StageStarted(stage="docs"))
-        source = Source.model_validate(build.source or {})
-        try:
-            detail = self.docs.run(build.package, pkg.docs, source)
-        except DocsFailed as exc:
-            error = f"docs: {exc}"
-            ms = int((time.monotonic() - started) * 1000)
-            detail = {"on_failure": pkg.docs.on_failure, "mkdocs": pkg.docs.mkdocs}
-            if pkg.docs.wiki is not None:
-                detail["wiki_url"] = pkg.docs.wiki.url
-            ctx.emit(StageFinished(stage="docs", status="failed", duration_ms=ms, detail=detail, error=error))
-            return error
-        ms = int((time.monotonic() - started) * 1000)
-        ctx.emit(StageFinished(stage="docs", status="succeeded", duration_ms=ms, detail=detail))
-        return None
-
-    def _fail(self, ctx: EventContext, stage: str, started: float, error: str) -> None:
-        ms = int((time.monotonic() - started) * 1000)
-        ctx.emit(StageFinished(stage=stage, status="failed", duration_ms=ms, error=error))
-        finish(ctx, self.store, "failed", failed_stage=stage, error=error)
+        with stage(ctx, "docs") as run:
+            source = Source.model_validate(build.source or {})
+            try:
+                run.detail.update(self.docs.run(build.package, pkg.docs, source))
+            except DocsFailed as exc:
+                detail = {"on_failure": pkg.docs.on_failure, "mkdocs": pkg.docs.mkdocs}
+                if pkg.docs.wiki is not None:
+                    detail["wiki_url"] = pkg.docs.wiki.url
+                run.fail(f"docs: {exc}", detail=detail)
+        return run.error

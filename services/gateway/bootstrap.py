@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from services.gateway.subscriptions.store import Breaker
 from services.gateway.subscriptions.targets import AllowList
 from services.gateway.workers import FileLease
 from shared.bus import Bus, topology
+from shared.bus.worker import Consumer, Subscription, start_consumers
 from shared.config import KilnConfig, load_config
 from shared.db import make_engine, make_sessions
 from shared.logging import REDACT, setup_logging
@@ -126,31 +128,32 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     # Several workers on one host: only the one holding this lock delivers subscriptions.
     lease = FileLease(settings.subscriptions_lock) if settings.subscriptions_lock else None
     background: list[asyncio.Task[None]] = []
-
-    async def deliver_subscriptions() -> None:
-        # No SQL idempotency guard: it would cost two transactions per event on a queue bound
-        # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
-        await bus.consume(topology.GATEWAY_SUBSCRIPTIONS, deliverer.handlers())
-
-    async def deliver_subscriptions_when_leased(lease: FileLease) -> None:
-        await lease.acquire()
-        log.info("worker %d delivers the HTTP subscriptions", os.getpid())
-        await deliver_subscriptions()
-
-    async def start() -> None:
-        await bus.connect()
-        await bus.subscribe_transient("live", ["#"], deps.live.on_message)
-        await bus.subscribe_transient(
+    # The broker consumers, described as every worker's are (shared/bus/worker.py).
+    consumers: list[Consumer | Subscription] = [
+        Subscription("live", ["#"], deps.live.on_message),
+        Subscription(
             "logs",
             ["#"],
             deps.live.on_log_message,
             exchange=topology.LOGS_EXCHANGE,
             arguments=topology.LIVE_LOG_QUEUE_ARGUMENTS,
+        ),
+    ]
+    if settings.subscriptions_worker:
+        # No SQL idempotency guard: it would cost two transactions per event on a queue bound
+        # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
+        consumers.append(
+            Consumer(
+                topology.GATEWAY_SUBSCRIPTIONS,
+                deliverer.handlers(),
+                use_guard=False,
+                wait_for=None if lease is None else partial(_lease_subscriptions, lease),
+            )
         )
-        if settings.subscriptions_worker and lease is None:
-            await deliver_subscriptions()
-        elif settings.subscriptions_worker and lease is not None:
-            background.append(asyncio.create_task(deliver_subscriptions_when_leased(lease)))
+
+    async def start() -> None:
+        await bus.connect()
+        await start_consumers(bus, consumers, background=background)
 
     async def stop() -> None:
         deps.live.close()
@@ -163,6 +166,12 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
             lease.release()
 
     return create_app(deps, on_startup=start, on_shutdown=stop)
+
+
+async def _lease_subscriptions(lease: FileLease) -> None:
+    """Several workers on one host: only the one holding the lock delivers subscriptions."""
+    await lease.acquire()
+    log.info("worker %d delivers the HTTP subscriptions", os.getpid())
 
 
 def worker_app() -> FastAPI:

@@ -10,15 +10,12 @@ python -m services.imager containers {list,get,start,stop,delete,exec} ...
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
 from services.imager import commands
 from services.imager.settings import ImagerSettings
-from shared.bus import SqlIdempotencyGuard, run_service
-from shared.bus import topology as t
-from shared.platforms import PLATFORM_NAMES, arch_of
+from shared.platforms import PLATFORM_NAMES
 from shared.settings import load_settings
 
 log = logging.getLogger("kiln.imager")
@@ -67,35 +64,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from services.imager.bootstrap import bootstrap, make_bus
+    from services.imager.bootstrap import bootstrap
+    from shared.bus.worker import run_worker as run
 
     settings = load_settings(ImagerSettings)
     if args.platform:
         settings = settings.model_copy(update={"platform": args.platform})
-    imager = bootstrap(settings)
-    bus = make_bus(settings)
-    guard = SqlIdempotencyGuard(imager.sessions)
-    arch = arch_of(settings.platform)
-
-    async def start(bus):
-        await imager.cancel.start(bus)
-        await asyncio.to_thread(warm_up_registry, imager.deps.registry)
-        await imager.deps.logs.start(bus)
-        await bus.consume(t.imager_queue(arch), imager.jobs, guard=guard, give_up=imager.give_up)
-        if not args.no_manifests:
-            await bus.consume(t.IMAGER_MANIFESTS, imager.manifests, guard=guard)
-
-    asyncio.run(run_service(bus, start, health_port=settings.health_port))
-    return 0
-
-
-def warm_up_registry(registry) -> None:
-    """Authenticate and open the HTTP connection before the first job, so the first image's
-    hand-off does not pay for it; a registry that is down now is reported, not fatal (jobs retry)."""
-    try:
-        registry.ping()
-    except Exception as exc:
-        log.warning("registry %s not reachable at start (%s); jobs will retry against it", registry.host, exc)
+    return run(bootstrap(settings, manifests=not args.no_manifests))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
@@ -21,30 +21,22 @@ from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
 from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
 from shared.artifacts import pull_artifact
-from shared.bus import Bus
+from shared.bus import SqlIdempotencyGuard
+from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
-from shared.bus.dispatch import GiveUpTable, HandlerTable
 from shared.bus.live_logs import LogShipper
+from shared.bus.worker import Consumer, Worker
 from shared.config import load_config
 from shared.db import make_engine, make_sessions
 from shared.events.compile import Artifact, CompileCompleted, ImageRequested
 from shared.events.image import ImagePushed
 from shared.logging import REDACT, setup_logging
-from shared.platforms import per_platform
+from shared.platforms import arch_of, per_platform
 from shared.registry import RegistryClient
 from shared.registry.transport import log_insecure_hosts, parse_hosts
 from shared.sandbox import Sandbox
 
-
-@dataclass
-class Imager:
-    settings: ImagerSettings
-    deps: ImagerDeps
-    jobs: HandlerTable
-    manifests: HandlerTable
-    sessions: sessionmaker | None
-    cancel: CancelWatch
-    give_up: GiveUpTable
+log = logging.getLogger("kiln.imager")
 
 
 def make_builder(settings: ImagerSettings) -> ImageBuilder:
@@ -84,10 +76,13 @@ def bootstrap(
     registry: RegistryClient | None = None,
     sessions: sessionmaker | None = None,
     with_database: bool = True,
-) -> Imager:
+    manifests: bool = True,
+) -> Worker:
+    """The imager's worker: image jobs of its platform, and (`manifests`) multi-arch indexes.
+    `parts`: `deps` (what a job needs) and `sessions`."""
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     REDACT.add(*settings.secret_values().values())
-    log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), logging.getLogger("kiln.imager"))
+    log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), log)
     registry = registry or RegistryClient.from_settings(settings)
     cancel = CancelWatch()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
@@ -119,23 +114,43 @@ def bootstrap(
             on_image_requested, deps=deps, platform=settings.platform, receipt=receipt
         )
     }
-    manifests = {}
-    if sessions is not None:
-        manifests = {
+    consumers = [
+        Consumer(
+            t.imager_queue(arch_of(settings.platform)), jobs, give_up={ImageRequested: on_image_job_given_up}
+        )
+    ]
+    if sessions is not None and manifests:
+        index_handlers = {
             CompileCompleted: functools.partial(on_compile_completed, sessions=sessions, registry=registry),
             ImagePushed: functools.partial(
                 on_image_pushed, sessions=sessions, registry=registry, receipt=receipt
             ),
         }
-    return Imager(
+        consumers.append(Consumer(t.IMAGER_MANIFESTS, index_handlers))
+
+    async def warm_up(_bus) -> None:
+        await asyncio.to_thread(warm_up_registry, registry)
+
+    return Worker(
+        source="imager",
         settings=settings,
-        deps=deps,
-        jobs=jobs,
-        manifests=manifests,
-        sessions=sessions,
+        consumers=consumers,
+        guard=SqlIdempotencyGuard(sessions) if sessions is not None else None,
         cancel=cancel,
-        give_up={ImageRequested: on_image_job_given_up},
+        logs=deps.logs,
+        on_start=[warm_up],
+        health_port=settings.health_port,
+        parts={"deps": deps, "sessions": sessions},
     )
+
+
+def warm_up_registry(registry: RegistryClient) -> None:
+    """Authenticate and open the HTTP connection before the first job, so the first image's
+    hand-off does not pay for it; a registry that is down now is reported, not fatal (jobs retry)."""
+    try:
+        registry.ping()
+    except Exception as exc:
+        log.warning("registry %s not reachable at start (%s); jobs will retry against it", registry.host, exc)
 
 
 def receipt_policy(settings: ImagerSettings, registry_host: str) -> ReceiptPolicy:
@@ -148,7 +163,3 @@ def receipt_policy(settings: ImagerSettings, registry_host: str) -> ReceiptPolic
         artifact_store=settings.artifact_store or f"{registry_host}/kiln",
         default_base_images=per_platform(settings, "base_image_"),
     )
-
-
-def make_bus(settings: ImagerSettings) -> Bus:
-    return Bus.from_settings(settings, source="imager")

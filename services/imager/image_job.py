@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +23,12 @@ from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAut
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
 from services.imager.tiers import resolve_tier
 from shared.bus.live_logs import LineSink, LogShipper, discard
+from shared.bus.stage import finish_stage, stage
 from shared.events import Event
-from shared.events.build import StageFinished, StageStarted
 from shared.events.compile import Artifact, ImageRequested
 from shared.events.image import ImageFailed, ImagePushed
-from shared.logging import REDACT
 from shared.registry import NotFound, RegistryClient
 
-LOG_TAIL = 50
 LABEL_BUILD_ID = "dev.kiln.build-id"
 
 
@@ -89,66 +85,36 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
         job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
         return
     if deps.is_cancelled(job.build_id):
-        job.emit(StageFinished(stage="image", status="cancelled", **where))
+        finish_stage(job, "image", "cancelled", **where)
         return
-    job.emit(StageStarted(stage="image", **where))
-    started = time.monotonic()
     local_ref = f"{event.repository}:{first_tag}"
-    try:
-        with _live_log(deps, job, "image", event) as log:
-            built, proof_reason = _build_and_prove(event, job, deps, local_ref, log)
-    except ImageRejected as exc:
-        tail = tuple(REDACT(line) for line in exc.log[-LOG_TAIL:])
-        error = REDACT(str(exc))
-        job.emit(ImageFailed(error=error, log_tail=tail, **where))
-        job.emit(
-            StageFinished(
-                stage="image", status="failed", duration_ms=_ms(started), error=error, log_tail=tail, **where
-            )
-        )
+    with stage(job, "image", logs=deps.logs, package=job.package, **where) as run:
+        try:
+            built, proof_reason = _build_and_prove(event, job, deps, local_ref, run.log)
+        except ImageRejected as exc:
+            run.fail(str(exc), log_tail=exc.log)
+            run.emit_with_verdict(ImageFailed(error=run.error, log_tail=run.log_tail, **where))
+        else:
+            run.detail.update(image_id=built.image_id, size_bytes=built.size_bytes, proof=proof_reason)
+    if run.failed:
         return
-    detail = {"image_id": built.image_id, "size_bytes": built.size_bytes, "proof": proof_reason}
-    job.emit(
-        StageFinished(stage="image", status="succeeded", duration_ms=_ms(started), detail=detail, **where)
-    )
     if event.skip_push:
-        job.emit(StageFinished(stage="push", status="skipped", **where))
+        finish_stage(job, "push", "skipped", **where)
         return
     if deps.is_cancelled(job.build_id):  # proven but not pushed: nothing half-published
-        job.emit(StageFinished(stage="push", status="cancelled", **where))
+        finish_stage(job, "push", "cancelled", **where)
         return
-    job.emit(StageStarted(stage="push", **where))
-    started = time.monotonic()
-    digest = ""
-    with _live_log(deps, job, "push", event) as log:
+    with stage(job, "push", logs=deps.logs, package=job.package, **where) as run:
+        digest = ""
         for tag in [*immutable_tags(event), *(["latest"] if "latest" in event.tags else [])]:
             reference = f"{event.repository}:{tag}"
             deps.builder.tag(built.image_id, reference)
-            log(f"pushing {reference}")
-            digest = deps.builder.push(reference, deps.auth, progress=log).digest
-            log(f"pushed {reference}: {digest}")
-    size = deps.registry.image_size(repo, digest)
-    job.emit(
-        StageFinished(
-            stage="push",
-            status="succeeded",
-            duration_ms=_ms(started),
-            detail={"digest": digest, "size_bytes": size},
-            **where,
-        )
-    )
+            run.log(f"pushing {reference}")
+            digest = deps.builder.push(reference, deps.auth, progress=run.log).digest
+            run.log(f"pushed {reference}: {digest}")
+        size = deps.registry.image_size(repo, digest)
+        run.detail.update(digest=digest, size_bytes=size)
     job.emit(_pushed(event, digest, size, proven=True))
-
-
-@contextmanager
-def _live_log(deps: ImagerDeps, job: JobContext, stage: str, event: ImageRequested) -> Iterator[LineSink]:
-    if deps.logs is None:
-        yield discard
-        return
-    with deps.logs.stream(
-        job.build_id, stage=stage, package=job.package, target=event.target, platform=event.platform
-    ) as stream:
-        yield stream
 
 
 def _build_and_prove(
@@ -267,7 +233,3 @@ def _pushed(event: ImageRequested, digest: str, size: int, *, proven: bool) -> I
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -7,14 +7,13 @@ python -m services.reporter diff BUILD_A BUILD_B
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 
 from services.reporter.bootstrap import bootstrap
 from services.reporter.settings import ReporterSettings
-from shared.bus import Bus, run_service
+from shared.bus.worker import run_worker
 from shared.history import BuildNotFound, build_detail, build_diff
 from shared.logging import setup_logging
 from shared.report import render_html, render_text, report_view
@@ -38,17 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     reporter = bootstrap(settings)
     if args.command in (None, "worker"):
-        bus = Bus.from_settings(settings, source="reporter")
-
-        async def serve() -> None:
-            try:
-                await run_service(bus, reporter.start, health_port=settings.health_port)
-            finally:
-                await reporter.close()
-
-        asyncio.run(serve())
-        return 0
-    with reporter.sessions() as session:
+        return run_worker(reporter)
+    with reporter.parts["sessions"]() as session:
         if args.command == "diff":
             try:
                 print(json.dumps(build_diff(session, args.build_a, args.build_b), indent=2, default=str))

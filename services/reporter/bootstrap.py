@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,43 +22,10 @@ from services.reporter.ports import CDEventPublisher, CommitStatusPoster, Mailer
 from services.reporter.settings import ReporterSettings
 from shared.bus import Bus
 from shared.bus import topology as t
+from shared.bus.worker import Consumer, Worker
 from shared.config import load_config
 from shared.db import make_engine, make_sessions
 from shared.events import CATALOGUE, BuildFinished, BuildRequested, Envelope
-
-
-@dataclass
-class Reporter:
-    settings: ReporterSettings
-    sessions: sessionmaker[Session]
-    history: BatchingIngestor
-    notifier: Notifier
-    publisher: CDEventPublisher | None = None
-    consuming: list[str] = field(default_factory=list)
-
-    def history_handlers(self) -> dict:
-        return {model: self.history.handle for model in CATALOGUE}
-
-    def notify_handlers(self) -> dict:
-        return {
-            BuildRequested: partial(on_build_requested, notifier=self.notifier),
-            BuildFinished: partial(on_build_finished, notifier=self.notifier),
-        }
-
-    def cdevents_handlers(self, publisher: CDEventPublisher) -> dict:
-        handler = partial(on_event_for_cdevents, publisher=publisher, build_url=self.settings.build_url)
-        return {model: handler for model in CATALOGUE}
-
-    async def start(self, bus: Bus) -> None:
-        """Registered with `run_service`: consume the three reporter queues."""
-        publisher = self.publisher or BusCDEventPublisher(bus)
-        await bus.consume(t.REPORTER_HISTORY, self.history_handlers())
-        await bus.consume(t.REPORTER_NOTIFY, self.notify_handlers())
-        await bus.consume(t.REPORTER_CDEVENTS, self.cdevents_handlers(publisher))
-        self.consuming = [t.REPORTER_HISTORY.name, t.REPORTER_NOTIFY.name, t.REPORTER_CDEVENTS.name]
-
-    async def close(self) -> None:
-        await self.history.close()
 
 
 def bootstrap(
@@ -69,7 +35,9 @@ def bootstrap(
     mailer: Mailer | None = None,
     poster: CommitStatusPoster | None = None,
     publisher: CDEventPublisher | None = None,
-) -> Reporter:
+) -> Worker:
+    """The reporter's worker: the history, notify and cdevents queues. `parts`: `sessions`,
+    `history` (the batching ingestor), `notifier` (for the report commands and tests)."""
     sessions = sessions or make_sessions(make_engine(settings.database_url))
 
     def write(batch: list[Envelope]) -> int:
@@ -103,8 +71,30 @@ def bootstrap(
         max_wait_ms=settings.history_batch_wait_ms,
         executor=executor,
     )
-    return Reporter(
-        settings=settings, sessions=sessions, history=history, notifier=notifier, publisher=publisher
+    notify_handlers = {
+        BuildRequested: partial(on_build_requested, notifier=notifier),
+        BuildFinished: partial(on_build_finished, notifier=notifier),
+    }
+
+    def cdevents_handlers(bus: Bus) -> dict:
+        handler = partial(
+            on_event_for_cdevents,
+            publisher=publisher or BusCDEventPublisher(bus),
+            build_url=settings.build_url,
+        )
+        return dict.fromkeys(CATALOGUE, handler)
+
+    return Worker(
+        source="reporter",
+        settings=settings,
+        consumers=[
+            Consumer(t.REPORTER_HISTORY, dict.fromkeys(CATALOGUE, history.handle)),
+            Consumer(t.REPORTER_NOTIFY, notify_handlers),
+            Consumer(t.REPORTER_CDEVENTS, cdevents_handlers),
+        ],
+        on_stop=[history.close],
+        health_port=settings.health_port,
+        parts={"sessions": sessions, "history": history, "notifier": notifier},
     )
 
 

@@ -16,7 +16,8 @@ from services.scanner.bootstrap import SOURCE, bootstrap
 from services.scanner.ports import AuditScanner
 from services.scanner.report import ScanError
 from services.scanner.settings import ScannerSettings
-from shared.bus import Bus, run_service
+from shared.bus import Bus
+from shared.bus.worker import run_worker
 from shared.config import ConfigError, KilnConfig, load_config
 from shared.events import StageFinished, StageStarted
 from shared.logging import setup_logging
@@ -26,7 +27,7 @@ from shared.settings import load_settings
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.scanner")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("worker", help="consume image.pushed (the default)").set_defaults(run=run_worker)
+    commands.add_parser("worker", help="consume image.pushed (the default)").set_defaults(run=worker_command)
     audit = commands.add_parser("audit", help="audit deps, config, secrets, an image, or all")
     audit.add_argument("mode", choices=[*MODES, "all"])
     audit.add_argument("--image-tag", help="full image reference for `image` (repository:tag or @digest)")
@@ -39,17 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_worker(args: argparse.Namespace, settings: ScannerSettings) -> int:
-    scanner = bootstrap(settings)
-    asyncio.run(run_service(scanner.bus(), scanner.start, health_port=settings.health_port))
-    return 0
+def worker_command(args: argparse.Namespace, settings: ScannerSettings) -> int:
+    return run_worker(bootstrap(settings))
 
 
 def run_audit(args: argparse.Namespace, settings: ScannerSettings) -> int:
     if args.mode == "image" and not args.image_tag:
         print("audit image needs --image-tag REF", file=sys.stderr)
         return 2
-    scanner = bootstrap(settings, with_database=False).trivy
+    scanner = bootstrap(settings, with_database=False).parts["trivy"]
     modes = [m for m in MODES if m != "image" or args.image_tag] if args.mode == "all" else [args.mode]
     try:
         config = _config(args.config or settings.config_path)
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(ScannerSettings)
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
-    return getattr(args, "run", run_worker)(args, settings)
+    return getattr(args, "run", worker_command)(args, settings)
 
 
 if __name__ == "__main__":

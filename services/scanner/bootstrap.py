@@ -10,46 +10,25 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from services.scanner.adapters.harbor import HarborClient
 from services.scanner.adapters.trivy import TrivyCli
 from services.scanner.handlers import HarborFor, PackageScanSetup, PackageSetupFn, on_image_pushed
 from services.scanner.ports import AuditScanner
 from services.scanner.settings import ScannerSettings
-from shared.bus import Bus, SqlIdempotencyGuard
+from shared.bus import SqlIdempotencyGuard
 from shared.bus import topology as t
 from shared.bus.cancellation import CancelWatch
 from shared.bus.dispatch import HandlerTable
 from shared.bus.give_up import end_build_failed
 from shared.bus.idempotency import IdempotencyGuard
+from shared.bus.worker import Consumer, Worker
 from shared.config import RegistryConfig, ScanPolicy, load_config
 from shared.events import ImagePushed
 from shared.naming import registry_host_of
 from shared.registry.transport import log_insecure_hosts, parse_hosts
 
 SOURCE = "scanner"
-
-
-@dataclass
-class Scanner:
-    settings: ScannerSettings
-    trivy: AuditScanner
-    handlers: HandlerTable
-    cancel: CancelWatch = field(default_factory=CancelWatch)
-    guard: IdempotencyGuard | None = None
-
-    def bus(self) -> Bus:
-        return Bus.from_settings(self.settings, source=SOURCE)
-
-    async def start(self, bus: Bus) -> None:
-        await self.cancel.start(bus)
-        await bus.consume(
-            t.SCANNER_IMAGES,
-            self.handlers,
-            guard=self.guard,
-            give_up=dict.fromkeys(self.handlers, end_build_failed("scan")),
-        )
 
 
 def registry_credentials(settings: ScannerSettings) -> tuple[str, str] | None:
@@ -106,7 +85,8 @@ def bootstrap(
     today: Callable[[], dt.date] = dt.date.today,
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
-) -> Scanner:
+) -> Worker:
+    """The scanner's worker; `parts["trivy"]` is its scanner (the audit command uses it)."""
     log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), logging.getLogger("kiln.scanner"))
     trivy = scanner or trivy_from(settings)
     cancel = CancelWatch()
@@ -125,4 +105,14 @@ def bootstrap(
             is_cancelled=cancel.is_cancelled,
         )
     }
-    return Scanner(settings=settings, trivy=trivy, handlers=handlers, cancel=cancel, guard=guard)
+    return Worker(
+        source=SOURCE,
+        settings=settings,
+        consumers=[
+            Consumer(t.SCANNER_IMAGES, handlers, give_up=dict.fromkeys(handlers, end_build_failed("scan")))
+        ],
+        guard=guard,
+        cancel=cancel,
+        health_port=settings.health_port,
+        parts={"trivy": trivy},
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,8 +20,9 @@ from services.scanner.policy import evaluate
 from services.scanner.ports import ImageScanner, VulnerabilityRegistry
 from services.scanner.report import ScanError, ScanReport
 from shared.bus import EventContext
+from shared.bus.stage import StageRun, stage
 from shared.config import ConfigError, RegistryConfig, ScanPolicy
-from shared.events import ImagePushed, StageFinished, StageStarted
+from shared.events import ImagePushed
 from shared.events.scan import Finding, ScanCompleted
 from shared.naming import digest_ref, split_repository
 
@@ -54,12 +54,24 @@ def on_image_pushed(
     today: Callable[[], dt.date] = dt.date.today,
     is_cancelled: Callable[[str], bool] = lambda build_id: False,
 ) -> None:
-    started = time.monotonic()
-    where = {"platform": event.platform, "target": event.target}
-    ctx.emit(StageStarted(stage=STAGE, **where))
-    if is_cancelled(ctx.build_id):
-        ctx.emit(StageFinished(stage=STAGE, status="cancelled", duration_ms=_ms(started), **where))
-        return
+    with stage(ctx, STAGE, target=event.target, platform=event.platform) as run:
+        if is_cancelled(ctx.build_id):
+            run.cancelled()
+            return
+        _scan_stage(event, ctx, run, scanner, package_setup, harbor_for, registry_host, today)
+
+
+def _scan_stage(
+    event: ImagePushed,
+    ctx: EventContext,
+    run: StageRun,
+    scanner: ImageScanner,
+    package_setup: PackageSetupFn,
+    harbor_for: HarborFor,
+    registry_host: str,
+    today: Callable[[], dt.date],
+) -> None:
+    """The scan's verdict (or the reason it could not be done) as ScanCompleted, then the stage's."""
     use_harbor = False
     try:
         setup = package_setup(ctx.package)
@@ -80,7 +92,7 @@ def on_image_pushed(
                 note=reason,
             )
         )
-        ctx.emit(StageFinished(stage=STAGE, status="failed", duration_ms=_ms(started), error=reason, **where))
+        run.fail(reason)
         return
 
     verdict = evaluate(report, setup.policy, today())
@@ -101,23 +113,16 @@ def on_image_pushed(
             note=note,
         )
     )
-    ctx.emit(
-        StageFinished(
-            stage=STAGE,
-            status="succeeded" if verdict.passed else "failed",
-            duration_ms=_ms(started),
-            detail={
-                "scanner": report.scanner,
-                "counts": counts,
-                "secrets": len(report.secrets),
-                "verdict": verdict.verdict,
-                "vuln_db": report.vuln_db,
-                "blocking": [f.id for f in verdict.blocking[:20]],
-            },
-            error=None if verdict.passed else verdict.summary(),
-            **where,
-        )
+    run.detail.update(
+        scanner=report.scanner,
+        counts=counts,
+        secrets=len(report.secrets),
+        verdict=verdict.verdict,
+        vuln_db=report.vuln_db,
+        blocking=[f.id for f in verdict.blocking[:20]],
     )
+    if not verdict.passed:
+        run.fail(verdict.summary())
 
 
 def check_pull_source(
@@ -157,7 +162,3 @@ def _scan(
 def _truncation(findings: tuple[Finding, ...]) -> tuple[str, ...]:
     left_out = len(findings) - MAX_FINDINGS_IN_EVENT
     return (f"{left_out} more findings not listed in this event",) if left_out > 0 else ()
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -39,7 +39,7 @@ def test_report_email_renders_in_chromium(sessions, smtp, outcome):  # noqa: F81
     build_id = str(uuid.uuid4())
     stream = full_build_stream(build_id, notify="raci", fail_stage="image" if outcome == "failed" else None)
     store(sessions, stream)
-    bootstrap(smtp.settings(), sessions=sessions).notifier.build_finished(stream[-1])
+    bootstrap(smtp.settings(), sessions=sessions).parts["notifier"].build_finished(stream[-1])
     assert smtp.inbox.received.wait(10)
     html = parts(smtp.inbox.messages[0])["text/html"]
     png = render_png(html, f"report-email-{outcome}")

@@ -40,7 +40,7 @@ def _no_substrate(name: str):
 @pytest.fixture
 async def worker(amqp_url, database_url, sessions):
     settings = DeployerSettings(config_path=str(CONFIG), amqp_url=amqp_url, database_url=database_url)
-    handlers = bootstrap(settings, sessions, substrate_for=_no_substrate, env={})
+    handlers = bootstrap(settings, sessions, substrate_for=_no_substrate, env={}).handlers(DEPLOYER_GATE)
     bus = await Bus(amqp_url, source="deployer").connect()
     await bus.consume(DEPLOYER_GATE, handlers, guard=SqlIdempotencyGuard(sessions))
     yield bus

@@ -262,7 +262,7 @@ async def test_a_stage_completes_when_the_broker_goes_away_under_its_log_lines(
     await service.logs.start(bus)
     build_id = str(uuid.uuid4())
     ctx = RecordingEmitter(build_id)
-    handler = service.handlers[BuildRequested]
+    handler = service.handlers(t.COMPILER_BUILDS)[BuildRequested]
 
     async def cut_once_lines_flow() -> None:
         while service.logs.batches_sent == 0:

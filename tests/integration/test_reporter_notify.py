@@ -168,7 +168,7 @@ def test_email_report_arrives_with_html_and_text_parts(sessions, smtp):
     stream = full_build_stream(build_id, notify="dev@example.com")
     store(sessions, stream)
     reporter = bootstrap(smtp.settings(), sessions=sessions)
-    reporter.notifier.build_finished(stream[-1])
+    reporter.parts["notifier"].build_finished(stream[-1])
     assert smtp.inbox.received.wait(10)
     message = smtp.inbox.messages[0]
     assert message["To"] == "dev@example.com" and "demo #7 succeeded" in message["Subject"]
@@ -178,7 +178,7 @@ def test_email_report_arrives_with_html_and_text_parts(sessions, smtp):
     assert "COMPILATION" in body["text/plain"] and build_id in body["text/plain"]
     assert ("email", "sent") in attempts(sessions, build_id)
     # redelivery of build.finished: nobody gets the report twice
-    reporter.notifier.build_finished(stream[-1])
+    reporter.parts["notifier"].build_finished(stream[-1])
     assert len(smtp.inbox.messages) == 1
 
 
@@ -186,7 +186,7 @@ def test_raci_sends_to_the_active_roles_of_the_package(sessions, smtp):
     build_id = str(uuid.uuid4())
     stream = full_build_stream(build_id, notify="raci", fail_stage="image")
     store(sessions, stream)
-    bootstrap(smtp.settings(), sessions=sessions).notifier.build_finished(stream[-1])
+    bootstrap(smtp.settings(), sessions=sessions).parts["notifier"].build_finished(stream[-1])
     assert smtp.inbox.received.wait(10)
     message = smtp.inbox.messages[0]
     assert message["To"] == "dev@example.com, lead@example.com"  # ops@ is inactive
@@ -200,7 +200,7 @@ def test_smtp_down_is_retried_then_recorded_and_the_build_is_untouched(sessions,
     store(sessions, stream)
     settings = ReporterSettings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_retry_delay_s=0.05,
                                 smtp_attempts=2, config_path=CONFIG)  # fmt: skip
-    bootstrap(settings, sessions=sessions).notifier.build_finished(stream[-1])  # returns normally
+    bootstrap(settings, sessions=sessions).parts["notifier"].build_finished(stream[-1])  # returns normally
     assert ("email", "failed") in attempts(sessions, build_id)
     with sessions() as session:
         row = session.scalars(
@@ -240,7 +240,7 @@ def test_commit_status_in_progress_then_final(sessions, status_server, kind, rep
     requested = Envelope.model_validate({**stream[0].model_dump(), "data": data})  # not model_copy: it caches
     stream = [requested, *stream[1:]]
     store(sessions, stream)
-    notifier = bootstrap(settings, sessions=sessions).notifier
+    notifier = bootstrap(settings, sessions=sessions).parts["notifier"]
     notifier.build_started(requested, repo_url, "c0ffee1", kind)
     notifier.build_finished(stream[-1])
     assert [r["path"] for r in requests] == [path, path]

@@ -72,18 +72,18 @@ async def test_history_survives_a_database_outage(amqp_url, database_url, sessio
     relayed_url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
     engine = make_engine(relayed_url, connect_args={"connect_timeout": 2})
     reporter = bootstrap(ReporterSettings(database_url=relayed_url), sessions=make_sessions(engine))
-    reporter.history.retry_max_s = 2.0
+    reporter.parts["history"].retry_max_s = 2.0
     bus = await Bus(amqp_url, source="reporter").connect()
     build_id = str(uuid.uuid4())
     stream = full_build_stream(build_id)
     try:
-        await bus.consume(t.REPORTER_HISTORY, reporter.history_handlers())
+        await bus.consume(t.REPORTER_HISTORY, reporter.handlers(t.REPORTER_HISTORY))
         await relay.cut()
         for envelope in stream:
             await bus.publish(envelope)
         await asyncio.sleep(OUTAGE_S)
         assert await asyncio.to_thread(count, sessions, build_id) == 0
-        assert reporter.history.outage_retries >= 5
+        assert reporter.parts["history"].outage_retries >= 5
         await relay.start()  # the database is back, on the same address
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30

@@ -39,15 +39,22 @@ def built_events(service: str) -> set[str]:
                     keys |= keys_of(node.func.id)
                 elif node.func.id == "end_build_failed":
                     keys.add("build.finished")
+                elif node.func.id == "stage":  # shared.bus.stage: the lifecycle's two events
+                    keys |= {"stage.started", "stage.finished"}
+                elif node.func.id == "finish_stage":
+                    keys.add("stage.finished")
     return keys
 
 
-def literal_stages(path: Path, call: str) -> set[str]:
-    """First-argument or `stage=` string literals of calls to `call` (stages.run, StageStarted)."""
+def literal_stages(path: Path, call: str, position: int = 0) -> set[str]:
+    """String literals at argument `position` or `stage=` of calls to `call` (run, stage)."""
     stages = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == call:
-            args = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "stage")]
+            args = [
+                *node.args[position : position + 1],
+                *(k.value for k in node.keywords if k.arg == "stage"),
+            ]
             stages |= {a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
     return stages
 
@@ -67,7 +74,7 @@ def test_live_log_keys_are_the_stages_that_stream_lines():
     assert set(t.service("compiler").keys_published(t.LOGS_EXCHANGE)) == {
         t.log_routing_key(s) for s in compiler
     }
-    imager = literal_stages(ROOT / "services/imager/image_job.py", "StageStarted")
+    imager = literal_stages(ROOT / "services/imager/image_job.py", "stage", position=1)
     assert set(t.service("imager").keys_published(t.LOGS_EXCHANGE)) == {
         t.log_routing_key(stage, f"linux/{arch}") for stage in imager for arch in t.ARCHITECTURES
     }

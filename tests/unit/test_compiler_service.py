@@ -17,6 +17,7 @@ from services.compiler.ports import FetchFailed
 from services.compiler.settings import CompilerSettings
 from services.compiler.tiers_bundle import TIERS_FILE
 from shared.bus import MemoryIdempotencyGuard
+from shared.bus import topology as t
 from shared.config import generate_keys
 from shared.events import (
     BuildFinished,
@@ -146,7 +147,7 @@ def run_build(
     if cancelled:
         service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = "user asked"
     ctx = FakeContext()
-    handler = service.handlers[BuildRequested]
+    handler = service.handlers(t.COMPILER_BUILDS)[BuildRequested]
     handler(event or BuildRequested(package="demo", source=Source(path=str(root))), ctx)
     return ctx
 

@@ -20,6 +20,7 @@ from services.scanner.report import (
 from services.scanner.settings import ScannerSettings
 from services.scanner.trivy_json import parse_trivy_report
 from shared.bus import MemoryIdempotencyGuard
+from shared.bus import topology as t
 from shared.config import RegistryConfig, ScanPolicy
 from shared.events import ImagePushed, StageFinished, StageStarted
 from shared.events.scan import Finding, ScanCompleted
@@ -91,7 +92,7 @@ def run(scanner, policy=DEFAULT_POLICY, registry=None, harbor=None, cancelled=Fa
     if cancelled:
         app.cancel._cancelled["build-1"] = "superseded"
     ctx = FakeContext()
-    app.handlers[ImagePushed](PUSHED, ctx)
+    app.handlers(t.SCANNER_IMAGES)[ImagePushed](PUSHED, ctx)
     return ctx
 
 
@@ -166,7 +167,7 @@ def test_unknown_package_in_config_fails_the_stage():
         ScannerSettings(), scanner=FakeScanner(), package_setup=unknown, guard=MemoryIdempotencyGuard()
     )
     ctx = FakeContext()
-    app.handlers[ImagePushed](PUSHED, ctx)
+    app.handlers(t.SCANNER_IMAGES)[ImagePushed](PUSHED, ctx)
     assert ctx.of(ScanCompleted)[0].verdict == "fail"
     assert "no package 'demo'" in ctx.of(StageFinished)[0].error
 
@@ -210,7 +211,7 @@ def test_a_repository_outside_the_operators_registry_is_never_pulled():
     )
     ctx = FakeContext()
     forged = PUSHED.model_copy(update={"repository": "127.0.0.1:5999/kiln/axion-webhook-demo"})
-    app.handlers[ImagePushed](forged, ctx)
+    app.handlers(t.SCANNER_IMAGES)[ImagePushed](forged, ctx)
     assert scanner.calls == [], "nothing may be pulled (with the credentials) from another host"
     (scan,) = ctx.of(ScanCompleted)
     assert scan.verdict == "fail" and "not under the operator's registry 127.0.0.1:5000" in scan.note
