@@ -1,0 +1,68 @@
+"""GPG simple signing through the real skopeo, checked by a real containers policy (signedBy):
+unsigned rejected, signed accepted, signed by another key rejected, and the digest unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from services.attester.adapters.skopeo import SkopeoSigner
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def signer(registry, tmp_path):
+    yield SkopeoSigner(
+        lookaside_dir=tmp_path / "lookaside",
+        registry_credentials=(registry.username, os.environ["KILN_REGISTRY_PASSWORD"]),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_gpg_agents(operator_keys, other_keys):
+    yield
+    for home in (operator_keys.gpg_home, other_keys.gpg_home):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
+def sign(signer, image, keys):
+    return signer.sign(
+        image.repository, "t", image.digest, gpg_home=keys.gpg_home, fingerprint=keys.gpg_fingerprint
+    )
+
+
+def test_unsigned_image_is_rejected(signer, make_image, operator_keys):
+    image = make_image("unsigned")
+    verdict = signer.verify(image.repository, image.digest, public_key=operator_keys.gpg_public_key)
+    assert not verdict.accepted, verdict.reason
+    assert verdict.reason.endswith("Source image rejected: A signature was required, but no signature exists")
+
+
+def test_signed_image_is_accepted_and_keeps_its_digest(signer, registry, make_image, operator_keys):
+    image = make_image("signed")
+    signature = sign(signer, image, operator_keys)
+    assert signature.digest == image.digest
+    assert registry.manifest_digest(image.repo, "t") == image.digest
+    assert os.path.getsize(signature.location) > 100
+    verdict = signer.verify(image.repository, image.digest, public_key=operator_keys.gpg_public_key)
+    assert verdict.accepted, verdict.reason
+
+
+def test_image_signed_by_another_key_is_rejected(signer, make_image, operator_keys, other_keys):
+    image = make_image("other")
+    sign(signer, image, other_keys)
+    assert signer.verify(image.repository, image.digest, public_key=other_keys.gpg_public_key).accepted
+    verdict = signer.verify(image.repository, image.digest, public_key=operator_keys.gpg_public_key)
+    assert not verdict.accepted, verdict.reason
+    assert "Source image rejected: Invalid GPG signature" in verdict.reason
+
+
+def test_signature_of_one_repository_does_not_cover_another(signer, make_image, operator_keys):
+    signed, copy = make_image("here"), make_image("there")  # same digest, other repository
+    sign(signer, signed, operator_keys)
+    verdict = signer.verify(copy.repository, copy.digest, public_key=operator_keys.gpg_public_key)
+    assert not verdict.accepted, verdict.reason
+    assert "no signature exists" in verdict.reason
