@@ -36,7 +36,7 @@ def dev_env() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class TestImage:
+class PushedImage:
     host: str
     repo: str  # path inside the registry
     digest: str
@@ -61,14 +61,14 @@ def registry() -> Iterator[RegistryClient]:
 
 @pytest.fixture
 def make_image(registry: RegistryClient):
-    def make(name: str) -> TestImage:
+    def make(name: str) -> PushedImage:
         repo = f"kiln-test/attester-{RUN}-{name}"
         media_type, digest, data = registry.get_manifest(BASE_REPO, BASE_TAG)
         assert media_type in mf.IMAGE_MANIFESTS, f"{BASE_REPO}:{BASE_TAG} is a {media_type}"
         for blob in mf.blob_descriptors(json.loads(data)):
             registry.copy_blob(repo, blob["digest"], BASE_REPO)
         registry.put_manifest(repo, "t", data, media_type)
-        return TestImage(registry.host, repo, digest)
+        return PushedImage(registry.host, repo, digest)
 
     return make
 
