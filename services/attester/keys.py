@@ -82,7 +82,8 @@ def _gpg(home: Path, *args: str, stdin: str | None = None) -> str:
     )
     if result.returncode != 0:
         # gpg's stderr names files and key ids, never secret key material.
-        raise KeyProblem(f"gpg {args[0]} failed: {result.stderr.strip()[-500:]}")
+        command = next(a for a in args if a.startswith("--") and a != "--pinentry-mode")
+        raise KeyProblem(f"gpg {command} failed: {result.stderr.strip()[-500:]}")
     return result.stdout
 
 
@@ -97,13 +98,13 @@ def generate_gpg_key(home: Path, *, passphrase: str | None = None, name: str = K
     protection = f"Passphrase: {passphrase}" if passphrase else "%no-protection"
     params = "\n".join(
         [
-            protection,
             "Key-Type: RSA",
             "Key-Length: 3072",
             "Key-Usage: sign",
             f"Name-Real: {name}",
             f"Name-Email: {KEY_EMAIL}",
             "Expire-Date: 0",
+            protection,  # after Key-Type: gpg wants the block to start with it
             "%commit",
             "",
         ]

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from services.attester.adapters.skopeo import SkopeoSigner
+from services.attester import keys
+from services.attester.adapters.skopeo import SigningError, SkopeoSigner
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +67,22 @@ def test_signature_of_one_repository_does_not_cover_another(signer, make_image, 
     verdict = signer.verify(copy.repository, copy.digest, public_key=operator_keys.gpg_public_key)
     assert not verdict.accepted, verdict.reason
     assert "no signature exists" in verdict.reason
+
+
+def test_passphrase_protected_key_signs_with_the_passphrase_only(signer, make_image, tmp_path):
+    made = keys.generate(tmp_path / "protected", passphrase="an operator passphrase of some length")
+    try:
+        image = make_image("passphrase")
+        sign_args = {"gpg_home": made.gpg_home, "fingerprint": made.gpg_fingerprint}
+        with pytest.raises(SigningError):
+            signer.sign(image.repository, "t", image.digest, **sign_args, passphrase="wrong")
+        signer.sign(
+            image.repository,
+            "t",
+            image.digest,
+            **sign_args,
+            passphrase="an operator passphrase of some length",
+        )
+        assert signer.verify(image.repository, image.digest, public_key=made.gpg_public_key).accepted
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(made.gpg_home), "--kill", "gpg-agent"], check=False)
