@@ -10,6 +10,9 @@ written here:
 - the payload: `{"critical":{"identity":{"docker-reference":REPO},"image":{"docker-manifest-digest":
   DIGEST},"type":"cosign container image signature"},"optional":null}` — the exact bytes that are
   signed, so verification reads the blob, never a re-serialisation.
+The provenance's DSSE envelope also goes to `sha256-<hex>.att` in cosign's attestation form
+(layer application/vnd.dsse.envelope.v1+json, annotation `predicateType`), next to the OCI 1.1
+referrer the attester writes for it.
 Verification (ours, for the deployer): signature valid for the key, payload type right, and its
 `docker-manifest-digest` equal to the image digest (cosign's SimpleClaimVerifier).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,7 @@ SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class CosignVerdict:
 
 def signature_tag(digest: str) -> str:
     return f"{fallback_tag(digest)}.sig"
+
+
+def attestation_tag(digest: str) -> str:
+    return f"{fallback_tag(digest)}.att"
 
 
 def payload(docker_reference: str, digest: str) -> bytes:
@@ -63,16 +72,17 @@ def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
     return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
 
 
-def _config(layers: list[bytes]) -> bytes:
-    """The config go-containerregistry gives cosign's signature image (empty.Image plus layers)."""
+def _config(layer_digests: list[str]) -> bytes:
+    """The config go-containerregistry gives cosign's signature image (empty.Image plus layers;
+    the layers are uncompressed, so each diff_id is the layer's digest)."""
     zero = "0001-01-01T00:00:00Z"
     return json.dumps(
         {
             "architecture": "",
             "created": zero,
-            "history": [{"created": zero} for _ in layers],
+            "history": [{"created": zero} for _ in layer_digests],
             "os": "",
-            "rootfs": {"type": "layers", "diff_ids": [mf.sha256_digest(layer) for layer in layers]},
+            "rootfs": {"type": "layers", "diff_ids": list(layer_digests)},
             "config": {},
         },
         separators=(",", ":"),
@@ -91,10 +101,9 @@ def push_signature(
     data = payload(repository, digest)
     layers = [
         layer
-        for layer in _existing_layers(client, repo, digest)
+        for layer in _existing_layers(client, repo, signature_tag(digest))
         if not _is_ours(layer, data, key.public_key())
     ]
-    blobs = {layer["digest"]: client.get_blob(repo, layer["digest"]) for layer in layers}
     client.push_blob(repo, data)
     ours = {
         "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
@@ -102,8 +111,38 @@ def push_signature(
         "size": len(data),
         "annotations": {SIGNATURE_ANNOTATION: sign(key, data)},
     }
-    layers.append(ours)
-    config = _config([*blobs.values(), data])
+    return _write(client, repo, signature_tag(digest), [*layers, ours])
+
+
+def push_attestation(
+    client: RegistryClient,
+    repo: str,
+    digest: str,
+    envelope: bytes,
+    predicate_type: str,
+    is_ours: Callable[[bytes], bool],
+) -> str:
+    """Add a DSSE envelope to the image's `.att` manifest, the form `cosign verify-attestation`
+    and Kyverno's `attestations` read: layer mediaType application/vnd.dsse.envelope.v1+json,
+    annotations `predicateType` and an empty `dev.cosignproject.cosign/signature` (the signature
+    is inside the envelope). Our earlier envelope of that predicate type (`is_ours`) is replaced."""
+    kept = []
+    for layer in _existing_layers(client, repo, attestation_tag(digest)):
+        same_kind = (layer.get("annotations") or {}).get("predicateType") == predicate_type
+        if not (same_kind and is_ours(client.get_blob(repo, layer["digest"]))):
+            kept.append(layer)
+    client.push_blob(repo, envelope)
+    ours = {
+        "mediaType": DSSE_MEDIA_TYPE,
+        "digest": mf.sha256_digest(envelope),
+        "size": len(envelope),
+        "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type},
+    }
+    return _write(client, repo, attestation_tag(digest), [*kept, ours])
+
+
+def _write(client: RegistryClient, repo: str, tag: str, layers: list[dict[str, Any]]) -> str:
+    config = _config([layer["digest"] for layer in layers])
     client.push_blob(repo, config)
     manifest = {
         "schemaVersion": 2,
@@ -112,7 +151,7 @@ def push_signature(
         "layers": layers,
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()
-    return client.put_manifest(repo, signature_tag(digest), body, mf.OCI_MANIFEST)
+    return client.put_manifest(repo, tag, body, mf.OCI_MANIFEST)
 
 
 def _is_ours(layer: dict[str, Any], data: bytes, public_key: ec.EllipticCurvePublicKey) -> bool:
@@ -126,9 +165,9 @@ def _is_ours(layer: dict[str, Any], data: bytes, public_key: ec.EllipticCurvePub
     return True
 
 
-def _existing_layers(client: RegistryClient, repo: str, digest: str) -> list[dict[str, Any]]:
+def _existing_layers(client: RegistryClient, repo: str, tag: str) -> list[dict[str, Any]]:
     try:
-        _, _, data = client.get_manifest(repo, signature_tag(digest))
+        _, _, data = client.get_manifest(repo, tag)
     except NotFound:
         return []
     return list(json.loads(data).get("layers") or [])

@@ -57,12 +57,14 @@ class AttestResult:
     gpg_signature: str  # the lookaside file skopeo wrote
     cosign_signature: str  # digest of the .sig manifest
     provenance_digest: str
+    cosign_attestation: str  # digest of the .att manifest (the same envelope, cosign's form)
 
     def as_detail(self) -> dict[str, Any]:
         return {
             "sbom": {**self.sbom.as_detail(), "digest": self.sbom_digest},
             "signatures": {"gpg": "simple-signing (lookaside)", "cosign": self.cosign_signature},
             "provenance": self.provenance_digest,
+            "attestation": self.cosign_attestation,
         }
 
 
@@ -106,7 +108,16 @@ def attest(
     )
     envelope = provenance.sign(statement, keys.cosign_key)
     prov = attach_provenance(registry, repo, event.digest, envelope)
-    return AttestResult(sbom.summary, sbom_digest, gpg.location, sig, prov)
+    public = keys.cosign_key.public_key()
+    att = cosign.push_attestation(
+        registry,
+        repo,
+        event.digest,
+        envelope,
+        provenance.SLSA_PROVENANCE,
+        is_ours=lambda data: provenance.signed_by(data, public),
+    )
+    return AttestResult(sbom.summary, sbom_digest, gpg.location, sig, prov, att)
 
 
 def on_image_pushed(

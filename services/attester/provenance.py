@@ -152,3 +152,12 @@ def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey, digest: st
 def payload_of(data: bytes) -> dict[str, Any]:
     """The statement of an envelope without checking it (for display only)."""
     return json.loads(base64.b64decode(json.loads(data)["payload"]))
+
+
+def signed_by(data: bytes, public_key: ec.EllipticCurvePublicKey) -> bool:
+    """Does this envelope carry a valid signature by `public_key` (whatever its subject)?"""
+    try:
+        Envelope.from_dict(json.loads(data)).verify([public_key_of(public_key)], 1)
+    except Exception:  # unreadable or unsigned: not ours
+        return False
+    return True

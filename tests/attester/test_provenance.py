@@ -15,7 +15,7 @@ from in_toto.models.metadata import Metadata, SignatureVerificationError
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from services.attester import keys, provenance
+from services.attester import cosign, keys, provenance
 from services.attester.adapters.referrers import pull_referrer, referrers
 from services.attester.attach import attach_provenance
 
@@ -119,3 +119,36 @@ def test_other_key_tampered_payload_and_other_subject_are_refused(make_image, op
         provenance.open_envelope(good, public, "sha256:" + "1" * 64)
     with pytest.raises(provenance.ProvenanceError, match="does not verify"):
         provenance.open_envelope(json.dumps(tampered).encode(), public, image.digest)
+
+
+def test_provenance_in_cosigns_attestation_form(registry, make_image, operator_keys, other_keys):
+    image = make_image("provenance-att")
+    public = keys.load_public_key(operator_keys.cosign_public_key)
+
+    def push(envelope):
+        return cosign.push_attestation(
+            registry,
+            image.repo,
+            image.digest,
+            envelope,
+            provenance.SLSA_PROVENANCE,
+            is_ours=lambda data: provenance.signed_by(data, public),
+        )
+
+    push(make_envelope(image, other_keys))  # a co-signer's, kept
+    push(make_envelope(image, operator_keys))
+    digest = push(make_envelope(image, operator_keys))  # a redelivery replaces ours
+    media_type, checked, data = registry.get_manifest(image.repo, f"sha256-{image.digest[7:]}.att")
+    assert checked == digest and media_type == "application/vnd.oci.image.manifest.v1+json"
+    manifest = json.loads(data)
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert len(manifest["layers"]) == 2
+    for layer in manifest["layers"]:
+        assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
+        assert layer["annotations"] == {
+            "dev.cosignproject.cosign/signature": "",
+            "predicateType": "https://slsa.dev/provenance/v1",
+        }
+    key = independent_key(operator_keys.cosign_public_key)
+    ours = registry.get_blob(image.repo, manifest["layers"][1]["digest"])
+    Metadata.from_dict(json.loads(ours)).verify_signature({**key.to_dict(), "keyid": key.keyid})
