@@ -91,7 +91,6 @@ def attest(
     sbom_digest = attach_sbom(registry, repo, event.digest, sbom)
     gpg = signer.sign(
         event.repository,
-        event.tag,
         event.digest,
         gpg_home=keys.gpg_home,
         fingerprint=keys.gpg_fingerprint,

@@ -21,7 +21,6 @@ class SimpleSigner(Protocol):
     def sign(
         self,
         repository: str,
-        tag: str,
         digest: str,
         *,
         gpg_home: str | Path,

@@ -3,6 +3,7 @@ unsigned rejected, signed accepted, signed by another key rejected, and the dige
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -31,7 +32,7 @@ def stop_gpg_agents(operator_keys, other_keys):
 
 def sign(signer, image, keys):
     return signer.sign(
-        image.repository, "t", image.digest, gpg_home=keys.gpg_home, fingerprint=keys.gpg_fingerprint
+        image.repository, image.digest, gpg_home=keys.gpg_home, fingerprint=keys.gpg_fingerprint
     )
 
 
@@ -50,6 +51,19 @@ def test_signed_image_is_accepted_and_keeps_its_digest(signer, registry, make_im
     assert os.path.getsize(signature.location) > 100
     verdict = signer.verify(image.repository, image.digest, public_key=operator_keys.gpg_public_key)
     assert verdict.accepted, verdict.reason
+
+
+def test_signing_writes_no_tag(signer, registry, make_image, operator_keys):
+    """A tag that moved on to a newer image since the push stays where it is."""
+    image = make_image("moved-tag")
+    media_type, newer, data = registry.get_manifest("kiln/base", "bookworm-arm64")
+    for blob in json.loads(data)["layers"] + [json.loads(data)["config"]]:
+        registry.copy_blob(image.repo, blob["digest"], "kiln/base")
+    registry.put_manifest(image.repo, "t", data, media_type)
+    sign(signer, image, operator_keys)
+    assert registry.manifest_digest(image.repo, "t") == newer != image.digest
+    assert registry.list_tags(image.repo) == ["t"]
+    assert signer.verify(image.repository, image.digest, public_key=operator_keys.gpg_public_key).accepted
 
 
 def test_image_signed_by_another_key_is_rejected(signer, make_image, operator_keys, other_keys):
@@ -75,10 +89,9 @@ def test_passphrase_protected_key_signs_with_the_passphrase_only(signer, make_im
         image = make_image("passphrase")
         sign_args = {"gpg_home": made.gpg_home, "fingerprint": made.gpg_fingerprint}
         with pytest.raises(SigningError):
-            signer.sign(image.repository, "t", image.digest, **sign_args, passphrase="wrong")
+            signer.sign(image.repository, image.digest, **sign_args, passphrase="wrong")
         signer.sign(
             image.repository,
-            "t",
             image.digest,
             **sign_args,
             passphrase="an operator passphrase of some length",

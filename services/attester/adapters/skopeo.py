@@ -1,11 +1,12 @@
 """skopeo as the attester's simple signer (GPG) and the deployer's policy check.
 
-Signing: `skopeo copy --sign-by <fingerprint>` of the image onto itself (same tag, same digest,
-no layer moves: the registry has them all), with a registries.d whose `lookaside-staging` is the
-signature directory; skopeo writes `<repo>@sha256=<hex>/signature-1` there. Verifying: `skopeo
-copy --policy` with a `signedBy` requirement to a throwaway `dir:`, the same check podman and
-CRI-O run before they start a container. Registry credentials reach skopeo in an auth file (mode
-0600, deleted after) so they never show on a command line.
+Signing: `skopeo copy --sign-by <fingerprint>` of `repo@digest` onto `repo@digest` (no tag is
+written, so a tag that moved on since is never pulled back; no layer moves: the registry has
+them), with a registries.d whose `lookaside-staging` is the signature directory; skopeo writes
+`<repo>@sha256=<hex>/signature-1` there. Verifying: `skopeo copy --policy` with a `signedBy`
+requirement to a throwaway `dir:`, the same check podman and CRI-O run before they start a
+container. Registry credentials reach skopeo in an auth file (mode 0600, deleted after) so they
+never show on a command line.
 """
 
 from __future__ import annotations
@@ -63,14 +64,13 @@ class SkopeoSigner:
     def sign(
         self,
         repository: str,
-        tag: str,
         digest: str,
         *,
         gpg_home: str | Path,
         fingerprint: str,
         passphrase: str | None = None,
     ) -> SimpleSignature:
-        """Sign `repository@digest` (pushed as `repository:tag`) with the GPG key `fingerprint`."""
+        """Sign `repository@digest` with the GPG key `fingerprint`; the image is not re-tagged."""
         self.lookaside_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="kiln-attest-") as work:
             work_dir = Path(work)
@@ -82,12 +82,12 @@ class SkopeoSigner:
                 argv += ["--sign-passphrase-file", str(secret)]
             argv += self._common(work_dir, repository, staging=True)
             argv += self._tls("src", repository) + self._tls("dest", repository)
-            argv += [f"docker://{repository}@{digest}", f"docker://{repository}:{tag}"]
+            argv += [f"docker://{repository}@{digest}", f"docker://{repository}@{digest}"]
             env = {**os.environ, "GNUPGHOME": str(Path(gpg_home).expanduser())}
             self._run(argv, env=env, what=f"signing {repository}@{digest}")
             written = digest_file.read_text().strip()
         if written != digest:
-            raise SigningError(f"skopeo re-pushed {repository}:{tag} as {written}, not {digest}")
+            raise SigningError(f"skopeo re-pushed {repository}@{digest} as {written}")
         _, path = split_repository(repository)
         location = self.lookaside_dir / f"{path}@{digest.replace(':', '=')}" / "signature-1"
         return SimpleSignature(digest=digest, location=str(location))
