@@ -6,6 +6,7 @@ exit status 1 if any is missing or invalid (the future `kiln verify`)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(AttesterSettings)
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
+    logging.getLogger("httpx").setLevel("WARNING")  # one line per registry request is noise here
     return args.run(args, settings)
 
 

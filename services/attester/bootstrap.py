@@ -14,7 +14,7 @@ from typing import Any
 from services.attester import keys as keyfiles
 from services.attester.adapters.skopeo import SkopeoSigner
 from services.attester.adapters.trivy_sbom import TrivySbom
-from services.attester.handlers import SigningKeys, on_image_pushed
+from services.attester.handlers import SigningKeys, on_image_pushed, on_manifest_pushed
 from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
 from services.attester.settings import AttesterSettings
 from shared.registry import RegistryClient
@@ -27,7 +27,8 @@ class Attester:
     registry: RegistryClient
     sbom: SbomGenerator
     signer: SimpleSigner
-    handler: Callable[..., Any] | None = None
+    handler: Callable[..., Any] | None = None  # image.pushed
+    index_handler: Callable[..., Any] | None = None  # manifest.pushed
 
 
 def registry_credentials(settings: AttesterSettings) -> tuple[str, str] | None:
@@ -84,13 +85,13 @@ def bootstrap(
     signer = signer or make_signer(settings)
     attester = Attester(settings, registry, sbom, signer)
     if build_facts is not None:
-        attester.handler = functools.partial(
-            on_image_pushed,
-            registry=registry,
-            sbom_generator=sbom,
-            signer=signer,
-            keys=signing_keys or load_signing_keys(settings),
-            build_facts=build_facts,
-            builder_id=settings.attest_builder_id,
-        )
+        ports = {
+            "registry": registry,
+            "signer": signer,
+            "keys": signing_keys or load_signing_keys(settings),
+            "build_facts": build_facts,
+            "builder_id": settings.attest_builder_id,
+        }
+        attester.handler = functools.partial(on_image_pushed, sbom_generator=sbom, **ports)
+        attester.index_handler = functools.partial(on_manifest_pushed, **ports)
     return attester

@@ -1,5 +1,6 @@
 """On `image.pushed`: SBOM, GPG simple signature, cosign signature and SLSA provenance of the
 pushed digest, all stored next to the image; the summary goes into the stage's `detail`.
+On `manifest.pushed` (the multi-arch index): the two signatures and the provenance of the index.
 
 The stage lifecycle (StageStarted/StageFinished) is emitted here by hand until the shared
 `stage()` lifecycle (#15) takes it over. Every failure (trivy, skopeo, keys, registry) ends as
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,13 +25,15 @@ from services.attester.attach import attach_provenance, attach_sbom
 from services.attester.keys import KeyProblem
 from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
 from services.attester.sbom import SbomError, SbomSummary
-from shared.events import ImagePushed, StageFinished, StageStarted
+from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
 from shared.naming import digest_ref, split_repository
 from shared.registry import RegistryClient, RegistryError
 
 log = logging.getLogger("kiln.attester")
 
 STAGE = "attest"
+# What can go wrong making an attestation: each ends the stage as failed with its reason.
+ATTEST_ERRORS = (SbomError, SigningError, KeyProblem, RegistryError, provenance.ProvenanceError, ValueError)
 
 
 class Context(Protocol):
@@ -51,21 +55,74 @@ class SigningKeys:
 
 
 @dataclass(frozen=True)
-class AttestResult:
-    sbom: SbomSummary
-    sbom_digest: str
+class Signed:
+    """What every attested manifest (image or index) gets: two signatures and the provenance."""
+
     gpg_signature: str  # the lookaside file skopeo wrote
     cosign_signature: str  # digest of the .sig manifest
-    provenance_digest: str
+    provenance_digest: str  # the OCI referrer
     cosign_attestation: str  # digest of the .att manifest (the same envelope, cosign's form)
 
     def as_detail(self) -> dict[str, Any]:
         return {
-            "sbom": {**self.sbom.as_detail(), "digest": self.sbom_digest},
             "signatures": {"gpg": "simple-signing (lookaside)", "cosign": self.cosign_signature},
             "provenance": self.provenance_digest,
             "attestation": self.cosign_attestation,
         }
+
+
+@dataclass(frozen=True)
+class AttestResult:
+    signed: Signed
+    sbom: SbomSummary | None = None  # None for an index: each platform image has its own
+    sbom_digest: str | None = None
+
+    def as_detail(self) -> dict[str, Any]:
+        sbom = {"sbom": {**self.sbom.as_detail(), "digest": self.sbom_digest}} if self.sbom else {}
+        return {**sbom, **self.signed.as_detail()}
+
+
+def _repo_under(registry: RegistryClient, repository: str) -> str:
+    host, repo = split_repository(repository)
+    if host != registry.host.lower():
+        raise ValueError(
+            f"repository {repository[:200]!r} is not under the attester's registry {registry.host} "
+            "(KILN_REGISTRY_URL, the only one it holds credentials for)"
+        )
+    return repo
+
+
+def sign_and_prove(
+    repository: str,
+    digest: str,
+    statement: dict[str, Any],
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+) -> Signed:
+    """GPG and cosign signatures of `repository@digest`, and its signed provenance, stored."""
+    repo = _repo_under(registry, repository)
+    gpg = signer.sign(
+        repository,
+        digest,
+        gpg_home=keys.gpg_home,
+        fingerprint=keys.gpg_fingerprint,
+        passphrase=keys.gpg_passphrase,
+    )
+    sig = cosign.push_signature(registry, repo, repository, digest, keys.cosign_key)
+    envelope = provenance.sign(statement, keys.cosign_key)
+    prov = attach_provenance(registry, repo, digest, envelope)
+    public = keys.cosign_key.public_key()
+    att = cosign.push_attestation(
+        registry,
+        repo,
+        digest,
+        envelope,
+        provenance.SLSA_PROVENANCE,
+        is_ours=lambda data: provenance.signed_by(data, public),
+    )
+    return Signed(gpg.location, sig, prov, att)
 
 
 def attest(
@@ -79,44 +136,48 @@ def attest(
     build_facts: BuildFactsFn,
     builder_id: str,
 ) -> AttestResult:
-    """The four attestations of one image; raises on the first that cannot be made."""
-    host, repo = split_repository(event.repository)
-    if host != registry.host.lower():
-        raise ValueError(
-            f"repository {event.repository[:200]!r} is not under the attester's registry {registry.host} "
-            "(KILN_REGISTRY_URL, the only one it holds credentials for)"
-        )
-    reference = digest_ref(event.repository, event.digest)
-    sbom = sbom_generator.sbom(reference)
+    """SBOM, signatures and provenance of one image; raises on the first that cannot be made."""
+    repo = _repo_under(registry, event.repository)
+    sbom = sbom_generator.sbom(digest_ref(event.repository, event.digest))
     sbom_digest = attach_sbom(registry, repo, event.digest, sbom)
-    gpg = signer.sign(
-        event.repository,
-        event.digest,
-        gpg_home=keys.gpg_home,
-        fingerprint=keys.gpg_fingerprint,
-        passphrase=keys.gpg_passphrase,
-    )
-    sig = cosign.push_signature(registry, repo, event.repository, event.digest, keys.cosign_key)
     statement = provenance.statement(
         event.repository,
         event.digest,
         build_facts(build_id, event),
         builder_id=builder_id,
         target=event.target,
-        platform=event.platform,
+        platforms=(event.platform,),
     )
-    envelope = provenance.sign(statement, keys.cosign_key)
-    prov = attach_provenance(registry, repo, event.digest, envelope)
-    public = keys.cosign_key.public_key()
-    att = cosign.push_attestation(
-        registry,
-        repo,
+    signed = sign_and_prove(
+        event.repository, event.digest, statement, registry=registry, signer=signer, keys=keys
+    )
+    return AttestResult(signed, sbom.summary, sbom_digest)
+
+
+def attest_index(
+    event: ManifestPushed,
+    build_id: str,
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult:
+    """Signatures and provenance of a multi-arch index (what `repo:tag` resolves to); its
+    platform images were attested on their own image.pushed."""
+    statement = provenance.statement(
+        event.repository,
         event.digest,
-        envelope,
-        provenance.SLSA_PROVENANCE,
-        is_ours=lambda data: provenance.signed_by(data, public),
+        build_facts(build_id, event),
+        builder_id=builder_id,
+        target=event.target,
+        platforms=event.platforms,
     )
-    return AttestResult(sbom.summary, sbom_digest, gpg.location, sig, prov, att)
+    signed = sign_and_prove(
+        event.repository, event.digest, statement, registry=registry, signer=signer, keys=keys
+    )
+    return AttestResult(signed)
 
 
 def on_image_pushed(
@@ -130,11 +191,10 @@ def on_image_pushed(
     build_facts: BuildFactsFn,
     builder_id: str,
 ) -> AttestResult | None:
-    started = time.monotonic()
-    where = {"platform": event.platform, "target": event.target}
-    ctx.emit(StageStarted(stage=STAGE, **where))
-    try:
-        result = attest(
+    return _stage(
+        ctx,
+        {"platform": event.platform, "target": event.target},
+        lambda: attest(
             event,
             ctx.build_id,
             registry=registry,
@@ -143,26 +203,53 @@ def on_image_pushed(
             keys=keys,
             build_facts=build_facts,
             builder_id=builder_id,
-        )
-    except (
-        SbomError,
-        SigningError,
-        KeyProblem,
-        RegistryError,
-        provenance.ProvenanceError,
-        ValueError,
-    ) as exc:
+        ),
+    )
+
+
+def on_manifest_pushed(
+    event: ManifestPushed,
+    ctx: Context,
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult | None:
+    return _stage(
+        ctx,
+        {"platform": None, "target": event.target},
+        lambda: attest_index(
+            event,
+            ctx.build_id,
+            registry=registry,
+            signer=signer,
+            keys=keys,
+            build_facts=build_facts,
+            builder_id=builder_id,
+        ),
+    )
+
+
+def _stage(ctx: Context, where: dict[str, Any], work: Callable[[], AttestResult]) -> AttestResult | None:
+    started = time.monotonic()
+    ctx.emit(StageStarted(stage=STAGE, **where))
+    try:
+        result = work()
+    except ATTEST_ERRORS as exc:
         reason = f"attest failed: {exc}"
-        log.error("%s %s: %s", event.target, event.platform, reason)
+        log.error("%s %s: %s", where["target"], where["platform"] or "index", reason)
         ctx.emit(StageFinished(stage=STAGE, status="failed", duration_ms=_ms(started), error=reason, **where))
         return None
+    packages = f"{result.sbom.packages} packages, " if result.sbom else ""
     log.info(
-        "%s %s attested: %d packages, cosign %s, provenance %s",
-        event.target,
-        event.platform,
-        result.sbom.packages,
-        result.cosign_signature,
-        result.provenance_digest,
+        "%s %s attested: %scosign %s, provenance %s",
+        where["target"],
+        where["platform"] or "index",
+        packages,
+        result.signed.cosign_signature,
+        result.signed.provenance_digest,
     )
     detail = result.as_detail()
     ctx.emit(StageFinished(stage=STAGE, status="succeeded", duration_ms=_ms(started), detail=detail, **where))

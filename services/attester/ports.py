@@ -9,7 +9,7 @@ from typing import Protocol
 from services.attester.adapters.skopeo import PolicyVerdict, SimpleSignature
 from services.attester.provenance import BuildFacts
 from services.attester.sbom import Sbom
-from shared.events import ImagePushed
+from shared.events import ImagePushed, ManifestPushed
 
 
 class SbomGenerator(Protocol):
@@ -33,4 +33,4 @@ class SimpleSigner(Protocol):
 
 
 # (build id, event) -> what the build knows about itself (source, commit, digests, times).
-BuildFactsFn = Callable[[str, ImagePushed], BuildFacts]
+BuildFactsFn = Callable[[str, ImagePushed | ManifestPushed], BuildFacts]

@@ -5,7 +5,7 @@ The statement (https://slsa.dev/spec/v1.0/provenance):
 - subject: the image (repository, sha256 digest);
 - buildDefinition: buildType (a Kiln URI), externalParameters (what a user asked for: source
   repository, ref, commit), internalParameters (what Kiln chose: build id/number, config digest,
-  target, platform), resolvedDependencies (source commit, compiler and base image digests, one
+  target, platforms), resolvedDependencies (source commit, compiler and base image digests, one
   entry per tier's requirements hash);
 - runDetails: builder.id, metadata (invocationId = build id, startedOn, finishedOn).
 """
@@ -64,8 +64,15 @@ def _time(moment: dt.datetime) -> str:
 
 
 def statement(
-    repository: str, digest: str, facts: BuildFacts, *, builder_id: str, target: str, platform: str
+    repository: str,
+    digest: str,
+    facts: BuildFacts,
+    *,
+    builder_id: str,
+    target: str,
+    platforms: tuple[str, ...],
 ) -> dict[str, Any]:
+    """The statement about one image (one platform) or one index (its platforms)."""
     dependencies: list[dict[str, Any]] = [
         {"uri": f"git+{facts.source_repository}@{facts.ref}", "digest": {"gitCommit": facts.commit}}
     ]
@@ -90,7 +97,7 @@ def statement(
                     "buildNumber": facts.build_number,
                     "package": facts.package,
                     "target": target,
-                    "platform": platform,
+                    "platforms": list(platforms),
                     "configDigest": facts.config_digest,
                 },
                 "resolvedDependencies": dependencies,

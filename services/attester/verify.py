@@ -6,6 +6,7 @@ Used by `python -m services.attester verify` (the future `kiln verify`) and, lat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from services.attester.ports import SimpleSigner
 from services.attester.sbom import SBOM_ARTIFACT_TYPE, SbomError, parse
 from shared.naming import split_repository
 from shared.registry import RegistryClient, RegistryError
+from shared.registry import manifests as mf
 
 
 @dataclass(frozen=True)
@@ -30,15 +32,19 @@ class Check:
 class VerifyReport:
     reference: str
     checks: list[Check] = field(default_factory=list)
+    # An index's platform images, each verified in full.
+    children: list[VerifyReport] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        own = bool(self.checks) and all(c.ok for c in self.checks)
+        return own and all(child.ok for child in self.children)
 
-    def lines(self) -> list[str]:
-        return [f"{self.reference}"] + [
-            f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}" for c in self.checks
+    def lines(self, indent: str = "") -> list[str]:
+        own = [f"{indent}{self.reference}"] + [
+            f"{indent}  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}" for c in self.checks
         ]
+        return own + [line for child in self.children for line in child.lines(indent + "  ")]
 
 
 def verify_image(
@@ -51,13 +57,28 @@ def verify_image(
     cosign_public_key: ec.EllipticCurvePublicKey,
 ) -> VerifyReport:
     _, repo = split_repository(repository)
+    media_type, _, data = registry.get_manifest(repo, digest)
+    is_index = media_type in mf.INDEXES
     checks = [
-        _sbom(registry, repo, digest),
+        # An index has no SBOM of its own: each of its images has one.
+        *([] if is_index else [_sbom(registry, repo, digest)]),
         _gpg(signer, repository, digest, gpg_public_key),
         _cosign(registry, repo, digest, cosign_public_key),
         _provenance(registry, repo, digest, cosign_public_key),
     ]
-    return VerifyReport(f"{repository}@{digest}", checks)
+    children = [
+        verify_image(
+            registry,
+            repository,
+            entry["digest"],
+            signer=signer,
+            gpg_public_key=gpg_public_key,
+            cosign_public_key=cosign_public_key,
+        )
+        for entry in (json.loads(data).get("manifests") or [] if is_index else [])
+    ]
+    kind = "index" if is_index else "image"
+    return VerifyReport(f"{repository}@{digest} ({kind})", checks, children)
 
 
 def _sbom(registry: RegistryClient, repo: str, digest: str) -> Check:

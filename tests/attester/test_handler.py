@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from services.attester.cosign import signature_tag
 from services.attester.handlers import SigningKeys
 from services.attester.provenance import BuildFacts
 from services.attester.settings import AttesterSettings
-from shared.events import ImagePushed, StageFinished, StageStarted
+from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +220,51 @@ def test_private_keys_appear_in_no_log_event_artifact_or_output(
     fragments = secret_fragments(operator_keys)
     leaks = [(where, f[:12]) for where, text in places.items() for f in fragments if f in text]
     assert not leaks, leaks
+
+
+def test_multi_arch_index_and_its_images_attested_and_verified(
+    registry, operator_keys, tmp_path, monkeypatch
+):
+    env = settings_env(operator_keys, tmp_path / "lookaside")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    attester = bootstrap(AttesterSettings(), build_facts=facts, registry=registry)
+    repo = f"kiln-test/attester-{uuid.uuid4().hex[:6]}-multi"
+    children = {
+        platform: registry.manifest_digest("kiln/base", f"bookworm-{platform[6:]}")
+        for platform in ("linux/amd64", "linux/arm64")
+    }
+    index = registry.push_index(repo, "b7", [(p, "kiln/base", d) for p, d in children.items()])
+    repository = f"{registry.host}/{repo}"
+    ctx = FakeContext()
+    for platform, digest in children.items():
+        pushed = ImagePushed(
+            target="web", platform=platform, repository=repository, tag="b7", digest=digest, size_bytes=1
+        )
+        assert attester.handler(pushed, ctx) is not None, ctx.emitted[-1].error
+    manifest = ManifestPushed(
+        target="web", repository=repository, tag="b7", digest=index, platforms=tuple(children)
+    )
+    result = attester.index_handler(manifest, ctx)
+    assert result is not None, ctx.emitted[-1].error
+    finished = ctx.emitted[-1]
+    assert finished.status == "succeeded" and finished.platform is None and "sbom" not in finished.detail
+    # The tag still names the index: signing wrote no tag.
+    assert registry.manifest_digest(repo, "b7") == index
+
+    shown = run_cli(env, "verify", f"{repository}:b7")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert f"{repository}@{index} (index)" in shown.stdout
+    assert shown.stdout.count("(image)") == 2 and shown.stdout.count("ok   sbom") == 2
+    assert shown.stdout.count("ok   signature (gpg") == 3, shown.stdout
+
+    # A new index over the same signed images, pushed by someone else: the containers policy
+    # accepts it (skopeo 1.9.3 checks the images an index selects, not the index), the cosign
+    # signature and the provenance of the index itself are missing, so verify refuses it.
+    other = registry.push_index(repo, "b8", [(p, "kiln/base", d) for p, d in reversed(children.items())])
+    shown = run_cli(env, "verify", f"{repository}:b8")
+    assert shown.returncode == 1, shown.stdout
+    index_lines = shown.stdout.split("(image)")[0]
+    assert f"{repository}@{other} (index)" in index_lines
+    assert "ok   signature (gpg" in index_lines
+    assert "FAIL signature (cosign format)" in index_lines and "FAIL provenance" in index_lines

@@ -50,7 +50,7 @@ def make_envelope(image, keyset) -> bytes:
         FACTS,
         builder_id="https://kiln.example.com/attester",
         target="web",
-        platform="linux/amd64",
+        platforms=("linux/amd64",),
     )
     return provenance.sign(document, keys.load_private_key(keyset.cosign_key))
 

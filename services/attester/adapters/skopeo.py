@@ -75,7 +75,10 @@ class SkopeoSigner:
         with tempfile.TemporaryDirectory(prefix="kiln-attest-") as work:
             work_dir = Path(work)
             digest_file = work_dir / "digest"
-            argv = [self.binary, "copy", "--retry-times", "2", "--sign-by", fingerprint]
+            # index-only: an index is signed by itself (its images on their own image.pushed);
+            # a single image is copied whole either way.
+            argv = [self.binary, "copy", "--retry-times", "2", "--multi-arch", "index-only"]
+            argv += ["--sign-by", fingerprint]
             argv += ["--digestfile", str(digest_file), "--preserve-digests"]
             if passphrase:
                 secret = _private_file(work_dir / "passphrase", passphrase.encode())
@@ -98,7 +101,9 @@ class SkopeoSigner:
             work_dir = Path(work)
             policy = work_dir / "policy.json"
             policy.write_text(json.dumps(signed_by_policy(repository, public_key)))
-            argv = [self.binary, "copy", "--policy", str(policy)]
+            # all: skopeo 1.9.3 evaluates the policy on each image it copies, never on an index
+            # itself, so an index is accepted when every one of its platform images is.
+            argv = [self.binary, "copy", "--multi-arch", "all", "--policy", str(policy)]
             argv += self._common(work_dir, repository, staging=False)
             argv += self._tls("src", repository)
             argv += [f"docker://{repository}@{digest}", f"dir:{work_dir / 'image'}"]
