@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -74,13 +76,22 @@ def make_image(registry: RegistryClient):
 
 
 @pytest.fixture(scope="session")
-def operator_keys(tmp_path_factory) -> keys.GeneratedKeys:
+def operator_keys(tmp_path_factory) -> Iterator[keys.GeneratedKeys]:
     dev_env()
-    return keys.generate(tmp_path_factory.mktemp("keys") / "attest")
+    made = keys.generate(tmp_path_factory.mktemp("keys") / "attest")
+    yield made
+    stop_gpg_agent(made.gpg_home)
 
 
 @pytest.fixture(scope="session")
-def other_keys(tmp_path_factory) -> keys.GeneratedKeys:
+def other_keys(tmp_path_factory) -> Iterator[keys.GeneratedKeys]:
     """Someone else's keys: their signatures must be refused."""
     dev_env()
-    return keys.generate(tmp_path_factory.mktemp("other") / "attest", name="Not Kiln")
+    made = keys.generate(tmp_path_factory.mktemp("other") / "attest", name="Not Kiln")
+    yield made
+    stop_gpg_agent(made.gpg_home)
+
+
+def stop_gpg_agent(home: Path) -> None:
+    """gpg starts an agent per keyring; the test run started it, the test run stops it."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)

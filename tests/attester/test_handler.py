@@ -27,6 +27,7 @@ from services.attester.handlers import SigningKeys
 from services.attester.provenance import BuildFacts
 from services.attester.settings import AttesterSettings
 from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
+from tests.attester.conftest import stop_gpg_agent
 
 pytestmark = pytest.mark.integration
 
@@ -211,7 +212,9 @@ def test_private_keys_appear_in_no_log_event_artifact_or_output(
         if path.is_file():
             data = path.read_bytes()
             places[str(path.relative_to(lookaside))] = base64.b64encode(data).decode() + repr(data)
-    generated = run_cli({}, "keys", "generate", "--dir", str(operator_keys.directory.parent / "again"))
+    again = operator_keys.directory.parent / "again"
+    generated = run_cli({}, "keys", "generate", "--dir", str(again))
+    stop_gpg_agent(again / "gnupg")
     assert generated.returncode == 0, generated.stderr
     places["keys generate output"] = generated.stdout + generated.stderr
     shown = run_cli(env, "verify", image.reference)
