@@ -22,6 +22,8 @@ KILN_APT_PACKAGES=(
   chromium                 # Playwright browser tests
   docker-compose           # validates docker-compose.yml in the tests (docker-compose config)
   python3-venv
+  skopeo                   # attester: GPG simple signing and signedBy policy checks
+  gnupg                    # attester: the simple-signing key (gpg --batch --gen-key)
 )
 
 apt_package_installed() {

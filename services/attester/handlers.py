@@ -1,0 +1,260 @@
+"""On `image.pushed`: SBOM, GPG simple signature, cosign signature and SLSA provenance of the
+pushed digest, all stored next to the image; the summary goes into the stage's `detail`.
+On `manifest.pushed` (the multi-arch index): the two signatures and the provenance of the index.
+
+The stage lifecycle (StageStarted/StageFinished) is emitted here by hand until the shared
+`stage()` lifecycle (#15) takes it over. Every failure (trivy, skopeo, keys, registry) ends as
+StageFinished(status="failed") with the reason; the reason names files and digests, never key
+bytes (keys are objects here; nothing formats them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.attester import cosign, provenance
+from services.attester.adapters.skopeo import SigningError
+from services.attester.attach import attach_provenance, attach_sbom
+from services.attester.keys import KeyProblem
+from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
+from services.attester.sbom import SbomError, SbomSummary
+from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
+from shared.naming import digest_ref, split_repository
+from shared.registry import RegistryClient, RegistryError
+
+log = logging.getLogger("kiln.attester")
+
+STAGE = "attest"
+# What can go wrong making an attestation: each ends the stage as failed with its reason.
+ATTEST_ERRORS = (SbomError, SigningError, KeyProblem, RegistryError, provenance.ProvenanceError, ValueError)
+
+
+class Context(Protocol):
+    @property
+    def build_id(self) -> str: ...
+
+    def emit(self, event: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    gpg_home: Path
+    gpg_fingerprint: str
+    cosign_key: ec.EllipticCurvePrivateKey
+    gpg_passphrase: str | None = None
+
+    def __repr__(self) -> str:  # a key object in a traceback or log shows nothing of the key
+        return f"SigningKeys(gpg={self.gpg_fingerprint}, cosign=<ECDSA P-256>)"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What every attested manifest (image or index) gets: two signatures and the provenance."""
+
+    gpg_signature: str  # the lookaside file skopeo wrote
+    cosign_signature: str  # digest of the .sig manifest
+    provenance_digest: str  # the OCI referrer
+    cosign_attestation: str  # digest of the .att manifest (the same envelope, cosign's form)
+
+    def as_detail(self) -> dict[str, Any]:
+        return {
+            "signatures": {"gpg": "simple-signing (lookaside)", "cosign": self.cosign_signature},
+            "provenance": self.provenance_digest,
+            "attestation": self.cosign_attestation,
+        }
+
+
+@dataclass(frozen=True)
+class AttestResult:
+    signed: Signed
+    sbom: SbomSummary | None = None  # None for an index: each platform image has its own
+    sbom_digest: str | None = None
+
+    def as_detail(self) -> dict[str, Any]:
+        sbom = {"sbom": {**self.sbom.as_detail(), "digest": self.sbom_digest}} if self.sbom else {}
+        return {**sbom, **self.signed.as_detail()}
+
+
+def _repo_under(registry: RegistryClient, repository: str) -> str:
+    host, repo = split_repository(repository)
+    if host != registry.host.lower():
+        raise ValueError(
+            f"repository {repository[:200]!r} is not under the attester's registry {registry.host} "
+            "(KILN_REGISTRY_URL, the only one it holds credentials for)"
+        )
+    return repo
+
+
+def sign_and_prove(
+    repository: str,
+    digest: str,
+    statement: dict[str, Any],
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+) -> Signed:
+    """GPG and cosign signatures of `repository@digest`, and its signed provenance, stored."""
+    repo = _repo_under(registry, repository)
+    gpg = signer.sign(
+        repository,
+        digest,
+        gpg_home=keys.gpg_home,
+        fingerprint=keys.gpg_fingerprint,
+        passphrase=keys.gpg_passphrase,
+    )
+    sig = cosign.push_signature(registry, repo, repository, digest, keys.cosign_key)
+    envelope = provenance.sign(statement, keys.cosign_key)
+    prov = attach_provenance(registry, repo, digest, envelope)
+    public = keys.cosign_key.public_key()
+    att = cosign.push_attestation(
+        registry,
+        repo,
+        digest,
+        envelope,
+        provenance.SLSA_PROVENANCE,
+        is_ours=lambda data: provenance.signed_by(data, public),
+    )
+    return Signed(gpg.location, sig, prov, att)
+
+
+def attest(
+    event: ImagePushed,
+    build_id: str,
+    *,
+    registry: RegistryClient,
+    sbom_generator: SbomGenerator,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult:
+    """SBOM, signatures and provenance of one image; raises on the first that cannot be made."""
+    repo = _repo_under(registry, event.repository)
+    sbom = sbom_generator.sbom(digest_ref(event.repository, event.digest))
+    sbom_digest = attach_sbom(registry, repo, event.digest, sbom)
+    statement = provenance.statement(
+        event.repository,
+        event.digest,
+        build_facts(build_id, event),
+        builder_id=builder_id,
+        target=event.target,
+        platforms=(event.platform,),
+    )
+    signed = sign_and_prove(
+        event.repository, event.digest, statement, registry=registry, signer=signer, keys=keys
+    )
+    return AttestResult(signed, sbom.summary, sbom_digest)
+
+
+def attest_index(
+    event: ManifestPushed,
+    build_id: str,
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult:
+    """Signatures and provenance of a multi-arch index (what `repo:tag` resolves to); its
+    platform images were attested on their own image.pushed."""
+    statement = provenance.statement(
+        event.repository,
+        event.digest,
+        build_facts(build_id, event),
+        builder_id=builder_id,
+        target=event.target,
+        platforms=event.platforms,
+    )
+    signed = sign_and_prove(
+        event.repository, event.digest, statement, registry=registry, signer=signer, keys=keys
+    )
+    return AttestResult(signed)
+
+
+def on_image_pushed(
+    event: ImagePushed,
+    ctx: Context,
+    *,
+    registry: RegistryClient,
+    sbom_generator: SbomGenerator,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult | None:
+    return _stage(
+        ctx,
+        {"platform": event.platform, "target": event.target},
+        lambda: attest(
+            event,
+            ctx.build_id,
+            registry=registry,
+            sbom_generator=sbom_generator,
+            signer=signer,
+            keys=keys,
+            build_facts=build_facts,
+            builder_id=builder_id,
+        ),
+    )
+
+
+def on_manifest_pushed(
+    event: ManifestPushed,
+    ctx: Context,
+    *,
+    registry: RegistryClient,
+    signer: SimpleSigner,
+    keys: SigningKeys,
+    build_facts: BuildFactsFn,
+    builder_id: str,
+) -> AttestResult | None:
+    return _stage(
+        ctx,
+        {"platform": None, "target": event.target},
+        lambda: attest_index(
+            event,
+            ctx.build_id,
+            registry=registry,
+            signer=signer,
+            keys=keys,
+            build_facts=build_facts,
+            builder_id=builder_id,
+        ),
+    )
+
+
+def _stage(ctx: Context, where: dict[str, Any], work: Callable[[], AttestResult]) -> AttestResult | None:
+    started = time.monotonic()
+    ctx.emit(StageStarted(stage=STAGE, **where))
+    try:
+        result = work()
+    except ATTEST_ERRORS as exc:
+        reason = f"attest failed: {exc}"
+        log.error("%s %s: %s", where["target"], where["platform"] or "index", reason)
+        ctx.emit(StageFinished(stage=STAGE, status="failed", duration_ms=_ms(started), error=reason, **where))
+        return None
+    packages = f"{result.sbom.packages} packages, " if result.sbom else ""
+    log.info(
+        "%s %s attested: %scosign %s, provenance %s",
+        where["target"],
+        where["platform"] or "index",
+        packages,
+        result.signed.cosign_signature,
+        result.signed.provenance_digest,
+    )
+    detail = result.as_detail()
+    ctx.emit(StageFinished(stage=STAGE, status="succeeded", duration_ms=_ms(started), detail=detail, **where))
+    return result
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,36 @@
+"""The attester's ports: what the handler needs from the outside world, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from services.attester.adapters.skopeo import PolicyVerdict, SimpleSignature
+from services.attester.provenance import BuildFacts
+from services.attester.sbom import Sbom
+from shared.events import ImagePushed, ManifestPushed
+
+
+class SbomGenerator(Protocol):
+    def sbom(self, reference: str) -> Sbom:
+        """CycloneDX of `repository@digest`; raises SbomError."""
+
+
+class SimpleSigner(Protocol):
+    def sign(
+        self,
+        repository: str,
+        digest: str,
+        *,
+        gpg_home: str | Path,
+        fingerprint: str,
+        passphrase: str | None = None,
+    ) -> SimpleSignature:
+        """GPG simple signing of the image; raises SigningError."""
+
+    def verify(self, repository: str, digest: str, *, public_key: str | Path) -> PolicyVerdict: ...
+
+
+# (build id, event) -> what the build knows about itself (source, commit, digests, times).
+BuildFactsFn = Callable[[str, ImagePushed | ManifestPushed], BuildFacts]
