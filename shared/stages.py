@@ -41,6 +41,8 @@ class StageSpec:
     `cdevents`: CDEvents types that a succeeded stage.finished also stands for, beyond the
     taskrun.started/finished every stage maps to (the subject is the image in its `detail`).
     `live_log`: the stage streams its output lines on kiln.logs while it runs.
+    `also_consumes`: further events its queue binds besides the trigger (the attester also
+    signs the multi-arch index on `manifest.pushed`); a replay republishes only the trigger.
     """
 
     name: str
@@ -54,6 +56,7 @@ class StageSpec:
     deadline_s: int = 900
     cdevents: tuple[str, ...] = ()
     live_log: bool = False
+    also_consumes: tuple[str, ...] = ()
 
     def triggers(self) -> tuple[str, ...]:
         """The trigger with `{arch}` expanded: what the queue binds and a replay looks up."""

@@ -134,7 +134,7 @@ def stage_queues(stages: tuple[StageSpec, ...] = STAGES) -> tuple[QueueSpec, ...
         for arch in ARCHITECTURES if ARCH in spec.queue else (None,):
             purpose = spec.queue.replace(ARCH, arch) if arch else spec.queue
             keys = (spec.trigger.replace(ARCH, arch),) if arch else spec.triggers()
-            _add(bindings.setdefault((spec.service, purpose), []), keys)
+            _add(bindings.setdefault((spec.service, purpose), []), (*keys, *spec.also_consumes))
     gate_facts = any(spec.gate for spec in stages)
     for (service, purpose), keys in bindings.items():
         _add(keys, STAGE_QUEUE_INPUTS.get((service, purpose), ()))

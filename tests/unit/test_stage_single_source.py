@@ -327,3 +327,14 @@ def test_every_routing_key_of_the_catalogue_is_an_event_model():
     bases = {model.base_routing_key() for model in CATALOGUE}
     unknown = [key for key in routing_keys() if key not in bases and key.rsplit(".", 1)[0] not in bases]
     assert not unknown, f"stages emit {unknown}, which no event model in shared.events.registry describes"
+
+
+def test_a_stage_may_consume_more_than_its_trigger():
+    """`also_consumes` binds the stage's queue to further events (the attester signs the index
+    on manifest.pushed too); a replay of the stage still republishes only its trigger."""
+    from dataclasses import replace
+
+    with_index = (*STAGES[:6], replace(ATTEST, also_consumes=("manifest.pushed",)), *STAGES[6:])
+    queues = {q.name: q for q in t.stage_queues(with_index)}
+    assert queues["kiln.attester.images"].bindings == ("image.pushed", "manifest.pushed")
+    assert stage_triggers(with_index)["attest"] == ("image.pushed",)
