@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 
 from shared.registry import manifests as mf
+from shared.registry import multiarch
+from shared.registry import prune as pruning
 from shared.registry.auth import RegistryAuth
 from shared.registry.errors import (
     DigestMismatch,
@@ -228,19 +230,15 @@ class RegistryClient:
             return
         self.push_blob(to_repo, self.get_blob(from_repo, digest))
 
-    # -- multi-arch and maintenance (their own modules; imported late: they import this one) --
+    # -- multi-arch and maintenance (their own modules, which know the client only as a protocol) --
 
     def push_index(self, repo: str, tag: str, platform_refs: list[tuple[str, str, str]]) -> str:
         """See shared.registry.multiarch.push_index."""
-        from shared.registry.multiarch import push_index
+        return multiarch.push_index(self, repo, tag, platform_refs)
 
-        return push_index(self, repo, tag, platform_refs)
-
-    def prune(self, repo: str, keep: int, dry_run: bool = False) -> Any:
-        """See shared.registry.prune.prune; returns a PruneReport."""
-        from shared.registry.prune import prune
-
-        return prune(self, repo, keep, dry_run)
+    def prune(self, repo: str, keep: int, dry_run: bool = False) -> pruning.PruneReport:
+        """See shared.registry.prune.prune."""
+        return pruning.prune(self, repo, keep, dry_run)
 
 
 def _error_codes(response: httpx.Response) -> tuple[tuple[str, ...], str]:
