@@ -15,8 +15,8 @@ from pathlib import Path
 
 from . import cache_command
 from .engine import (
+    CompiledModule,
     CompileReport,
-    ModuleResult,
     OutputNotOurs,
     ToolchainMissing,
     compile_tree,
@@ -77,7 +77,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_compile(args: argparse.Namespace) -> int:
     counter = {"done": 0}
 
-    def show_progress(result: ModuleResult) -> None:
+    def show_progress(result: CompiledModule) -> None:
         counter["done"] += 1
         if result.status == "cached":
             return  # thousands of "cached" lines would bury what matters; the summary counts them

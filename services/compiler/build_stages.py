@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.compiler.engine import CompileReport
-from services.compiler.engine import ModuleResult as CompiledModule
+from services.compiler.engine import CompiledModule, CompileReport
 from services.compiler.engine.tree import UnsafeLink
 from services.compiler.fanout import ImagePlan, PlanError, plan_images
 from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler

@@ -18,7 +18,7 @@ import httpx
 from shared.registry import manifests as mf
 from shared.registry import multiarch
 from shared.registry import prune as pruning
-from shared.registry.auth import RegistryAuth
+from shared.registry.auth import RegistryChallengeAuth
 from shared.registry.errors import (
     DigestMismatch,
     NotFound,
@@ -48,7 +48,7 @@ class RegistryClient:
         self.username = username
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=RegistryAuth(username, password, insecure_hosts=insecure_hosts),
+            auth=RegistryChallengeAuth(username, password, insecure_hosts=insecure_hosts),
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
             follow_redirects=True,  # blob GETs may redirect to storage (S3, Harbor's proxy)
