@@ -41,6 +41,7 @@ class RegistryClient:
         insecure_hosts: Iterable[str] = (),
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        verify_tls: bool = True,
     ):
         # Raises InsecureRegistryRefused for http:// to a host neither loopback nor listed.
         self.base_url = registry_base_url(registry, insecure_hosts)
@@ -51,6 +52,7 @@ class RegistryClient:
             auth=RegistryChallengeAuth(username, password, insecure_hosts=insecure_hosts),
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
+            verify=verify_tls,  # False only for a lab Harbor with a self-signed certificate
             follow_redirects=True,  # blob GETs may redirect to storage (S3, Harbor's proxy)
         )
 
