@@ -44,9 +44,8 @@ def guess_scope(request: httpx.Request) -> str | None:
 
 class RegistryChallengeAuth(httpx.Auth):
     """httpx auth flow answering a registry's 401 challenge (Basic, or a Bearer token per scope).
-    Not the imager's `services.imager.ports.RegistryAuth` (a services module, never imported here),
-    which only
-    carries a username and password to the image builder."""
+    Not the imager's `services.imager.ports.RegistryAuth`, which only carries a username and
+    password to the image builder."""
 
     requires_response_body = True  # the token endpoint's JSON body
     requires_request_body = True  # a request is replayed after the challenge

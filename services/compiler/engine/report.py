@@ -11,8 +11,9 @@ ModuleStatus = Literal["ok", "error", "cached", "fallback"]
 
 @dataclass(frozen=True)
 class CompiledModule:
-    """One module of one engine run (one platform's tree, so no platform field). The compile
-    stage turns these into shared.events.compile.ModuleResult, which adds the platform."""
+    """One module of one engine run. The engine compiles a module for every platform at once,
+    so there is no platform here; the compile stage reports it once per platform as
+    shared.events.compile.ModuleResult (these fields plus `platform`)."""
 
     module: str  # dotted name, e.g. "factory.core.models"
     factory: str  # top-level package the module belongs to
@@ -25,8 +26,8 @@ class CompiledModule:
 
 @dataclass(frozen=True)
 class CompiledSet:
-    """A factory set's totals in one engine run; shared.events.compile.FactorySetTiming is the
-    same per platform, as the compile.finished event carries it."""
+    """A factory set's totals in one engine run; shared.events.compile.FactorySetTiming is these
+    fields plus `platform`, as the compile.finished event carries them."""
 
     factory: str
     modules: int

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -44,30 +45,23 @@ def harbor_repository(repository: str, project: str) -> str:
     return path[len(prefix) :]
 
 
+@dataclass
 class HarborScanner:
     """The scanner's view of Harbor: one artifact's vulnerability report, scanning it first when
     Harbor has none. Each report opens its own HarborClient (a scan is minutes apart)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        credentials: tuple[str, str] | None,
-        poll_timeout_s: float = 60,
-        poll_interval_s: float = 2,
-        verify_tls: bool = True,
-        attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.credentials = credentials
-        self.poll_timeout_s = poll_timeout_s
-        self.poll_interval_s = poll_interval_s
-        self.verify_tls = verify_tls
-        self.attempts = attempts
-        self._sleep = sleep
-        self._clock = clock
+    base_url: str
+    _: KW_ONLY
+    credentials: tuple[str, str] | None
+    poll_timeout_s: float = 60
+    poll_interval_s: float = 2
+    verify_tls: bool = True
+    attempts: int = 3
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
 
     def _client(self) -> HarborClient:
         username, password = self.credentials or (None, None)
@@ -96,16 +90,16 @@ class HarborScanner:
             current = status()
             if current is None or current == "Not Scanned":
                 call("POST", "scan", lambda: harbor.start_scan(project, repository, digest))
-            deadline = self._clock() + self.poll_timeout_s
+            deadline = self.clock() + self.poll_timeout_s
             while current != "Success":
                 if current in FINISHED_BADLY:
                     raise ScannerCrashed(f"Harbor scan of {repository}@{digest} ended with status {current}")
-                if self._clock() >= deadline:
+                if self.clock() >= deadline:
                     raise ScannerCrashed(
                         f"Harbor did not finish scanning {repository}@{digest} within "
                         f"{self.poll_timeout_s:.0f}s (last status: {current or 'none'})"
                     )
-                self._sleep(self.poll_interval_s)
+                self.sleep(self.poll_interval_s)
                 current = status()
             additions = call(
                 "GET",
@@ -125,7 +119,7 @@ class HarborScanner:
             except RegistryError as exc:
                 raise ScanError(f"Harbor {method} {what} answered {exc.status}: {exc}") from None
             if attempt < self.attempts:
-                self._sleep(self.poll_interval_s * attempt)
+                self.sleep(self.poll_interval_s * attempt)
         raise ScannerCrashed(f"Harbor {method} {what} unreachable after {self.attempts} attempts: {last}")
 
 
