@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -52,7 +52,7 @@ class HarborScanner:
 
     base_url: str
     _: KW_ONLY
-    credentials: tuple[str, str] | None
+    credentials: tuple[str, str] | None = field(repr=False)  # never in a traceback or log line
     poll_timeout_s: float = 60
     poll_interval_s: float = 2
     verify_tls: bool = True
