@@ -17,8 +17,8 @@ from shared.platforms import PLATFORM_NAMES
 
 from . import cache_command
 from .engine import (
+    CompiledModule,
     CompileReport,
-    ModuleResult,
     OutputNotOurs,
     ToolchainMissing,
     compile_tree,
@@ -75,7 +75,7 @@ def worker_command(args: argparse.Namespace) -> int:
 def run_compile(args: argparse.Namespace) -> int:
     counter = {"done": 0}
 
-    def show_progress(result: ModuleResult) -> None:
+    def show_progress(result: CompiledModule) -> None:
         counter["done"] += 1
         if result.status == "cached":
             return  # thousands of "cached" lines would bury what matters; the summary counts them

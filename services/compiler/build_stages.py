@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import platform as host
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.compiler.engine import CompileReport
-from services.compiler.engine import ModuleResult as CompiledModule
+from services.compiler.engine import CompiledModule, CompileReport
 from services.compiler.engine.tree import UnsafeLink
 from services.compiler.fanout import ImagePlan, PlanError, plan_images
 from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
@@ -262,31 +261,10 @@ def event_results(
 ) -> tuple[tuple[ModuleResult, ...], tuple[FactorySetTiming, ...]]:
     """The engine compiles a module for every platform at once: one result, reported per platform."""
     modules = tuple(
-        ModuleResult(
-            module=m.module,
-            factory=m.factory,
-            platform=platform,
-            status=m.status,
-            duration_ms=m.duration_ms,
-            error=m.error,
-            file=m.file,
-            line=m.line,
-        )
-        for platform in platforms
-        for m in report.modules
+        ModuleResult(**asdict(m), platform=platform) for platform in platforms for m in report.modules
     )
     sets = tuple(
-        FactorySetTiming(
-            factory=s.factory,
-            platform=platform,
-            modules=s.modules,
-            ok=s.ok,
-            failed=s.failed,
-            cached=s.cached,
-            duration_ms=s.duration_ms,
-        )
-        for platform in platforms
-        for s in report.sets
+        FactorySetTiming(**asdict(s), platform=platform) for platform in platforms for s in report.sets
     )
     return modules, sets
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ByteSize, TypeAdapter, ValidationError
 
 from .engine import ModuleCache, default_cache_dir
-from .engine.eviction import CacheStats, PruneReport, prune, stats
+from .engine.eviction import CacheStats, EvictionReport, prune, stats
 
 _SIZE = TypeAdapter(ByteSize)
 
@@ -123,7 +123,7 @@ def describe_stats(found: CacheStats) -> str:
     return "\n".join(lines)
 
 
-def describe_prune(cache: ModuleCache, report: PruneReport) -> str:
+def describe_prune(cache: ModuleCache, report: EvictionReport) -> str:
     bound = human(report.bound_bytes) if cache.max_bytes else "none"
     lines = [
         f"evicted {report.evicted} entries ({human(report.evicted_bytes)}); "

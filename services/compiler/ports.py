@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from services.compiler.engine import CompileReport, ModuleResult
+from services.compiler.engine import CompiledModule, CompileReport
 from shared.events.build import Source
 from shared.events.compile import Artifact
 from shared.git_source import FetchFailed
@@ -30,7 +30,7 @@ class TreeCompiler(Protocol):
         platforms: list[str],
         factories: list[str],
         fallback_to_source: Iterable[str],
-        progress: Callable[[ModuleResult], None] | None = None,
+        progress: Callable[[CompiledModule], None] | None = None,
     ) -> CompileReport:
         """`progress` is called with each module's result as it completes (live log lines)."""
         ...

@@ -9,18 +9,11 @@ by the few builds still in transit: the limit bounds a flood, it is not an exact
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol, TypeVar
-
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
 
 from services.gateway.api.db import in_session
 from services.gateway.deps import GatewayDeps
-from shared.db.models import BuildRun
-from shared.platforms import branch_of
-
-IN_FLIGHT = ("queued", "running")
+from shared.history.read_model import builds_in_flight
 
 
 class BranchBuild(Protocol):
@@ -32,23 +25,6 @@ class BranchBuild(Protocol):
 
 
 T = TypeVar("T", bound=BranchBuild)
-
-
-def builds_in_flight(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """{(package, ref): builds queued or running}; the run history stores `refs/heads/x` or `x`."""
-    counts: dict[tuple[str, str], int] = {}
-    for package, ref in set(keys):
-        branch = branch_of(ref)
-        counts[(package, ref)] = session.execute(
-            select(func.count())
-            .select_from(BuildRun)
-            .where(
-                BuildRun.package == package,
-                BuildRun.status.in_(IN_FLIGHT),
-                or_(BuildRun.ref == ref, BuildRun.ref == branch),
-            )
-        ).scalar_one()
-    return counts
 
 
 async def within_branch_limit(deps: GatewayDeps, wanted: list[T]) -> tuple[list[T], list[str]]:

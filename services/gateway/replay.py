@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from shared.events import Envelope
-from shared.history import find_stage_trigger
+from shared.history.read_model import find_stage_trigger
 
 
 class NothingToReplay(Exception):

@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
-
 from services.gateway.api.db import in_session
 from services.gateway.deps import GatewayDeps
-from shared.db.models import BuildRun
 from shared.events import BuildCancelRequested, Envelope
-from shared.platforms import branch_of
+from shared.history.read_model import queued_builds
 
 log = logging.getLogger("kiln.gateway")
-
-
-def queued_builds(session: Session, package: str, ref: str, newer: list[str]) -> list[str]:
-    branch = branch_of(ref)
-    rows = session.execute(
-        select(BuildRun.build_id).where(
-            BuildRun.package == package,
-            BuildRun.status == "queued",
-            or_(BuildRun.ref == ref, BuildRun.ref == branch),
-            BuildRun.build_id.not_in(newer),
-        )
-    )
-    return list(rows.scalars())
 
 
 async def supersede_queued(deps: GatewayDeps, package: str, ref: str, newer: list[str]) -> list[str]:

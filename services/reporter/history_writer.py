@@ -1,5 +1,8 @@
 """Writes one batch of envelopes in one transaction: event_log + idempotent projections.
 
+The tables written here, and what each reader relies on in them, are documented in
+shared.history.read_model: the contract between this writer and the gateway and other readers.
+
 Every statement is an upsert on the table's natural unique key (or INSERT IGNORE), so
 replaying a stream, or a batch redelivered after a crash between commit and ack, changes
 nothing. MariaDB evaluates `ON DUPLICATE KEY UPDATE` assignments left to right, each seeing the

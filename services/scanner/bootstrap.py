@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from services.scanner.adapters.harbor import HarborClient
+from services.scanner.adapters.harbor import HarborScanner
 from services.scanner.adapters.trivy import TrivyCli
 from services.scanner.handlers import HarborFor, PackageScanSetup, PackageSetupFn, on_image_pushed
 from services.scanner.ports import AuditScanner
@@ -64,8 +64,8 @@ def package_setup_from(settings: ScannerSettings) -> PackageSetupFn:
 
 
 def harbor_from(settings: ScannerSettings) -> HarborFor:
-    def harbor_for(registry: RegistryConfig) -> HarborClient:
-        return HarborClient(
+    def harbor_for(registry: RegistryConfig) -> HarborScanner:
+        return HarborScanner(
             settings.harbor_url or f"https://{registry.host}",
             credentials=registry_credentials(settings),
             poll_timeout_s=settings.harbor_poll_timeout_s,

@@ -1,4 +1,7 @@
-"""Read-side queries over the run history (the reporter writes it; the gateway and CLI read it).
+"""The run history's read side. `shared.history.read_model` is the contract between the reporter
+(the only writer of those tables) and every reader (gateway, reporter's report and email, CLI):
+which tables and columns, who writes them, which function reads what. Import from there; this
+package re-exports its names.
 
 - `list_builds(session, package=None, status=None, ref=None, limit=50, offset=0) -> dict`
 - `build_detail(session, build_id) -> dict | None`
@@ -6,25 +9,9 @@
 - `find_stage_trigger(session, build_id, stage) -> list[Envelope]` (for replays)
 - `latest_compiled_build(session, package, before=None) -> str | None` (for `--skip-compile`)
 - `with_index_sizes(images) -> images` (multi-arch index rows get their platform images' sizes)
+- `build_events`, `stored_envelopes`, `build_logs`, `registry_overview`, `builds_in_flight`,
+  `queued_builds` (the gateway's API, SSE history, branch limit and superseding)
 """
 
-from shared.history.diff import build_diff
-from shared.history.queries import (
-    BuildNotFound,
-    build_detail,
-    latest_compiled_build,
-    list_builds,
-    with_index_sizes,
-)
-from shared.history.replay import STAGE_TRIGGERS, find_stage_trigger
-
-__all__ = [
-    "STAGE_TRIGGERS",
-    "BuildNotFound",
-    "build_detail",
-    "build_diff",
-    "find_stage_trigger",
-    "latest_compiled_build",
-    "list_builds",
-    "with_index_sizes",
-]
+from shared.history.read_model import *  # noqa: F403
+from shared.history.read_model import __all__  # noqa: F401

@@ -42,7 +42,11 @@ def guess_scope(request: httpx.Request) -> str | None:
     return f"{scope} repository:{source}:pull" if source else scope
 
 
-class RegistryAuth(httpx.Auth):
+class RegistryChallengeAuth(httpx.Auth):
+    """httpx auth flow answering a registry's 401 challenge (Basic, or a Bearer token per scope).
+    Not the imager's `services.imager.ports.RegistryAuth`, which only carries a username and
+    password to the image builder."""
+
     requires_response_body = True  # the token endpoint's JSON body
     requires_request_body = True  # a request is replayed after the challenge
 

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 
 from shared.registry import manifests as mf
-from shared.registry.auth import RegistryAuth
+from shared.registry import multiarch
+from shared.registry import prune as pruning
+from shared.registry.auth import RegistryChallengeAuth
 from shared.registry.errors import (
     DigestMismatch,
     NotFound,
@@ -39,6 +41,7 @@ class RegistryClient:
         insecure_hosts: Iterable[str] = (),
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        verify_tls: bool = True,
     ):
         # Raises InsecureRegistryRefused for http:// to a host neither loopback nor listed.
         self.base_url = registry_base_url(registry, insecure_hosts)
@@ -46,9 +49,10 @@ class RegistryClient:
         self.username = username
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=RegistryAuth(username, password, insecure_hosts=insecure_hosts),
+            auth=RegistryChallengeAuth(username, password, insecure_hosts=insecure_hosts),
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
+            verify=verify_tls,  # False only for a lab Harbor with a self-signed certificate
             follow_redirects=True,  # blob GETs may redirect to storage (S3, Harbor's proxy)
         )
 
@@ -228,19 +232,15 @@ class RegistryClient:
             return
         self.push_blob(to_repo, self.get_blob(from_repo, digest))
 
-    # -- multi-arch and maintenance (their own modules; imported late: they import this one) --
+    # -- multi-arch and maintenance (their own modules, which know the client only as a protocol) --
 
     def push_index(self, repo: str, tag: str, platform_refs: list[tuple[str, str, str]]) -> str:
         """See shared.registry.multiarch.push_index."""
-        from shared.registry.multiarch import push_index
+        return multiarch.push_index(self, repo, tag, platform_refs)
 
-        return push_index(self, repo, tag, platform_refs)
-
-    def prune(self, repo: str, keep: int, dry_run: bool = False) -> Any:
-        """See shared.registry.prune.prune; returns a PruneReport."""
-        from shared.registry.prune import prune
-
-        return prune(self, repo, keep, dry_run)
+    def prune(self, repo: str, keep: int, dry_run: bool = False) -> pruning.PruneReport:
+        """See shared.registry.prune.prune."""
+        return pruning.prune(self, repo, keep, dry_run)
 
 
 def _error_codes(response: httpx.Response) -> tuple[tuple[str, ...], str]:

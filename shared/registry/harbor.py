@@ -3,7 +3,8 @@
 Harbor's REST API (v2.0) takes basic credentials on every call. Repository names inside a
 project can contain slashes, and Harbor wants them URL-encoded twice in paths (`a/b` →
 `a%252Fb`): once for the path segment, once more because its router decodes before matching.
-Scan overviews are parsed by the scanner (services/scanner); this module returns raw artifacts.
+The scan API (`scan_overview`, `start_scan`, `vulnerabilities`) returns Harbor's JSON as it
+is: the scanner (services/scanner/adapters/harbor.py) polls it and parses the findings.
 """
 
 from __future__ import annotations
@@ -48,6 +49,29 @@ class HarborClient(RegistryClient):
         segment = harbor_repository_segment(project, repository)
         params = {"with_tag": "true", "with_scan_overview": str(with_scan_overview).lower()}
         return self._pages(f"/projects/{quote(project, safe='')}/repositories/{segment}/artifacts", params)
+
+    # -- scanning (Harbor's own scanner, Trivy inside Harbor) ----------------------------------
+
+    def _artifact_path(self, project: str, repository: str, digest: str) -> str:
+        segment = harbor_repository_segment(project, repository)
+        return f"{_API}/projects/{quote(project, safe='')}/repositories/{segment}/artifacts/{digest}"
+
+    def scan_overview(self, project: str, repository: str, digest: str, mime_types: tuple[str, ...]) -> Any:
+        """The artifact with its `scan_overview` (keyed by report MIME type)."""
+        path = self._artifact_path(project, repository, digest)
+        headers = {"X-Accept-Vulnerabilities": ", ".join(mime_types)}
+        return self.request("GET", path, params={"with_scan_overview": "true"}, headers=headers).json()
+
+    def start_scan(self, project: str, repository: str, digest: str) -> None:
+        """Ask Harbor to scan the artifact; 409 (a scan is already running) is fine too."""
+        self.request("POST", f"{self._artifact_path(project, repository, digest)}/scan", ok=(202, 409))
+
+    def vulnerabilities(self, project: str, repository: str, digest: str, mime_types: tuple[str, ...]) -> Any:
+        """The artifact's vulnerability report addition, keyed by report MIME type."""
+        path = f"{self._artifact_path(project, repository, digest)}/additions/vulnerabilities"
+        return self.request("GET", path, headers={"X-Accept-Vulnerabilities": ", ".join(mime_types)}).json()
+
+    # -- maintenance ---------------------------------------------------------------------------
 
     def delete_repository(self, project: str, repository: str) -> None:
         segment = harbor_repository_segment(project, repository)

@@ -15,12 +15,21 @@ child's real media type.
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 from shared.registry import manifests as mf
-from shared.registry.client import RegistryClient
 
 
-def copy_image(client: RegistryClient, from_repo: str, digest: str, to_repo: str) -> tuple[str, int]:
+class ManifestCopier(Protocol):
+    """What an index push needs of a registry (RegistryClient is one). A protocol, not an import
+    of shared.registry.client: the client calls this module, so the dependency goes one way."""
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[str, str, bytes]: ...
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str: ...
+    def copy_blob(self, to_repo: str, digest: str, from_repo: str) -> None: ...
+
+
+def copy_image(client: ManifestCopier, from_repo: str, digest: str, to_repo: str) -> tuple[str, int]:
     """Make image manifest `from_repo@digest` exist in `to_repo`; returns (media type, size)."""
     media_type, _, data = client.get_manifest(from_repo, digest)
     if media_type not in mf.IMAGE_MANIFESTS:
@@ -32,7 +41,7 @@ def copy_image(client: RegistryClient, from_repo: str, digest: str, to_repo: str
     return media_type, len(data)
 
 
-def push_index(client: RegistryClient, repo: str, tag: str, platform_refs: list[tuple[str, str, str]]) -> str:
+def push_index(client: ManifestCopier, repo: str, tag: str, platform_refs: list[tuple[str, str, str]]) -> str:
     """Push `repo:tag` as an OCI index over [(platform, repository, digest)]; returns its digest.
 
     Idempotent: the index bytes are canonical JSON of the entries in the order given, so the same

@@ -17,10 +17,21 @@ import contextlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shared.registry import manifests as mf
-from shared.registry.client import RegistryClient
 from shared.registry.errors import NotFound
+
+
+class PrunableRegistry(Protocol):
+    """What a prune needs of a registry (RegistryClient is one). A protocol, not an import of
+    shared.registry.client: the client calls this module, so the dependency goes one way."""
+
+    def list_tags(self, repo: str) -> list[str]: ...
+    def manifest_digest(self, repo: str, ref: str) -> str: ...
+    def get_manifest(self, repo: str, ref: str) -> tuple[str, str, bytes]: ...
+    def delete_manifest(self, repo: str, digest: str) -> None: ...
+
 
 _BUILD_TAG = re.compile(r"^b([1-9][0-9]*)$")
 
@@ -64,7 +75,7 @@ def select_kept_tags(tags: list[str], keep: int) -> list[str]:
     return sorted([t for t in tags if build_number(t) is None] + builds[:keep], key=_tag_order)
 
 
-def prune(client: RegistryClient, repo: str, keep: int, dry_run: bool = False) -> PruneReport:
+def prune(client: PrunableRegistry, repo: str, keep: int, dry_run: bool = False) -> PruneReport:
     tags = client.list_tags(repo)
     kept_tags = select_kept_tags(tags, keep)
     report = PruneReport(repository=repo, keep=keep, dry_run=dry_run, kept_tags=kept_tags)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from services.scanner.adapters.harbor import HarborClient, harbor_repository
+from services.scanner.adapters.harbor import HarborScanner, harbor_repository
 from services.scanner.report import MalformedReport, ScanError, ScannerCrashed
 
 pytestmark = pytest.mark.integration
@@ -154,9 +154,9 @@ def harbor():
     server.server_close()
 
 
-def client(stub, **kw) -> HarborClient:
+def client(stub, **kw) -> HarborScanner:
     kw.setdefault("credentials", CREDENTIALS)
-    return HarborClient(stub.url, poll_timeout_s=kw.pop("poll_timeout_s", 5), poll_interval_s=0.01, **kw)
+    return HarborScanner(stub.url, poll_timeout_s=kw.pop("poll_timeout_s", 5), poll_interval_s=0.01, **kw)
 
 
 def test_repository_is_taken_relative_to_the_project():
@@ -214,7 +214,7 @@ def test_wrong_credentials_fail_at_once(harbor):
 
 
 def test_unreachable_harbor_is_a_crash_not_a_pass():
-    dead = HarborClient("http://127.0.0.1:9", credentials=CREDENTIALS, poll_interval_s=0.01)
+    dead = HarborScanner("http://127.0.0.1:9", credentials=CREDENTIALS, poll_interval_s=0.01)
     with pytest.raises(ScannerCrashed, match="unreachable"):
         dead.vulnerability_report(PROJECT, REPOSITORY, DIGEST)
 

@@ -10,12 +10,12 @@ from services.compiler.engine.build import _has_no_code, output_dirs
 from services.compiler.engine.cache import ModuleCache, digest
 from services.compiler.engine.cythonize import DIRECTIVES, _first_error, cython_fingerprint
 from services.compiler.engine.precheck import check_syntax, has_no_code
-from services.compiler.engine.report import CompileReport, ModuleResult, summarize_sets
+from services.compiler.engine.report import CompiledModule, CompileReport, summarize_sets
 from services.compiler.engine.tree import _module_name
 
 
 def result(module, factory, status, ms=10):
-    return ModuleResult(module, factory, status, ms, "boom" if status == "error" else None, "f.py", None)
+    return CompiledModule(module, factory, status, ms, "boom" if status == "error" else None, "f.py", None)
 
 
 def test_directives_are_safe_for_arbitrary_python():

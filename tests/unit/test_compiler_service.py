@@ -12,7 +12,7 @@ import pytest
 
 from services.compiler.bootstrap import bootstrap
 from services.compiler.engine import CompileReport
-from services.compiler.engine.report import FactorySetTiming, ModuleResult
+from services.compiler.engine.report import CompiledModule, CompiledSet
 from services.compiler.ports import FetchFailed
 from services.compiler.settings import CompilerSettings
 from services.compiler.tiers_bundle import TIERS_FILE
@@ -72,10 +72,10 @@ class FakeCompiler:
         outputs = {p: out / p.split("/")[1] for p in platforms}
         for directory in outputs.values():
             directory.mkdir(parents=True)
-        modules = [ModuleResult(f"{f}.main", f, "ok", 5, file=f"{f}/main.py") for f in factories]
+        modules = [CompiledModule(f"{f}.main", f, "ok", 5, file=f"{f}/main.py") for f in factories]
         for module, (file, line, message) in self.failures.items():
-            modules.append(ModuleResult(module, module.split(".")[0], "error", 3, message, file, line))
-        sets = [FactorySetTiming(f, 1, 1, 0, 0, 5) for f in factories]
+            modules.append(CompiledModule(module, module.split(".")[0], "error", 3, message, file, line))
+        sets = [CompiledSet(f, 1, 1, 0, 0, 5) for f in factories]
         return CompileReport(outputs=outputs, modules=modules, sets=sets, duration_ms=42)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from shared.events import CATALOGUE, Envelope, InvalidEvent, decode
 from shared.events.build import BuildFinished, BuildRequested, Options, Source
@@ -117,9 +118,9 @@ def test_bad_traceparent_starts_a_new_trace():
     assert trace_id(child_traceparent("garbage")) is not None
 
 
-def test_envelope_new_builds_what_model_construct_would():
-    """Envelope.new assembles the model without pydantic's constructor (bench/bus): it must be
-    indistinguishable from one that pydantic built and validated."""
+def test_envelope_new_is_a_validated_model():
+    """Envelope.new goes through pydantic's validating constructor (no writing of its internals):
+    the result is indistinguishable from one pydantic built from the same values."""
     event = BuildRequested(package="demo", source=Source(repository="r", ref="refs/heads/main", commit="c0"))
     fast = Envelope.new(event, source="gateway", build_id="b1", package="demo")
     constructed = Envelope.model_construct(**{name: getattr(fast, name) for name in Envelope.model_fields})
@@ -133,3 +134,8 @@ def test_envelope_new_builds_what_model_construct_would():
     assert decode(body) == fast
     assert json.loads(body) == json.loads(fast.to_json())
     assert fast.replayed().event() == event
+
+
+def test_envelope_new_rejects_a_bad_build_id():
+    with pytest.raises(ValidationError):
+        Envelope.new(BuildRequested(package="demo"), source="gateway", build_id="not a build id!")

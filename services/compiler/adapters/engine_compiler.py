@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from services.compiler.engine import CompileReport, ModuleCache, ModuleResult, compile_tree
+from services.compiler.engine import CompiledModule, CompileReport, ModuleCache, compile_tree
 from shared.sandbox import REQUIRED, Sandbox
 
 
@@ -23,7 +23,7 @@ class EngineCompiler:
         platforms: list[str],
         factories: list[str],
         fallback_to_source: Iterable[str],
-        progress: Callable[[ModuleResult], None] | None = None,
+        progress: Callable[[CompiledModule], None] | None = None,
     ) -> CompileReport:
         return compile_tree(
             src,

@@ -3,16 +3,16 @@
 from .build import compile_tree, output_dirs
 from .cache import ModuleCache, default_cache_dir
 from .cc import SUPPORTED_PLATFORMS, ToolchainMissing, host_platform
-from .report import CompileReport, FactorySetTiming, ModuleResult
+from .report import CompiledModule, CompiledSet, CompileReport
 from .tree import MARKER_NAME, OutputNotOurs
 
 __all__ = [
     "MARKER_NAME",
     "SUPPORTED_PLATFORMS",
     "CompileReport",
-    "FactorySetTiming",
+    "CompiledModule",
+    "CompiledSet",
     "ModuleCache",
-    "ModuleResult",
     "OutputNotOurs",
     "ToolchainMissing",
     "compile_tree",

@@ -29,9 +29,9 @@ from .confined import run_confined
 from .cythonize import DIRECTIVES, cython_fingerprint
 from .eviction import build_lease, lookup_lock, prune_if_over
 from .job import ExtensionTarget, JobOutcome, ModuleJob, run_job
-from .report import CompileReport, ModuleResult, summarize_sets
+from .report import CompiledModule, CompileReport, summarize_sets
 
-Progress = Callable[[ModuleResult], None]
+Progress = Callable[[CompiledModule], None]
 log = logging.getLogger(__name__)
 PYTHON_ABI = f"{sys.implementation.cache_tag}:{sysconfig.get_config_var('SOABI')}"
 
@@ -115,7 +115,7 @@ def compile_tree(
 
 @dataclass
 class _Lookup:
-    results: dict[str, ModuleResult] = field(default_factory=dict)
+    results: dict[str, CompiledModule] = field(default_factory=dict)
     pending: list[ModuleJob] = field(default_factory=list)
     keys: dict[str, dict[str, str]] = field(default_factory=dict)  # module -> platform -> .so key
     kept_as_source: set[str] = field(default_factory=set)
@@ -160,8 +160,10 @@ def _has_no_code(source: bytes) -> bool:
     return all(not line.strip() or line.lstrip().startswith(b"#") for line in source.splitlines())
 
 
-def _result(module, status, duration_ms, error=None, line=None) -> ModuleResult:
-    return ModuleResult(module.module, module.factory, status, duration_ms, error, str(module.relative), line)
+def _result(module, status, duration_ms, error=None, line=None) -> CompiledModule:
+    return CompiledModule(
+        module.module, module.factory, status, duration_ms, error, str(module.relative), line
+    )
 
 
 def _compile_pending(pending: list[ModuleJob], jobs: int, sandbox: Sandbox, src: Path):

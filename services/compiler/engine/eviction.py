@@ -54,7 +54,10 @@ class RunningBuild:
 
 
 @dataclass
-class PruneReport:
+class EvictionReport:
+    """What one eviction pass of the module cache did (not a registry prune: shared.registry's
+    PruneReport is that)."""
+
     evicted: int = 0
     evicted_bytes: int = 0
     kept_bytes: int = 0  # entries left after the prune
@@ -189,7 +192,7 @@ def note_growth(cache: ModuleCache, added_bytes: int) -> int | None:
         os.close(handle)
 
 
-def prune_if_over(cache: ModuleCache, added_bytes: int) -> PruneReport | None:
+def prune_if_over(cache: ModuleCache, added_bytes: int) -> EvictionReport | None:
     """After a build stored `added_bytes`: prune if the cache is (or may be) over its bound."""
     if not cache.max_bytes or added_bytes <= 0:
         return None
@@ -210,12 +213,12 @@ def prune_if_over(cache: ModuleCache, added_bytes: int) -> PruneReport | None:
     return report
 
 
-def prune(cache: ModuleCache, *, everything: bool = False) -> PruneReport:
+def prune(cache: ModuleCache, *, everything: bool = False) -> EvictionReport:
     """Evict least recently used entries until the cache is within its bound (to LOW_WATER of
     it), or every entry with `everything`; entries running builds rely on are always kept."""
     ccache = find_ccache()
     bound = 0 if everything else cache.entries_max_bytes(ccache is not None)
-    report = PruneReport(bound_bytes=bound)
+    report = EvictionReport(bound_bytes=bound)
     entries = _scan(cache)  # outside the lock: builds keep going while we read the directory
     total = sum(e.size for e in entries if not e.temporary)
     over = everything or (cache.max_bytes > 0 and total > bound)
@@ -364,7 +367,7 @@ def _write_size(cache: ModuleCache, total: int) -> None:
         os.close(handle)
 
 
-def _write_last_prune(cache: ModuleCache, report: PruneReport) -> None:
+def _write_last_prune(cache: ModuleCache, report: EvictionReport) -> None:
     path = cache.state_dir / LAST_PRUNE_NAME
     partial = path.with_name(f"{LAST_PRUNE_NAME}.{os.getpid()}.partial")
     partial.write_text(json.dumps(report.to_dict(), indent=1))

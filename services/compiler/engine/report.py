@@ -10,7 +10,11 @@ ModuleStatus = Literal["ok", "error", "cached", "fallback"]
 
 
 @dataclass(frozen=True)
-class ModuleResult:
+class CompiledModule:
+    """One module of one engine run. The engine compiles a module for every platform at once,
+    so there is no platform here; the compile stage reports it once per platform as
+    shared.events.compile.ModuleResult (these fields plus `platform`)."""
+
     module: str  # dotted name, e.g. "factory.core.models"
     factory: str  # top-level package the module belongs to
     status: ModuleStatus
@@ -21,7 +25,10 @@ class ModuleResult:
 
 
 @dataclass(frozen=True)
-class FactorySetTiming:
+class CompiledSet:
+    """A factory set's totals in one engine run; shared.events.compile.FactorySetTiming is these
+    fields plus `platform`, as the compile.finished event carries them."""
+
     factory: str
     modules: int
     ok: int
@@ -34,8 +41,8 @@ class FactorySetTiming:
 @dataclass
 class CompileReport:
     outputs: dict[str, Path]  # platform ("linux/amd64") -> directory holding the compiled tree
-    modules: list[ModuleResult] = field(default_factory=list)
-    sets: list[FactorySetTiming] = field(default_factory=list)
+    modules: list[CompiledModule] = field(default_factory=list)
+    sets: list[CompiledSet] = field(default_factory=list)
     duration_ms: int = 0
 
     @property
@@ -43,7 +50,7 @@ class CompileReport:
         return all(m.status != "error" for m in self.modules)
 
     @property
-    def failed(self) -> list[ModuleResult]:
+    def failed(self) -> list[CompiledModule]:
         return [m for m in self.modules if m.status == "error"]
 
     def to_dict(self) -> dict:
@@ -56,12 +63,12 @@ class CompileReport:
         }
 
 
-def summarize_sets(modules: list[ModuleResult]) -> list[FactorySetTiming]:
-    by_factory: dict[str, list[ModuleResult]] = {}
+def summarize_sets(modules: list[CompiledModule]) -> list[CompiledSet]:
+    by_factory: dict[str, list[CompiledModule]] = {}
     for result in modules:
         by_factory.setdefault(result.factory, []).append(result)
     return [
-        FactorySetTiming(
+        CompiledSet(
             factory=factory,
             modules=len(results),
             ok=sum(r.status in ("ok", "cached", "fallback") for r in results),

@@ -15,10 +15,17 @@ from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess, WriteAccess
 from services.gateway.deps import Deps
 from services.gateway.replay import NothingToReplay, replay_envelopes
-from services.gateway.runs import build_detail, build_events, build_logs, list_builds, registry_overview
+from services.gateway.runs import build_detail, list_builds
 from shared.bus.connection import PublishRefused
 from shared.events import BuildCancelRequested, Envelope
-from shared.history import STAGE_TRIGGERS, BuildNotFound, build_diff
+from shared.history.read_model import (
+    STAGE_TRIGGERS,
+    BuildNotFound,
+    build_diff,
+    build_events,
+    build_logs,
+    registry_overview,
+)
 from shared.redaction import REDACT, redact_data
 
 router = APIRouter(tags=["builds"])

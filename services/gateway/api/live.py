@@ -24,9 +24,9 @@ from services.gateway.api.db import in_session
 from services.gateway.auth import ReadAccess
 from services.gateway.deps import Deps
 from services.gateway.live import Listener, topic_matches
-from services.gateway.runs import build_logs, stored_envelopes
 from shared.events import Envelope
 from shared.events.logs import LogBatch
+from shared.history.read_model import build_logs, stored_envelopes
 from shared.redaction import redact_data, redact_json
 
 router = APIRouter(tags=["live"])

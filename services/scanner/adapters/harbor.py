@@ -1,19 +1,20 @@
-"""Harbor's scan results for one artifact, through its v2.0 REST API.
+"""Harbor's scan results for one artifact, through shared.registry.HarborClient (the one Harbor
+client: its scan API methods speak Harbor's v2.0 REST API, this module polls and parses).
 
-- `GET /api/v2.0/projects/{p}/repositories/{r}/artifacts/{digest}?with_scan_overview=true`: the
-  overview is keyed by report MIME type; `scan_status` says whether a report exists.
+- the artifact `?with_scan_overview=true`: the overview is keyed by report MIME type;
+  `scan_status` says whether a report exists;
 - `POST .../artifacts/{digest}/scan` when there is none; then poll the overview until `Success`,
-  at most `poll_timeout_s`.
-- `GET .../artifacts/{digest}/additions/vulnerabilities`: the findings, keyed by MIME type.
-Repository names containing '/' are URL-encoded twice (`a/b` -> `a%252Fb`), as Harbor requires.
+  at most `poll_timeout_s`;
+- `.../artifacts/{digest}/additions/vulnerabilities`: the findings, keyed by MIME type.
+Connection failures and 5xx are retried (bounded, `attempts`); any other answer fails at once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,12 +26,14 @@ from services.scanner.report import (
     normalise_severity,
 )
 from shared.events.scan import Finding
+from shared.registry import HarborClient, RegistryError, RegistryUnavailable
 
 REPORT_MIME_TYPES = (
     "application/vnd.security.vulnerability.report; version=1.1",
     "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0",
 )
 FINISHED_BADLY = {"Error", "Stopped"}
+T = TypeVar("T")
 
 
 def harbor_repository(repository: str, project: str) -> str:
@@ -42,83 +45,82 @@ def harbor_repository(repository: str, project: str) -> str:
     return path[len(prefix) :]
 
 
-class HarborClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        credentials: tuple[str, str] | None,
-        poll_timeout_s: float = 60,
-        poll_interval_s: float = 2,
-        verify_tls: bool = True,
-        attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.credentials = credentials
-        self.poll_timeout_s = poll_timeout_s
-        self.poll_interval_s = poll_interval_s
-        self.verify_tls = verify_tls
-        self.attempts = attempts
-        self._sleep = sleep
-        self._clock = clock
+@dataclass
+class HarborScanner:
+    """The scanner's view of Harbor: one artifact's vulnerability report, scanning it first when
+    Harbor has none. Each report opens its own HarborClient (a scan is minutes apart)."""
+
+    base_url: str
+    _: KW_ONLY
+    credentials: tuple[str, str] | None = field(repr=False)  # never in a traceback or log line
+    poll_timeout_s: float = 60
+    poll_interval_s: float = 2
+    verify_tls: bool = True
+    attempts: int = 3
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+
+    def _client(self) -> HarborClient:
+        username, password = self.credentials or (None, None)
+        # An http:// URL the operator wrote down (KILN_SCANNER_HARBOR_URL) is theirs to allow.
+        url = httpx.URL(self.base_url)
+        insecure = (url.netloc.decode(),) if url.scheme == "http" else ()
+        return HarborClient(
+            self.base_url, username, password, insecure_hosts=insecure, timeout=30, verify_tls=self.verify_tls
+        )
 
     def vulnerability_report(self, project: str, repository: str, digest: str) -> ScanReport:
-        artifact = (
-            f"/api/v2.0/projects/{quote(project, safe='')}/repositories/"
-            f"{quote(quote(repository, safe=''), safe='')}/artifacts/{digest}"
-        )
-        with httpx.Client(
-            base_url=self.base_url,
-            auth=self.credentials,
-            verify=self.verify_tls,
-            timeout=30,
-            headers={"X-Accept-Vulnerabilities": ", ".join(REPORT_MIME_TYPES)},
-        ) as client:
-            status = self._scan_status(client, artifact)
-            if status is None or status == "Not Scanned":
-                self._request(client, "POST", f"{artifact}/scan", expect=(202, 409))
-            deadline = self._clock() + self.poll_timeout_s
-            while status != "Success":
-                if status in FINISHED_BADLY:
-                    raise ScannerCrashed(f"Harbor scan of {repository}@{digest} ended with status {status}")
-                if self._clock() >= deadline:
+        def call(method: str, what: str, fn: Callable[[], T]) -> T:
+            return self._retried(method, f"{repository}@{digest} {what}", fn)
+
+        with self._client() as harbor:
+
+            def status() -> str | None:
+                body = call(
+                    "GET",
+                    "scan overview",
+                    lambda: harbor.scan_overview(project, repository, digest, REPORT_MIME_TYPES),
+                )
+                overview = _by_mime_type(body.get("scan_overview") if isinstance(body, dict) else None)
+                return str(overview.get("scan_status")) if overview else None
+
+            current = status()
+            if current is None or current == "Not Scanned":
+                call("POST", "scan", lambda: harbor.start_scan(project, repository, digest))
+            deadline = self.clock() + self.poll_timeout_s
+            while current != "Success":
+                if current in FINISHED_BADLY:
+                    raise ScannerCrashed(f"Harbor scan of {repository}@{digest} ended with status {current}")
+                if self.clock() >= deadline:
                     raise ScannerCrashed(
                         f"Harbor did not finish scanning {repository}@{digest} within "
-                        f"{self.poll_timeout_s:.0f}s (last status: {status or 'none'})"
+                        f"{self.poll_timeout_s:.0f}s (last status: {current or 'none'})"
                     )
-                self._sleep(self.poll_interval_s)
-                status = self._scan_status(client, artifact)
-            additions = self._request(client, "GET", f"{artifact}/additions/vulnerabilities").json()
+                self.sleep(self.poll_interval_s)
+                current = status()
+            additions = call(
+                "GET",
+                "vulnerabilities",
+                lambda: harbor.vulnerabilities(project, repository, digest, REPORT_MIME_TYPES),
+            )
         return ScanReport(scanner="harbor", vulnerabilities=_findings(additions, repository))
 
-    def _scan_status(self, client: httpx.Client, artifact: str) -> str | None:
-        body = self._request(client, "GET", artifact, params={"with_scan_overview": "true"}).json()
-        overview = _by_mime_type(body.get("scan_overview") if isinstance(body, dict) else None)
-        return str(overview.get("scan_status")) if overview else None
-
-    def _request(
-        self, client: httpx.Client, method: str, path: str, *, expect=(200,), params=None
-    ) -> httpx.Response:
+    def _retried(self, method: str, what: str, fn: Callable[[], T]) -> T:
         """Connection failures and 5xx are retried (bounded); any other surprise is an error at once."""
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                response = client.request(method, path, params=params)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code in expect:
-                    return response
-                if response.status_code < 500:
-                    raise ScanError(
-                        f"Harbor {method} {path} answered {response.status_code}: {response.text[:300]}"
-                    )
-                last = f"HTTP {response.status_code}"
+                return fn()
+            except RegistryUnavailable as exc:
+                last = f"HTTP {exc.status}" if exc.status else str(exc)
+            except RegistryError as exc:
+                raise ScanError(f"Harbor {method} {what} answered {exc.status}: {exc}") from None
             if attempt < self.attempts:
-                self._sleep(self.poll_interval_s * attempt)
-        raise ScannerCrashed(f"Harbor {method} {path} unreachable after {self.attempts} attempts: {last}")
+                self.sleep(self.poll_interval_s * attempt)
+        raise ScannerCrashed(f"Harbor {method} {what} unreachable after {self.attempts} attempts: {last}")
 
 
 def _by_mime_type(keyed: Any) -> dict[str, Any]:
