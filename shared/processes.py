@@ -99,6 +99,27 @@ PROFILES: dict[str, DeploymentProfile] = {
         env=(("KILN_TRIVY_CACHE_DIR", "/var/cache/kiln/trivy"),),
         volumes=(PIPELINE_CONFIG, "trivy-cache:/var/cache/kiln"),
     ),
+    "attester": DeploymentProfile(
+        secret_keys=(*REGISTRY_SECRET_KEYS, "KILN_ATTEST_GPG_PASSPHRASE", "KILN_ATTEST_COSIGN_KEY_PASSWORD"),
+        env=(
+            ("KILN_TRIVY_CACHE_DIR", "/var/cache/kiln/trivy"),
+            ("KILN_ATTEST_GPG_HOME", "/var/lib/kiln/attest/gnupg"),
+            ("KILN_ATTEST_GPG_PUBLIC_KEY", "/var/lib/kiln/attest/gpg-public.asc"),
+            ("KILN_ATTEST_COSIGN_KEY", "/var/lib/kiln/attest/cosign.key"),
+            ("KILN_ATTEST_COSIGN_PUBLIC_KEY", "/var/lib/kiln/attest/cosign.pub"),
+            ("KILN_ATTEST_LOOKASIDE_DIR", "/var/lib/kiln/attest/sigstore"),
+            (
+                "KILN_ATTEST_GPG_FINGERPRINT",
+                "${KILN_ATTEST_GPG_FINGERPRINT:?run python -m services.attester keys generate}",
+            ),
+        ),
+        volumes=(
+            PIPELINE_CONFIG,
+            "${KILN_ATTEST_KEYS:-./.kiln/attest}:/var/lib/kiln/attest",
+            "trivy-cache:/var/cache/kiln",
+        ),
+        note=("Signing keys: made once by `python -m services.attester keys generate --dir .kiln/attest`.",),
+    ),
     "deployer": DeploymentProfile(
         sandbox=True,
         docker=True,

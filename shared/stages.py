@@ -123,6 +123,21 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "audit", "scanner", "Audit", "image.pushed", "images", emits=("audit.completed",), per_image=True
     ),
+    # SBOM, GPG + cosign signatures and SLSA provenance of every pushed image (and of each
+    # multi-arch index), stored beside it in the registry; the deployer deploys only attested
+    # images (services/attester, docs/attest.md).
+    StageSpec(
+        "attest",
+        "attester",
+        "Attest",
+        "image.pushed",
+        "images",
+        per_image=True,
+        gate=True,
+        deadline_s=600,
+        cdevents=("artifact.signed",),
+        also_consumes=("manifest.pushed",),
+    ),
     StageSpec("topology", "deployer", "Topology", "compile.completed", "gate", deadline_s=300),
     StageSpec("scaffold", "deployer", "Scaffold", "compile.completed", "gate", deadline_s=300),
     StageSpec(

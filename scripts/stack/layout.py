@@ -129,8 +129,28 @@ class Stack:
             "KILN_BUILD_URL_TEMPLATE": f"{self.gateway_url}/ui/builds/{{build_id}}",
             "KILN_DEPLOYER_NAME_PREFIX": self.prefix,
             "KILN_DEPLOYER_STATE_DIR": str(self.state / "deployer"),
+            **self.attest_env(),
             **self.overrides,
         }
+
+    def attest_env(self) -> dict[str, str]:
+        """The attester's signing keys (made once per state dir, as an operator would with
+        `python -m services.attester keys generate`) and the public keys the deployer checks."""
+        from services.attester import keys
+
+        directory = self.state / "attest"
+        if not (directory / keys.COSIGN_KEY).exists():
+            keys.generate(directory)
+        made = keys.GeneratedKeys(
+            directory,
+            directory / keys.GPG_HOME,
+            keys.gpg_fingerprint(directory / keys.GPG_HOME),
+            directory / keys.GPG_PUBLIC,
+            directory / keys.COSIGN_KEY,
+            directory / keys.COSIGN_PUBLIC,
+        )
+        env = dict(line.split("=", 1) for line in made.settings_lines())
+        return {**env, "KILN_ATTEST_LOOKASIDE_DIR": str(directory / "sigstore")}
 
     @property
     def workers(self) -> tuple[str, ...]:

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from services.attester import keys
-from services.attester.bootstrap import make_signer
+from services.attester.bootstrap import bootstrap, make_signer
 from services.attester.settings import AttesterSettings
 from services.attester.verify import verify_image
+from shared.bus.worker import run_worker
 from shared.logging import setup_logging
 from shared.naming import split_repository
 from shared.registry import RegistryClient, RegistryError
@@ -22,7 +23,10 @@ from shared.settings import load_settings
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.attester")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("worker", help="consume image.pushed and manifest.pushed (the default)").set_defaults(
+        run=run_worker_command
+    )
     key_commands = commands.add_parser("keys", help="operator keys").add_subparsers(
         dest="action", required=True
     )
@@ -88,12 +92,16 @@ def run_verify(args: argparse.Namespace, settings: AttesterSettings) -> int:
     return 0 if report.ok else 1
 
 
+def run_worker_command(args: argparse.Namespace, settings: AttesterSettings) -> int:
+    return run_worker(bootstrap(settings))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(AttesterSettings)
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     logging.getLogger("httpx").setLevel("WARNING")  # one line per registry request is noise here
-    return args.run(args, settings)
+    return getattr(args, "run", run_worker_command)(args, settings)
 
 
 if __name__ == "__main__":

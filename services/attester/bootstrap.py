@@ -1,7 +1,9 @@
-"""The one place that wires the attester: settings -> registry, trivy, skopeo, keys, handler.
+"""The one place that wires the attester: settings -> registry, trivy, skopeo, keys, handlers.
 
-Not on the bus yet: `Attester.handler` is `on_image_pushed` with its ports bound, for the
-stage framework (#15) to register. Tests pass fakes for any port.
+`bootstrap(settings)` is the worker (the shared Worker shape: its queue from the `attest`
+StageSpec, image.pushed and manifest.pushed handlers, the idempotency guard, a give-up that ends
+the build); `parts(settings)` gives the commands (`keys`, `verify`) what they need without a
+database. Tests pass fakes for any port.
 """
 
 from __future__ import annotations
@@ -14,11 +16,22 @@ from typing import Any
 from services.attester import keys as keyfiles
 from services.attester.adapters.skopeo import SkopeoSigner
 from services.attester.adapters.trivy_sbom import TrivySbom
-from services.attester.handlers import SigningKeys, on_image_pushed, on_manifest_pushed
+from services.attester.facts import config_digest_from, facts_from_history
+from services.attester.handlers import STAGE, SigningKeys, on_image_pushed, on_manifest_pushed
 from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
 from services.attester.settings import AttesterSettings
+from shared.bus import SqlIdempotencyGuard
+from shared.bus import topology as t
+from shared.bus.cancellation import CancelWatch
+from shared.bus.dispatch import HandlerTable
+from shared.bus.give_up import end_build_failed
+from shared.bus.idempotency import IdempotencyGuard
+from shared.bus.worker import Consumer, Worker
+from shared.events import ImagePushed, ManifestPushed
 from shared.registry import RegistryClient
 from shared.registry.transport import parse_hosts
+
+SOURCE = "attester"
 
 
 @dataclass
@@ -65,7 +78,7 @@ def load_signing_keys(settings: AttesterSettings) -> SigningKeys:
     )
 
 
-def bootstrap(
+def parts(
     settings: AttesterSettings,
     *,
     build_facts: BuildFactsFn | None = None,
@@ -95,3 +108,51 @@ def bootstrap(
         attester.handler = functools.partial(on_image_pushed, sbom_generator=sbom, **ports)
         attester.index_handler = functools.partial(on_manifest_pushed, **ports)
     return attester
+
+
+def bootstrap(
+    settings: AttesterSettings,
+    *,
+    build_facts: BuildFactsFn | None = None,
+    guard: IdempotencyGuard | None = None,
+    **ports: Any,
+) -> Worker:
+    """The attester's worker: one queue (`kiln.attester.images`, derived from its StageSpec)."""
+    sessions = None
+    if build_facts is None or guard is None:
+        from shared.db import make_engine, make_sessions
+
+        sessions = make_sessions(make_engine(settings.database_url))
+    facts = build_facts or facts_from_history(sessions, config_digest_from(settings.config_path))
+    attester = parts(settings, build_facts=facts, **ports)
+    cancel = CancelWatch()
+    handlers: HandlerTable = {
+        ImagePushed: _unless_cancelled(attester.handler, cancel),
+        ManifestPushed: _unless_cancelled(attester.index_handler, cancel),
+    }
+    return Worker(
+        source=SOURCE,
+        settings=settings,
+        consumers=[
+            Consumer(
+                t.service(SOURCE).queues[0],
+                handlers,
+                give_up=dict.fromkeys(handlers, end_build_failed(STAGE)),
+            )
+        ],
+        guard=guard or SqlIdempotencyGuard(sessions),
+        cancel=cancel,
+        health_port=settings.health_port,
+        parts={"attester": attester},
+    )
+
+
+def _unless_cancelled(handler: Callable[..., Any], cancel: CancelWatch) -> Callable[..., Any]:
+    """A cancelled build's images are not attested (its build.finished is already out)."""
+
+    def attest_unless_cancelled(event: Any, ctx: Any) -> Any:
+        if cancel.is_cancelled(ctx.build_id):
+            return None
+        return handler(event, ctx)
+
+    return attest_unless_cancelled

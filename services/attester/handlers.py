@@ -2,16 +2,19 @@
 pushed digest, all stored next to the image; the summary goes into the stage's `detail`.
 On `manifest.pushed` (the multi-arch index): the two signatures and the provenance of the index.
 
-The stage lifecycle (StageStarted/StageFinished) is emitted here by hand until the shared
-`stage()` lifecycle (#15) takes it over. Every failure (trivy, skopeo, keys, registry) ends as
-StageFinished(status="failed") with the reason; the reason names files and digests, never key
-bytes (keys are objects here; nothing formats them).
+The lifecycle is the shared one (`shared.bus.stage`). Every failure making an attestation
+(trivy, skopeo, keys, registry) ends the stage `failed` with its reason; the reason names files
+and digests, never key bytes (keys are objects here; nothing formats them). A fact of the build
+not stored yet (facts.py) is a TransientError: no verdict, the bus retries the message.
+
+The detail carries what the deploy gate, the email and the CDEvents feed read: a one-line
+`summary`, the image (`repository`, `digest`, `tag`) and the cosign `signature` digest
+(artifact.signed), the SBOM's package counts, the provenance's digest.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,8 @@ from services.attester.attach import attach_provenance, attach_sbom
 from services.attester.keys import KeyProblem
 from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
 from services.attester.sbom import SbomError, SbomSummary
-from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
+from shared.bus.stage import stage
+from shared.events import ImagePushed, ManifestPushed
 from shared.naming import digest_ref, split_repository
 from shared.registry import RegistryClient, RegistryError
 
@@ -193,7 +197,13 @@ def on_image_pushed(
 ) -> AttestResult | None:
     return _stage(
         ctx,
-        {"platform": event.platform, "target": event.target},
+        {
+            "platform": event.platform,
+            "target": event.target,
+            "repository": event.repository,
+            "digest": event.digest,
+            "tag": event.tag,
+        },
         lambda: attest(
             event,
             ctx.build_id,
@@ -219,7 +229,13 @@ def on_manifest_pushed(
 ) -> AttestResult | None:
     return _stage(
         ctx,
-        {"platform": None, "target": event.target},
+        {
+            "platform": None,
+            "target": event.target,
+            "repository": event.repository,
+            "digest": event.digest,
+            "tag": event.tag,
+        },
         lambda: attest_index(
             event,
             ctx.build_id,
@@ -233,28 +249,23 @@ def on_manifest_pushed(
 
 
 def _stage(ctx: Context, where: dict[str, Any], work: Callable[[], AttestResult]) -> AttestResult | None:
-    started = time.monotonic()
-    ctx.emit(StageStarted(stage=STAGE, **where))
-    try:
-        result = work()
-    except ATTEST_ERRORS as exc:
-        reason = f"attest failed: {exc}"
-        log.error("%s %s: %s", where["target"], where["platform"] or "index", reason)
-        ctx.emit(StageFinished(stage=STAGE, status="failed", duration_ms=_ms(started), error=reason, **where))
-        return None
-    packages = f"{result.sbom.packages} packages, " if result.sbom else ""
-    log.info(
-        "%s %s attested: %scosign %s, provenance %s",
-        where["target"],
-        where["platform"] or "index",
-        packages,
-        result.signed.cosign_signature,
-        result.signed.provenance_digest,
-    )
-    detail = result.as_detail()
-    ctx.emit(StageFinished(stage=STAGE, status="succeeded", duration_ms=_ms(started), detail=detail, **where))
+    with stage(ctx, STAGE, target=where["target"], platform=where["platform"]) as run:
+        try:
+            result = work()
+        except ATTEST_ERRORS as exc:
+            reason = f"attest failed: {exc}"
+            log.error("%s %s: %s", where["target"], where["platform"] or "index", reason)
+            run.fail(reason)
+            return None
+        packages = f"{result.sbom.packages} packages, " if result.sbom else ""
+        summary = f"{packages}signed (gpg, cosign), provenance {result.signed.provenance_digest[:19]}"
+        log.info("%s %s attested: %s", where["target"], where["platform"] or "index", summary)
+        run.detail.update(result.as_detail())
+        run.detail.update(
+            summary=summary,
+            repository=where["repository"],
+            digest=where["digest"],
+            tag=where["tag"],
+            signature=result.signed.cosign_signature,
+        )
     return result
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from services.attester import keys
 from services.attester.adapters.referrers import fallback_tag, referrers
 from services.attester.adapters.skopeo import SkopeoSigner
-from services.attester.bootstrap import bootstrap
+from services.attester.bootstrap import parts
 from services.attester.cosign import signature_tag
 from services.attester.handlers import SigningKeys
 from services.attester.provenance import BuildFacts
@@ -77,7 +77,7 @@ def attested(registry, make_image, operator_keys, tmp_path, monkeypatch, caplog)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = AttesterSettings()
-    attester = bootstrap(settings, build_facts=facts, registry=registry)
+    attester = parts(settings, build_facts=facts, registry=registry)
     image = make_image("handler")
     event = ImagePushed(
         target="web",
@@ -136,7 +136,7 @@ def test_handler_failure_is_a_failed_stage_with_the_reason(registry, make_image,
     signing_keys = SigningKeys(
         operator_keys.gpg_home, "0" * 40, keys.load_private_key(operator_keys.cosign_key)
     )
-    attester = bootstrap(
+    attester = parts(
         AttesterSettings(trivy=os.environ["KILN_TRIVY"]),
         build_facts=facts,
         registry=registry,
@@ -231,7 +231,7 @@ def test_multi_arch_index_and_its_images_attested_and_verified(
     env = settings_env(operator_keys, tmp_path / "lookaside")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    attester = bootstrap(AttesterSettings(), build_facts=facts, registry=registry)
+    attester = parts(AttesterSettings(), build_facts=facts, registry=registry)
     repo = f"kiln-test/attester-{uuid.uuid4().hex[:6]}-multi"
     children = {
         platform: registry.manifest_digest("kiln/base", f"bookworm-{platform[6:]}")

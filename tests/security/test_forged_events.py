@@ -254,7 +254,8 @@ async def deployer(amqp_url, database_url, setup):
     env = {
         "KILN_AMQP_URL": amqp_url,
         "KILN_DATABASE_URL": database_url,
-        "KILN_DEPLOYER_REQUIRE_SCAN": "false",
+        # Only the push fact: the test is about the image reference, not the scan or attestation.
+        "KILN_DEPLOYER_OPTIONAL_FACTS": "scan,attest",
         "KILN_DEPLOYER_STATE_DIR": str(setup["work"] / "deployer"),
     }
     process = start_service("deployer", setup, env)

@@ -58,8 +58,13 @@ def store():
     return GateStore(sessionmaker(engine, expire_on_commit=False))
 
 
+# These tests are about the push and scan facts; a gate with the spec's own facts (attest too)
+# is test_the_spec_gate_facts_are_the_defaults below, an injected extra stage is the attest test.
+PUSH_AND_SCAN = ("push", "scan")
+
+
 class Gate:
-    def __init__(self, store, required=GATE_FACTS, facts=GATE_FACTS):
+    def __init__(self, store, required=PUSH_AND_SCAN, facts=PUSH_AND_SCAN):
         self.build_id = str(uuid.uuid4())
         self.deployed = []
         self.emitted = []
@@ -158,7 +163,7 @@ def test_deploys_once_when_every_expected_image_is_pushed_and_scanned(store):
 
 
 def test_scan_not_required_deploys_after_pushes(store):
-    required = DeployerSettings(deployer_require_scan=False).required_facts()
+    required = DeployerSettings(deployer_require_scan=False).required_facts(PUSH_AND_SCAN)
     assert required == ("push",)
     gate = Gate(store, required=required)
     gate.send(compiled("webhook"))
@@ -171,7 +176,8 @@ def test_scan_not_required_deploys_after_pushes(store):
 
 def test_optional_facts_setting_and_the_old_switch_agree(monkeypatch):
     monkeypatch.setenv("KILN_DEPLOYER_OPTIONAL_FACTS", "scan")
-    assert DeployerSettings().required_facts() == ("push",)
+    assert DeployerSettings().required_facts(PUSH_AND_SCAN) == ("push",)
+    assert "scan" not in DeployerSettings().required_facts()
     monkeypatch.delenv("KILN_DEPLOYER_OPTIONAL_FACTS")
     assert DeployerSettings().required_facts() == GATE_FACTS
     with pytest.raises(ValueError, match="unknown gate facts"):
@@ -308,3 +314,11 @@ def test_decide_fails_on_the_first_failed_fact_in_pipeline_order():
     decision = decide(False, [], facts, required=("push", "scan"))
     assert (decision.action, decision.failed_stage) == ("fail", "image")
     assert decision.error == "image of webhook (linux/amd64) failed: pip exploded"
+
+
+def test_the_spec_gate_facts_are_the_defaults():
+    from services.deployer.settings import DeployerSettings
+
+    assert set(PUSH_AND_SCAN) <= set(GATE_FACTS)
+    assert "attest" in GATE_FACTS
+    assert DeployerSettings().required_facts() == GATE_FACTS

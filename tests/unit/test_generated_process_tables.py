@@ -18,11 +18,11 @@ from shared.processes import DeploymentProfile, service_processes
 from shared.stages import ARCH, STAGES, StageSpec
 from tests.unit.test_kiln_chart import SECRETS
 
-# A service like the attester will be: consumes image.pushed, once per image, gates the deploy.
-ATTEST = StageSpec("attest", "attester", "Attest", "image.pushed", "images", per_image=True, gate=True)
+# A service like the notary will be: consumes image.pushed, once per image, gates the deploy.
+ATTEST = StageSpec("attest", "notary", "Attest", "image.pushed", "images", per_image=True, gate=True)
 # And one that works per architecture, as the imager does (its queue is one per architecture).
 SIGN = StageSpec("sign", "signer", "Sign", "image.pushed", ARCH, per_image=True)
-NAMES = (*(spec.name for spec in SERVICES), "attester", "signer")
+NAMES = (*(spec.name for spec in SERVICES), "notary", "signer")
 
 
 def hypothetical(**profiles: DeploymentProfile):
@@ -47,15 +47,15 @@ def test_the_generator_is_deterministic():
 def test_a_new_service_gets_a_compose_service():
     compose = yaml.safe_load(render_all(processes=hypothetical())["docker-compose.yml"])
     services = compose["services"]
-    attester = services["attester"]
-    assert attester["command"] == ["python", "-m", "services.attester"]
+    notary = services["notary"]
+    assert notary["command"] == ["python", "-m", "services.notary"]
     assert "KILN_AMQP_PASSWORD_ATTESTER" in services["broker-users"]["environment"]
-    assert attester["environment"]["KILN_AMQP_URL"].startswith("amqp://kiln-attester:")
-    assert attester["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert notary["environment"]["KILN_AMQP_URL"].startswith("amqp://kiln-notary:")
+    assert notary["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert {"signer-amd64", "signer-arm64"} <= set(services)
     assert "signer" not in services
     offline = render_all(processes=hypothetical())["docker-compose.offline.yml"]
-    assert "  attester: *kiln-offline\n" in offline
+    assert "  notary: *kiln-offline\n" in offline
     assert "\nKILN_AMQP_PASSWORD_ATTESTER=\n" in render_all(processes=hypothetical())[".env.example"]
 
 
@@ -66,18 +66,18 @@ def test_a_new_service_gets_a_chart_deployment(tmp_path):
         if path.startswith("charts/kiln/"):
             (chart / path.removeprefix("charts/kiln/")).write_text(text, encoding="utf-8")
     values = {"secrets": {"values": {**SECRETS["secrets"]["values"]}}}
-    for name in ("attester", "signer"):
+    for name in ("notary", "signer"):
         values["secrets"]["values"][f"KILN_AMQP_URL_{name.upper()}"] = f"amqp://kiln-{name}:x@rabbitmq/"
     rendered = helm.Chart.load(str(chart)).render(
         values, name="kiln", namespace="kiln-system", is_install=True
     )
     docs = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
     objects = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
-    assert {("Deployment", "kiln-attester"), ("ServiceAccount", "kiln-attester")} <= objects
+    assert {("Deployment", "kiln-notary"), ("ServiceAccount", "kiln-notary")} <= objects
     assert {("Deployment", "kiln-signer-amd64"), ("ScaledObject", "kiln-signer-arm64")} <= objects
-    attester = next(d for d in docs if d["metadata"]["name"] == "kiln-attester" and d["kind"] == "Deployment")
-    container = attester["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["python", "-m", "services.attester"]
+    notary = next(d for d in docs if d["metadata"]["name"] == "kiln-notary" and d["kind"] == "Deployment")
+    container = notary["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["python", "-m", "services.notary"]
     assert {e["name"] for e in container["env"]} == {"KILN_AMQP_URL", "KILN_DATABASE_URL"}
     signer = next(
         d for d in docs if d["metadata"]["name"] == "kiln-signer-arm64" and d["kind"] == "ScaledObject"
@@ -97,17 +97,17 @@ def test_a_new_service_gets_a_stack_process(tmp_path):
     )
     stack.service_amqp_url = lambda name: f"amqp://{name}"  # no broker users in a unit test
     table = {process.name: process for process in stack.process_table()}
-    assert table["attester"].args == ["-m", "services.attester"]
-    assert "KILN_HEALTH_PORT" in table["attester"].env
+    assert table["notary"].args == ["-m", "services.notary"]
+    assert "KILN_HEALTH_PORT" in table["notary"].env
     assert table["signer-arm64"].args == ["-m", "services.signer"]
-    assert "attester" in stack.workers
+    assert "notary" in stack.workers
 
 
 def test_a_profile_is_one_line_for_a_service_with_a_command():
-    processes = hypothetical(attester=DeploymentProfile(args=("worker",), sandbox=True))
+    processes = hypothetical(notary=DeploymentProfile(args=("worker",), sandbox=True))
     compose = yaml.safe_load(render_all(processes=processes)["docker-compose.yml"])
-    assert compose["services"]["attester"]["command"][-1] == "worker"
-    assert compose["services"]["attester"]["security_opt"] == ["seccomp=unconfined", "no-new-privileges:true"]
+    assert compose["services"]["notary"]["command"][-1] == "worker"
+    assert compose["services"]["notary"]["security_opt"] == ["seccomp=unconfined", "no-new-privileges:true"]
 
 
 def test_the_dev_stack_runs_what_compose_runs(tmp_path):
