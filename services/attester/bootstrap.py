@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.attester import keys as keyfiles
-from services.attester.adapters.skopeo import SkopeoSigner
 from services.attester.adapters.trivy_sbom import TrivySbom
 from services.attester.facts import config_digest_from, facts_from_history
 from services.attester.handlers import STAGE, SigningKeys, on_image_pushed, on_manifest_pushed
@@ -30,6 +29,7 @@ from shared.bus.worker import Consumer, Worker
 from shared.events import ImagePushed, ManifestPushed
 from shared.registry import RegistryClient
 from shared.registry.transport import parse_hosts
+from shared.skopeo import SkopeoSigner
 
 SOURCE = "attester"
 

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.attester import cosign, provenance
-from services.attester.adapters.skopeo import SigningError
 from services.attester.attach import attach_provenance, attach_sbom
 from services.attester.keys import KeyProblem
 from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
@@ -32,6 +31,7 @@ from shared.bus.stage import stage
 from shared.events import ImagePushed, ManifestPushed
 from shared.naming import digest_ref, split_repository
 from shared.registry import RegistryClient, RegistryError
+from shared.skopeo import SigningError
 
 log = logging.getLogger("kiln.attester")
 

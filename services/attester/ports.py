@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from services.attester.adapters.skopeo import PolicyVerdict, SimpleSignature
 from services.attester.provenance import BuildFacts
 from services.attester.sbom import Sbom
 from shared.events import ImagePushed, ManifestPushed
+from shared.skopeo import PolicyVerdict, SimpleSignature
 
 
 class SbomGenerator(Protocol):

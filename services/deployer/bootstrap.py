@@ -17,6 +17,7 @@ from services.deployer.deploy_step import DeployStep
 from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import HttpProbe, Substrate
 from services.deployer.settings import DeployerSettings
+from services.deployer.signatures import signature_checker
 from services.deployer.store import GateStore
 from shared.bus import PermanentError
 from shared.bus.dispatch import Only
@@ -159,6 +160,7 @@ def handler_table(
         platform=settings.deployer_platform,
         env=env,
         docs=docs or docs_stage(settings, env),
+        check_signatures=signature_checker(settings),
         **({"sleep": sleep} if sleep else {}),
     )
     gate = {"store": store, "deploy": step, "required": settings.required_facts()}

@@ -34,6 +34,8 @@ class DeployStep:
     platform: str
     env: Mapping[str, str]
     docs: DocsStage | None = None
+    # (references) -> the problems of those not signed by the configured key; None: no key.
+    check_signatures: Callable[[list[str]], list[str]] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, ctx: EventContext, build: DeployerBuild, images: list[ImageState]) -> None:
@@ -90,6 +92,10 @@ class DeployStep:
             run.fail("refused to deploy: " + "; ".join(refused))
             return None
         refs = {i.target: i.reference for i in deployed}
+        unsigned = self._unsigned(pkg, sorted(refs.values()))
+        if unsigned:
+            run.fail("refused to deploy: " + "; ".join(unsigned))
+            return None
         missing = sorted(set(pkg.enabled_services()) - set(refs))
         if missing:
             run.fail(f"no {self.platform} image for {', '.join(missing)}")
@@ -99,6 +105,18 @@ class DeployStep:
         outcome = run_release(inputs, substrate, self.probe, pkg.deployment.verify, self.sleep)
         run.detail.update(outcome.deployed.detail)
         return outcome, pkg
+
+    def _unsigned(self, pkg: PackageConfig, references: list[str]) -> list[str]:
+        """With deployment.require_signature, what is not signed by the attester's key."""
+        if not pkg.deployment.require_signature:
+            return []
+        if self.check_signatures is None:
+            return [
+                "deployment.require_signature is on but this deployer has no key to check with: "
+                "set KILN_ATTEST_GPG_PUBLIC_KEY (the attester's public key, docs/attest.md) or turn "
+                "require_signature off for this package"
+            ]
+        return self.check_signatures(references)
 
     def _docs(self, ctx: EventContext, build: DeployerBuild, pkg: PackageConfig) -> str | None:
         """Run the docs stage if the package asks for it; the error, if it failed."""

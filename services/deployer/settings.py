@@ -36,6 +36,12 @@ class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     git_username: str = "x-access-token"
     git_timeout_s: float = Field(300, gt=0)
     deployer_docs_timeout_s: float = Field(300, gt=0)  # one MkDocs build
+    # Signature check before a deploy (config deployment.require_signature): the attester's GPG
+    # public key (a containers policy `signedBy` keyPath) and where its signatures are read.
+    attest_gpg_public_key: str | None = None
+    attest_lookaside_dir: str = "~/.kiln/attest/sigstore"
+    attest_lookaside_url: str | None = None
+    skopeo: str = "skopeo"
 
     @field_validator("deployer_optional_facts", mode="before")
     @classmethod

@@ -117,6 +117,9 @@ class DeploymentConfig(Section):
     workloads: dict[str, WorkloadConfig] = {}
     # Base image per platform for compiled services; empty means the imager's KILN_BASE_IMAGE_<ARCH>.
     base_images: dict[Platform, ImageReference] = {}
+    # Deploy only images signed by the attester's key (checked with the containers policy, as
+    # podman and CRI-O do); an unsigned or foreign-signed image fails the build at deploy.
+    require_signature: bool = True
 
     @model_validator(mode="after")
     def _platforms_unique(self) -> DeploymentConfig:

@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import serialization
 
 from services.attester import keys
 from services.attester.adapters.referrers import fallback_tag, referrers
-from services.attester.adapters.skopeo import SkopeoSigner
 from services.attester.bootstrap import parts
 from services.attester.cosign import signature_tag
 from services.attester.handlers import SigningKeys
 from services.attester.provenance import BuildFacts
 from services.attester.settings import AttesterSettings
 from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
+from shared.skopeo import SkopeoSigner
 from tests.attester.conftest import stop_gpg_agent
 
 pytestmark = pytest.mark.integration

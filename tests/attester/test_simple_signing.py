@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from services.attester import keys
-from services.attester.adapters.skopeo import SigningError, SkopeoSigner
+from shared.skopeo import SigningError, SkopeoSigner
 
 pytestmark = pytest.mark.integration
 

@@ -200,7 +200,8 @@ def test_deployed_containers_are_healthy(stack, first_build):
 def test_every_worker_answers_its_probe_port(stack, first_build):
     """KILN_HEALTH_PORT is what the Helm chart's and compose's probes call on every worker."""
     probed = {p.name: p.env["KILN_HEALTH_PORT"] for p in stack.process_table() if "KILN_HEALTH_PORT" in p.env}
-    assert set(probed) == {"compiler", "imager-amd64", "imager-arm64", "scanner", "deployer", "reporter"}
+    assert set(probed) == set(stack.workers)  # every Kiln process but the gateway (shared.processes)
+    assert {"compiler", "imager-amd64", "imager-arm64", "scanner", "attester", "deployer"} <= set(probed)
     for name, port in probed.items():
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200, name
     assert stack.not_ready() == []

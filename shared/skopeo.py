@@ -1,4 +1,4 @@
-"""skopeo as the attester's simple signer (GPG) and the deployer's policy check.
+"""skopeo as the attester's simple signer (GPG) and the deployer's policy check (both use it: shared).
 
 Signing: `skopeo copy --sign-by <fingerprint>` of `repo@digest` onto `repo@digest` (no tag is
 written, so a tag that moved on since is never pulled back; no layer moves: the registry has
