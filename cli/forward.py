@@ -13,6 +13,7 @@ STAGE_COMMANDS = {
     "targets": "services.deployer",
     "audit": "services.scanner",
     "registry-prune": "services.imager",
+    "verify": "services.attester",  # SBOM, signatures and provenance of an image (docs/attest.md)
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.reporter.cdevents import InvalidCDEvent, routing_key, translate, validate
+from services.reporter.cdevents.cloudevents import STRUCTURED_CONTENT_TYPE, as_cloudevent
 from services.reporter.notify import Notifier
 from services.reporter.ports import CDEventPublisher
 from shared.bus import EventContext, PermanentError
@@ -42,7 +43,8 @@ async def on_event_for_cdevents(
 
 
 class BusCDEventPublisher:
-    """CDEvents as JSON on `kiln.cdevents`, routing key `<subject>.<predicate>` (e.g. `taskrun.started`)."""
+    """CDEvents on `kiln.cdevents` as CloudEvents (structured mode, cdevents/cloudevents.py),
+    routing key `<subject>.<predicate>` (e.g. `taskrun.started`)."""
 
     def __init__(self, bus: Bus):
         self._bus = bus
@@ -51,8 +53,8 @@ class BusCDEventPublisher:
         await self._bus.publish_raw(
             t.CDEVENTS_EXCHANGE,
             routing_key,
-            json.dumps(cdevent).encode(),
-            content_type="application/json",
+            json.dumps(as_cloudevent(cdevent)).encode(),
+            content_type=STRUCTURED_CONTENT_TYPE,
             message_id=cdevent["context"]["id"],
             type=cdevent["context"]["type"],
         )

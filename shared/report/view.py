@@ -108,9 +108,17 @@ def timeline(
                 "offset_pct": round(100 * s / width, 1),
                 "width_pct": max(round(100 * (e - s) / width, 1), 0.8),
                 "duration": human_duration(step.get("duration_ms")),
+                "summary": _summary(step),
             }
         )
     return rows
+
+
+def _summary(step: dict[str, Any]) -> str | None:
+    """A stage's own one-line summary (`detail.summary`, e.g. the attest stage's SBOM package
+    count and signatures): any stage can show one without a template change."""
+    summary = (step.get("detail") or {}).get("summary")
+    return summary[:200] if isinstance(summary, str) and summary else None
 
 
 def human_size(size: int | None) -> str:

@@ -9,6 +9,7 @@ import asyncio
 import email
 import email.policy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from sqlalchemy import func, select
 
 from scripts.stack import example
 from services.reporter.cdevents import validate as validate_cdevent
+from services.reporter.cdevents.cloudevents import cdevent_of
 from shared.db import make_engine, make_sessions
 from shared.db.models import (
     Audit,
@@ -47,6 +49,7 @@ CDEVENT_KINDS = {
     "dev.cdevents.taskrun.finished",
     "dev.cdevents.artifact.packaged",
     "dev.cdevents.artifact.published",
+    "dev.cdevents.artifact.signed",
     "dev.cdevents.service.deployed",
 }
 
@@ -67,7 +70,9 @@ async def drain_feed(amqp_url: str, name: str) -> list[dict]:
         channel = await connection.channel()
         queue = await channel.get_queue(name)
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            events.append(json.loads(message.body))
+            # CloudEvents structured mode: the CDEvent is the CloudEvent's data.
+            assert message.content_type == "application/cloudevents+json"
+            events.append(cdevent_of(json.loads(message.body)))
     return events
 
 
@@ -224,6 +229,32 @@ def test_cdevents_feed_is_valid(stack, first_build):
     for event in events:
         validate_cdevent(event)
     assert {e["context"]["type"].rsplit(".", 3)[0] for e in events} >= CDEVENT_KINDS
+
+
+def test_every_image_of_the_build_is_attested_and_verifies(stack, first_build, sessions):
+    """Issue #18: for every pushed digest (and each multi-arch index) the registry holds an SBOM,
+    a GPG simple signature the containers policy accepts, a cosign-format signature and DSSE-signed
+    SLSA provenance whose subject is that digest and whose source commit is the build's. Checked
+    through the user's command, `kiln verify <image>` (python -m services.attester verify)."""
+    with sessions() as s:
+        run = s.execute(select(BuildRun).where(BuildRun.build_id == first_build)).scalar_one()
+        images = s.scalars(select(BuildImage).filter_by(build_id=first_build)).all()
+        attested = s.scalars(select(BuildStep).filter_by(build_id=first_build, stage="attest")).all()
+    assert {(a.target, a.platform, a.status) for a in attested if a.platform} >= {
+        (t, p, "succeeded") for t in SERVICES for p in PLATFORMS
+    }
+    for image in images:
+        reference = f"{image.repository}@{image.digest}"
+        result = subprocess.run(
+            [sys.executable, "-m", "cli", "verify", reference],
+            capture_output=True,
+            text=True,
+            env={**stack.service_env(), "PATH": os.environ["PATH"]},
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "FAIL" not in result.stdout
+        assert run.commit_sha and f"@ {run.commit_sha}" in result.stdout, result.stdout
 
 
 def test_one_file_change_recompiles_one_module(stack, first_build, sessions):

@@ -12,6 +12,7 @@ import aio_pika
 import pytest
 
 from services.reporter.cdevents import validate
+from services.reporter.cdevents.cloudevents import cdevent_of
 from services.reporter.handlers import BusCDEventPublisher, on_event_for_cdevents
 from shared.bus import Bus
 from shared.bus import topology as t
@@ -45,7 +46,11 @@ async def test_full_build_feed_validates(amqp_url):
             if message is None:
                 await asyncio.sleep(0.05)
                 continue
-            received.append((message.routing_key, json.loads(message.body)))
+            assert message.content_type == "application/cloudevents+json"
+            cloudevent = json.loads(message.body)
+            assert cloudevent["id"] == cloudevent["data"]["context"]["id"]
+            assert cloudevent["type"] == cloudevent["data"]["context"]["type"]
+            received.append((message.routing_key, cdevent_of(cloudevent)))
     finally:
         await connection.close()
         await bus.stop(grace_s=5)
