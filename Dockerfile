@@ -8,13 +8,14 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS toolchain
 # Toolchains the stages call: git (fetch), gcc + the aarch64 cross compiler and arm64 Python
 # headers (Cython for both platforms), ccache, buildah (daemonless image builds in Kubernetes),
-# bubblewrap (the sandbox every step that runs repository code runs in: shared/sandbox.py).
+# bubblewrap (the sandbox every step that runs repository code runs in: shared/sandbox.py),
+# skopeo and gnupg (the attester's simple signatures, the deployer's containers-policy check).
 # Debian's own python3 also needs its headers and venv (python:3.11-slim ships both).
 RUN dpkg --add-architecture arm64 \
  && apt-get update \
  && debian_python=$([ -x /usr/local/bin/python3 ] || echo "python3-dev python3-venv") \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      git gcc libc6-dev ccache gcc-aarch64-linux-gnu libpython3.11-dev:arm64 buildah bubblewrap ca-certificates \
+      git gcc libc6-dev ccache gcc-aarch64-linux-gnu libpython3.11-dev:arm64 buildah bubblewrap skopeo gnupg ca-certificates \
       $debian_python \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/kiln/venv

@@ -197,13 +197,8 @@ def on_image_pushed(
 ) -> AttestResult | None:
     return _stage(
         ctx,
-        {
-            "platform": event.platform,
-            "target": event.target,
-            "repository": event.repository,
-            "digest": event.digest,
-            "tag": event.tag,
-        },
+        event,
+        event.platform,
         lambda: attest(
             event,
             ctx.build_id,
@@ -229,13 +224,8 @@ def on_manifest_pushed(
 ) -> AttestResult | None:
     return _stage(
         ctx,
-        {
-            "platform": None,
-            "target": event.target,
-            "repository": event.repository,
-            "digest": event.digest,
-            "tag": event.tag,
-        },
+        event,
+        None,  # the index: its stage row has no platform, and is not a gate fact
         lambda: attest_index(
             event,
             ctx.build_id,
@@ -248,7 +238,19 @@ def on_manifest_pushed(
     )
 
 
-def _stage(ctx: Context, where: dict[str, Any], work: Callable[[], AttestResult]) -> AttestResult | None:
+def _stage(
+    ctx: Context,
+    event: ImagePushed | ManifestPushed,
+    platform: str | None,
+    work: Callable[[], AttestResult],
+) -> AttestResult | None:
+    where = {
+        "platform": platform,
+        "target": event.target,
+        "repository": event.repository,
+        "digest": event.digest,
+        "tag": event.tag,
+    }
     with stage(ctx, STAGE, target=where["target"], platform=where["platform"]) as run:
         try:
             result = work()

@@ -90,8 +90,9 @@ async def test_skip_deploy_build_finishes_succeeded_once(worker, client):
         where = {"target": t.target, "platform": t.platform}
         events.append(StageFinished(stage="push", status="succeeded", **where))
         events.append(StageFinished(stage="scan", status="succeeded", detail={"verdict": "pass"}, **where))
+        events.append(StageFinished(stage="attest", status="succeeded", **where))
     await _publish(client, build_id, *events)
-    await _publish(client, build_id, events[-1])  # a replayed last scan: no second finish
+    await _publish(client, build_id, events[-1])  # a replayed last fact: no second finish
     await _wait(lambda: client.finished.get(build_id))
     await asyncio.sleep(1.5)
     assert [f["status"] for f in client.finished[build_id]] == ["succeeded"]
