@@ -1,7 +1,10 @@
 """End-to-end wall time of the example package: a cold build (empty compile cache and imager
 work dir: every module compiled, every tier venv prepared), then a one-file change.
 
-    source .kiln/dev.env && python bench/pipeline/e2e_wall.py
+    source .kiln/dev.env && python bench/pipeline/e2e_wall.py [--without-attest]
+
+--without-attest: the same stack with no attester process, the gate not waiting for the attest
+fact and no signature check before deploy (the attest stage's cost is the difference).
 
 Runs its own stack (vhost, database, ports, state dir, container prefix) and removes it after.
 Wall time = from the webhook POST to the build's `build.finished` as seen through the gateway.
@@ -21,10 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.stack import example
 from scripts.stack.layout import Stack
+from shared.processes import service_processes
 from tests.e2e.conftest import free_port
+
+WITHOUT_ATTEST = {"KILN_DEPLOYER_OPTIONAL_FACTS": "attest", "KILN_DEPLOYMENT_REQUIRE_SIGNATURE": "false"}
+
+
+def without(service: str):
+    return tuple(p for p in service_processes() if p.service != service)
 
 
 def main() -> None:
+    without_attest = "--without-attest" in sys.argv[1:]
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as scratch:
         cold_caches = {
@@ -39,7 +50,8 @@ def main() -> None:
             smtp_port=free_port(),
             prefix=f"kiln-bench-{run}-",
             env=dict(os.environ),
-            overrides=cold_caches,
+            overrides={**cold_caches, **(WITHOUT_ATTEST if without_attest else {})},
+            **({"kiln_processes": without("attester")} if without_attest else {}),
         )
         stack.start()
         try:
@@ -51,7 +63,8 @@ def main() -> None:
                 figures[name] = (time.monotonic() - started, status)
             print()
             for name, (seconds, status) in figures.items():
-                print(f"end-to-end {name:16} {seconds:7.1f} s  ({status})")
+                label = f"{name}{' (no attest)' if without_attest else ''}"
+                print(f"end-to-end {label:28} {seconds:7.1f} s  ({status})")
         finally:
             stack.down()
             subprocess.run(["rabbitmqctl", "delete_vhost", stack.vhost], capture_output=True)

@@ -106,7 +106,7 @@ def parts(
             "builder_id": settings.attest_builder_id,
         }
         attester.handler = functools.partial(on_image_pushed, sbom_generator=sbom, **ports)
-        attester.index_handler = functools.partial(on_manifest_pushed, **ports)
+        attester.index_handler = functools.partial(on_manifest_pushed, sbom_generator=sbom, **ports)
     return attester
 
 

@@ -14,6 +14,7 @@ The detail carries what the deploy gate, the email and the CDEvents feed read: a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from services.attester.sbom import SbomError, SbomSummary
 from shared.bus.stage import stage
 from shared.events import ImagePushed, ManifestPushed
 from shared.naming import digest_ref, split_repository
+from shared.platforms import PLATFORM_NAMES
 from shared.registry import RegistryClient, RegistryError
 from shared.skopeo import SigningError
 
@@ -163,13 +165,41 @@ def attest_index(
     build_id: str,
     *,
     registry: RegistryClient,
+    sbom_generator: SbomGenerator,
     signer: SimpleSigner,
     keys: SigningKeys,
     build_facts: BuildFactsFn,
     builder_id: str,
 ) -> AttestResult:
-    """Signatures and provenance of a multi-arch index (what `repo:tag` resolves to); its
-    platform images were attested on their own image.pushed."""
+    """Signatures and provenance of a multi-arch index (what `repo:tag` resolves to), and of each
+    platform image in the index's own repository: signatures are per repository (a containers
+    policy's `matchRepository`, cosign's `.sig` tag), and the arm64 image was pushed and attested
+    under its `-arm` repository before the index copied it here."""
+    repo = _repo_under(registry, event.repository)
+    _, _, data = registry.get_manifest(repo, event.digest)
+    for entry in json.loads(data).get("manifests") or []:
+        platform = entry.get("platform") or {}
+        name = f"{platform.get('os')}/{platform.get('architecture')}"
+        if name not in PLATFORM_NAMES:
+            continue  # not an image Kiln builds (an attestation manifest, another platform)
+        child = ImagePushed(
+            target=event.target,
+            platform=name,
+            repository=event.repository,
+            tag=event.tag,
+            digest=entry["digest"],
+            size_bytes=entry.get("size", 0),
+        )
+        attest(
+            child,
+            build_id,
+            registry=registry,
+            sbom_generator=sbom_generator,
+            signer=signer,
+            keys=keys,
+            build_facts=build_facts,
+            builder_id=builder_id,
+        )
     statement = provenance.statement(
         event.repository,
         event.digest,
@@ -217,6 +247,7 @@ def on_manifest_pushed(
     ctx: Context,
     *,
     registry: RegistryClient,
+    sbom_generator: SbomGenerator,
     signer: SimpleSigner,
     keys: SigningKeys,
     build_facts: BuildFactsFn,
@@ -230,6 +261,7 @@ def on_manifest_pushed(
             event,
             ctx.build_id,
             registry=registry,
+            sbom_generator=sbom_generator,
             signer=signer,
             keys=keys,
             build_facts=build_facts,
