@@ -68,9 +68,12 @@ def main() -> None:
         finally:
             stack.down()
             subprocess.run(["rabbitmqctl", "delete_vhost", stack.vhost], capture_output=True)
-            subprocess.run(
-                ["mysql", "-uroot", "-e", f"DROP DATABASE IF EXISTS {stack.database}"], capture_output=True
-            )
+            if os.environ.get("KILN_BENCH_KEEP_DB"):  # for bench/pipeline/handoff.py on its builds
+                print(f"kept database {stack.database}")
+            else:
+                subprocess.run(
+                    ["mysql", "-uroot", "-e", f"DROP DATABASE IF EXISTS {stack.database}"], capture_output=True
+                )
 
 
 if __name__ == "__main__":

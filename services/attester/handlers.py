@@ -214,60 +214,14 @@ def attest_index(
     return AttestResult(signed)
 
 
-def on_image_pushed(
-    event: ImagePushed,
-    ctx: Context,
-    *,
-    registry: RegistryClient,
-    sbom_generator: SbomGenerator,
-    signer: SimpleSigner,
-    keys: SigningKeys,
-    build_facts: BuildFactsFn,
-    builder_id: str,
-) -> AttestResult | None:
-    return _stage(
-        ctx,
-        event,
-        event.platform,
-        lambda: attest(
-            event,
-            ctx.build_id,
-            registry=registry,
-            sbom_generator=sbom_generator,
-            signer=signer,
-            keys=keys,
-            build_facts=build_facts,
-            builder_id=builder_id,
-        ),
-    )
+def on_image_pushed(event: ImagePushed, ctx: Context, **ports: Any) -> AttestResult | None:
+    """`ports`: what `attest` takes besides the event (bootstrap binds them)."""
+    return _stage(ctx, event, event.platform, lambda: attest(event, ctx.build_id, **ports))
 
 
-def on_manifest_pushed(
-    event: ManifestPushed,
-    ctx: Context,
-    *,
-    registry: RegistryClient,
-    sbom_generator: SbomGenerator,
-    signer: SimpleSigner,
-    keys: SigningKeys,
-    build_facts: BuildFactsFn,
-    builder_id: str,
-) -> AttestResult | None:
-    return _stage(
-        ctx,
-        event,
-        None,  # the index: its stage row has no platform, and is not a gate fact
-        lambda: attest_index(
-            event,
-            ctx.build_id,
-            registry=registry,
-            sbom_generator=sbom_generator,
-            signer=signer,
-            keys=keys,
-            build_facts=build_facts,
-            builder_id=builder_id,
-        ),
-    )
+def on_manifest_pushed(event: ManifestPushed, ctx: Context, **ports: Any) -> AttestResult | None:
+    """The index: its stage row has no platform, and is not a gate fact."""
+    return _stage(ctx, event, None, lambda: attest_index(event, ctx.build_id, **ports))
 
 
 def _stage(
