@@ -72,7 +72,8 @@ def main() -> None:
                 print(f"kept database {stack.database}")
             else:
                 subprocess.run(
-                    ["mysql", "-uroot", "-e", f"DROP DATABASE IF EXISTS {stack.database}"], capture_output=True
+                    ["mysql", "-uroot", "-e", f"DROP DATABASE IF EXISTS {stack.database}"],
+                    capture_output=True,
                 )
 
 

@@ -103,7 +103,12 @@ def handoffs(events: list[dict]) -> dict[str, list[float]]:
         e["_t"]
         for e in events
         if e["_key"] == "image.pushed"
-        or (e["_key"] == "stage.finished" and e["data"].get("stage") in GATE_FACTS)
+        # per image only: a multi-arch index's attest row (no platform) is not a gate fact
+        or (
+            e["_key"] == "stage.finished"
+            and e["data"].get("stage") in GATE_FACTS
+            and e["data"].get("platform")
+        )
     ]
     deploy = starts("deploy")
     if facts and deploy:
