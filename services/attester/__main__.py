@@ -1,7 +1,10 @@
 """`python -m services.attester keys generate --dir DIR [--passphrase-file F]`: create the GPG and
 ECDSA keys an operator needs, print the settings that name them (never a key's bytes).
+`python -m services.attester kyverno-policy 'REGISTRY/PROJECT/*'`: the Kyverno verifyImages policy
+for the cosign public key (KILN_ATTEST_COSIGN_PUBLIC_KEY), to apply in a cluster.
 `python -m services.attester verify <image-ref>`: SBOM, signatures and provenance of an image;
-exit status 1 if any is missing or invalid (the future `kiln verify`)."""
+exit status 1 if any is missing or invalid (`kiln verify`).
+`python -m services.attester [worker]`: the attest stage (image.pushed, manifest.pushed)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from services.attester import keys
+from services.attester import keys, kyverno
 from services.attester.bootstrap import bootstrap, make_signer
 from services.attester.settings import AttesterSettings
 from services.attester.verify import verify_image
@@ -36,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--passphrase-file", type=Path, help="protect both private keys with this passphrase"
     )
     generate.set_defaults(run=run_generate)
+    policy = commands.add_parser("kyverno-policy", help="the Kyverno verifyImages policy for these keys")
+    policy.add_argument("image_pattern", help="images it applies to, e.g. registry.example.com/kiln/*")
+    policy.set_defaults(run=run_kyverno_policy)
     verify = commands.add_parser("verify", help="SBOM, signatures and provenance of an image")
     verify.add_argument("image", help="repository:tag or repository@sha256:…")
     verify.set_defaults(run=run_verify)
@@ -90,6 +96,16 @@ def run_verify(args: argparse.Namespace, settings: AttesterSettings) -> int:
         return 2
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
+
+
+def run_kyverno_policy(args: argparse.Namespace, settings: AttesterSettings) -> int:
+    try:
+        public_pem = settings.path(settings.attest_cosign_public_key).read_text()
+        print(kyverno.render(public_pem, args.image_pattern), end="")
+    except (OSError, ValueError) as exc:
+        print(f"kyverno-policy: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_worker_command(args: argparse.Namespace, settings: AttesterSettings) -> int:
