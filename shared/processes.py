@@ -50,6 +50,7 @@ class DeploymentProfile:
 
 
 PIPELINE_CONFIG = "${KILN_PIPELINE_CONFIG:-./examples/operator/config.yaml}:/etc/kiln/config.yaml:ro"
+ATTEST_KEYS = "${KILN_ATTEST_KEYS:-./.kiln/attest}"
 DEMO_KEYS = "${KILN_KEYS_ROOT:-./.kiln/keys}/demo:/var/lib/kiln/keys/demo:ro"
 
 PROFILES: dict[str, DeploymentProfile] = {
@@ -115,7 +116,7 @@ PROFILES: dict[str, DeploymentProfile] = {
         ),
         volumes=(
             PIPELINE_CONFIG,
-            "${KILN_ATTEST_KEYS:-./.kiln/attest}:/var/lib/kiln/attest",
+            f"{ATTEST_KEYS}:/var/lib/kiln/attest",
             "trivy-cache:/var/cache/kiln",
         ),
         note=("Signing keys: made once by `python -m services.attester keys generate --dir .kiln/attest`.",),
@@ -124,12 +125,25 @@ PROFILES: dict[str, DeploymentProfile] = {
         sandbox=True,
         docker=True,
         secret_keys=(*REGISTRY_SECRET_KEYS, "KILN_GIT_TOKEN", "KILN_WIKI_API_KEY"),
-        env=(("KILN_DEPLOYER_STATE_DIR", "/var/lib/kiln/deployer"),),
-        volumes=(PIPELINE_CONFIG, DEMO_KEYS, "deployer-state:/var/lib/kiln/deployer"),
+        env=(
+            ("KILN_DEPLOYER_STATE_DIR", "/var/lib/kiln/deployer"),
+            ("KILN_ATTEST_GPG_PUBLIC_KEY", "/var/lib/kiln/attest/gpg-public.asc"),
+            ("KILN_ATTEST_LOOKASIDE_DIR", "/var/lib/kiln/attest/sigstore"),
+        ),
+        volumes=(
+            PIPELINE_CONFIG,
+            DEMO_KEYS,
+            "deployer-state:/var/lib/kiln/deployer",
+            # Public half only: the signature check (deployment.require_signature) reads the
+            # GPG public key and the lookaside signatures; the private keys are not mounted.
+            f"{ATTEST_KEYS}/gpg-public.asc:/var/lib/kiln/attest/gpg-public.asc:ro",
+            f"{ATTEST_KEYS}/sigstore:/var/lib/kiln/attest/sigstore:ro",
+        ),
         user="root",
         note=(
             "Root: it writes the release config the engine mounts (the engine's volume, root-owned).",
             "Keys: one volume line per package; the engine mounts the same path (above).",
+            "Signatures: the attester's public key and lookaside store, read-only, no private key.",
         ),
     ),
     "reporter": DeploymentProfile(

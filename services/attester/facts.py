@@ -22,17 +22,15 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attester.ports import BuildFactsFn
+from services.attester.ports import BuildFactsFn, Subject
 from services.attester.provenance import BuildFacts
 from shared.bus import TransientError
 from shared.db.models import EventLog
 from shared.events import (
     BuildRequested,
     CompileCompleted,
-    ImagePushed,
     ImageRequested,
     InvalidEvent,
-    ManifestPushed,
     decode,
 )
 
@@ -54,18 +52,18 @@ def config_digest_from(config_path: str | None) -> Callable[[str], str]:
 
 
 def facts_from_history(sessions: sessionmaker[Session], config_digest: Callable[[str], str]) -> BuildFactsFn:
-    def build_facts(build_id: str, event: ImagePushed | ManifestPushed) -> BuildFacts:
+    def build_facts(build_id: str, subject: Subject) -> BuildFacts:
         requested, compiled, jobs = _stored(sessions, build_id)
         if requested is None:
             raise TransientError(f"build {build_id}: its build.requested is not in the event log yet")
-        platform = getattr(event, "platform", None)
+        target, platform = subject.target, subject.platform
         job = next(
-            (j for j in jobs if j.target == event.target and (platform is None or j.platform == platform)),
+            (j for j in jobs if j.target == target and (platform is None or j.platform == platform)),
             None,
         )
         if job is None:
             raise TransientError(
-                f"build {build_id}: no image.requested of {event.target} {platform or ''} stored yet"
+                f"build {build_id}: no image.requested of {target} {platform or ''} stored yet"
             )
         artifact = next(
             (a.reference for a in (compiled.artifacts if compiled else ()) if a.platform == job.platform),

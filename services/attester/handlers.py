@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from services.attester import cosign, provenance
 from services.attester.attach import attach_provenance, attach_sbom
 from services.attester.keys import KeyProblem
-from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner
+from services.attester.ports import BuildFactsFn, SbomGenerator, SimpleSigner, Subject
 from services.attester.sbom import SbomError, SbomSummary
 from shared.bus.stage import stage
 from shared.events import ImagePushed, ManifestPushed
@@ -132,7 +132,7 @@ def sign_and_prove(
 
 
 def attest(
-    event: ImagePushed,
+    subject: Subject,
     build_id: str,
     *,
     registry: RegistryClient,
@@ -143,19 +143,19 @@ def attest(
     builder_id: str,
 ) -> AttestResult:
     """SBOM, signatures and provenance of one image; raises on the first that cannot be made."""
-    repo = _repo_under(registry, event.repository)
-    sbom = sbom_generator.sbom(digest_ref(event.repository, event.digest))
-    sbom_digest = attach_sbom(registry, repo, event.digest, sbom)
+    repo = _repo_under(registry, subject.repository)
+    sbom = sbom_generator.sbom(digest_ref(subject.repository, subject.digest))
+    sbom_digest = attach_sbom(registry, repo, subject.digest, sbom)
     statement = provenance.statement(
-        event.repository,
-        event.digest,
-        build_facts(build_id, event),
+        subject.repository,
+        subject.digest,
+        build_facts(build_id, subject),
         builder_id=builder_id,
-        target=event.target,
-        platforms=(event.platform,),
+        target=subject.target,
+        platforms=(subject.platform,),
     )
     signed = sign_and_prove(
-        event.repository, event.digest, statement, registry=registry, signer=signer, keys=keys
+        subject.repository, subject.digest, statement, registry=registry, signer=signer, keys=keys
     )
     return AttestResult(signed, sbom.summary, sbom_digest)
 
@@ -182,16 +182,8 @@ def attest_index(
         name = f"{platform.get('os')}/{platform.get('architecture')}"
         if name not in PLATFORM_NAMES:
             continue  # not an image Kiln builds (an attestation manifest, another platform)
-        child = ImagePushed(
-            target=event.target,
-            platform=name,
-            repository=event.repository,
-            tag=event.tag,
-            digest=entry["digest"],
-            size_bytes=entry.get("size", 0),
-        )
         attest(
-            child,
+            Subject(event.repository, entry["digest"], event.target, name),
             build_id,
             registry=registry,
             sbom_generator=sbom_generator,
@@ -203,7 +195,7 @@ def attest_index(
     statement = provenance.statement(
         event.repository,
         event.digest,
-        build_facts(build_id, event),
+        build_facts(build_id, Subject.of(event)),
         builder_id=builder_id,
         target=event.target,
         platforms=event.platforms,
@@ -216,7 +208,7 @@ def attest_index(
 
 def on_image_pushed(event: ImagePushed, ctx: Context, **ports: Any) -> AttestResult | None:
     """`ports`: what `attest` takes besides the event (bootstrap binds them)."""
-    return _stage(ctx, event, event.platform, lambda: attest(event, ctx.build_id, **ports))
+    return _stage(ctx, event, event.platform, lambda: attest(Subject.of(event), ctx.build_id, **ports))
 
 
 def on_manifest_pushed(event: ManifestPushed, ctx: Context, **ports: Any) -> AttestResult | None:

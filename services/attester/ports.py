@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -32,5 +33,21 @@ class SimpleSigner(Protocol):
     def verify(self, repository: str, digest: str, *, public_key: str | Path) -> PolicyVerdict: ...
 
 
-# (build id, event) -> what the build knows about itself (source, commit, digests, times).
-BuildFactsFn = Callable[[str, ImagePushed | ManifestPushed], BuildFacts]
+@dataclass(frozen=True)
+class Subject:
+    """One image or index to attest: what an `image.pushed` or `manifest.pushed` names, and what
+    each platform entry of an index names (those are attested in the index's repository too)."""
+
+    repository: str
+    digest: str
+    target: str
+    platform: str | None  # None: the multi-arch index
+
+    @classmethod
+    def of(cls, event: ImagePushed | ManifestPushed) -> Subject:
+        platform = event.platform if isinstance(event, ImagePushed) else None
+        return cls(event.repository, event.digest, event.target, platform)
+
+
+# (build id, subject) -> what the build knows about itself (source, commit, digests, times).
+BuildFactsFn = Callable[[str, Subject], BuildFacts]

@@ -23,6 +23,7 @@ from services.attester.adapters.referrers import fallback_tag, referrers
 from services.attester.bootstrap import parts
 from services.attester.cosign import signature_tag
 from services.attester.handlers import SigningKeys
+from services.attester.ports import Subject
 from services.attester.provenance import BuildFacts
 from services.attester.settings import AttesterSettings
 from shared.events import ImagePushed, ManifestPushed, StageFinished, StageStarted
@@ -42,7 +43,7 @@ class FakeContext:
         self.emitted.append(event)
 
 
-def facts(build_id: str, event: ImagePushed) -> BuildFacts:
+def facts(build_id: str, subject: Subject) -> BuildFacts:
     now = dt.datetime.now(dt.UTC)
     return BuildFacts(
         build_id=build_id,

@@ -24,6 +24,7 @@ SECRETS = {
     "MYSQL_PASSWORD": "m-test",
     "MYSQL_ROOT_PASSWORD": "mr-test",
     "KILN_REGISTRY_USERNAME": "registry-test-user",
+    "KILN_ATTEST_GPG_FINGERPRINT": "0123456789ABCDEF0123456789ABCDEF01234567",  # public, not a key
     # generated per run: the gateway's keys must be >= 32 bytes, and none is committed
     **{
         name: secrets.token_hex(16)

@@ -58,7 +58,7 @@ def run(registry=None, sbom=None):
         sbom_generator=sbom or FailingSbom(),
         signer=None,
         keys=keys(),
-        build_facts=lambda build_id, event: None,
+        build_facts=lambda build_id, subject: None,
         builder_id="https://kiln.example.com",
     )
     return result, ctx
