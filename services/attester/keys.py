@@ -23,6 +23,9 @@ GPG_HOME = "gnupg"
 GPG_PUBLIC = "gpg-public.asc"
 COSIGN_KEY = "cosign.key"
 COSIGN_PUBLIC = "cosign.pub"
+# The lookaside store the signatures go to; made here so that a container runtime mounting it
+# (the compose deployer, read-only) finds it, rather than creating it root-owned.
+LOOKASIDE = "sigstore"
 KEY_NAME = "Kiln attester"
 KEY_EMAIL = "attester@kiln.invalid"
 
@@ -59,6 +62,7 @@ def generate(directory: Path, *, passphrase: str | None = None, name: str = KEY_
     if existing:
         raise KeyProblem(f"keys already exist, not overwriting: {', '.join(existing)}")
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / LOOKASIDE).mkdir(exist_ok=True)
     fingerprint = generate_gpg_key(directory / GPG_HOME, passphrase=passphrase, name=name)
     export_gpg_public_key(directory / GPG_HOME, fingerprint, directory / GPG_PUBLIC)
     generate_ecdsa_key(directory / COSIGN_KEY, directory / COSIGN_PUBLIC, passphrase=passphrase)

@@ -22,6 +22,7 @@ def test_generate_makes_private_keys_0600_and_refuses_to_overwrite(operator_keys
     assert stat.S_IMODE(operator_keys.gpg_home.stat().st_mode) == 0o700
     assert len(operator_keys.gpg_fingerprint) == 40
     assert "PUBLIC KEY BLOCK" in operator_keys.gpg_public_key.read_text()
+    assert (operator_keys.directory / keys.LOOKASIDE).is_dir()  # compose mounts it into the deployer
     key = keys.load_private_key(operator_keys.cosign_key)
     assert key.curve.name == "secp256r1"
     assert keys.public_pem(key.public_key()) == operator_keys.cosign_public_key.read_bytes()
