@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.stages import STAGE_ORDER, StageSpec
+from shared.stages import STAGE_ORDER, STAGES, StageSpec
 
 # image.failed is a fact too: a failed image build fails the gate at once, whatever is required.
 IMAGE_FACT = "image"
@@ -63,11 +63,29 @@ def gate_facts(stages: Iterable[StageSpec]) -> tuple[str, ...]:
     return tuple(spec.name for spec in stages if spec.gate)
 
 
+# What `image.pushed` starts: with skip_push it is never published, so these stages never run.
+IMAGE_PUSHED = "image.pushed"
+
+
+def facts_without_a_push(required: Sequence[str], stages: Iterable[StageSpec] = STAGES) -> tuple[str, ...]:
+    """The required facts that can still arrive when the build skips its push: those of the
+    stages an `image.pushed` does not trigger (the push itself finishes `skipped`)."""
+    after_push = {spec.name for spec in stages if IMAGE_PUSHED in spec.triggers()}
+    return tuple(name for name in required if name not in after_push)
+
+
 def decide(
-    targets_known: bool, images: list[ImageState], facts: list[Fact], *, required: Sequence[str]
+    targets_known: bool,
+    images: list[ImageState],
+    facts: list[Fact],
+    *,
+    required: Sequence[str],
+    needs_reference: bool = True,
 ) -> GateDecision:
     """Fail on the first not-ok fact that counts (even before the target list is known: a failure
     is final); deploy when every expected image has a reference and every required fact is ok.
+    `needs_reference=False` (a build that skips its push): the required facts are enough, no
+    image has a reference to deploy, and "deploy" then means "done".
 
     A not-ok fact of an optional stage does not count: the operator said the gate does not wait
     for that stage (e.g. no scanner), so its verdict does not stop a deploy either."""
@@ -86,7 +104,7 @@ def decide(
     for image in images:
         if not image.expected:
             continue
-        if not image.pushed:  # no reference to deploy yet (image.pushed not seen)
+        if needs_reference and not image.pushed:  # no reference to deploy yet (image.pushed not seen)
             missing.add(f"{image.target} {image.platform}: push")
         missing.update(
             f"{image.target} {image.platform}: {name}"

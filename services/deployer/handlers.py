@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.deployer.gate import IMAGE_FACT, ImageState, decide
+from services.deployer.gate import IMAGE_FACT, ImageState, decide, facts_without_a_push
 from services.deployer.models import DeployerBuild
 from services.deployer.references import repository_problem
 from services.deployer.store import GateStore
@@ -171,7 +171,19 @@ def advance(
     build = store.build(ctx.build_id)
     if build is None:
         return
-    decision = decide(build.targets_known, images, store.facts(ctx.build_id), required=required)
+    options = build.options or {}
+    # Nothing pushed, nothing to scan, attest or deploy: the build ends once every image is
+    # built and proven (its push finished `skipped`).
+    skip_push = bool(options.get("skip_push"))
+    if skip_push:
+        required = facts_without_a_push(required)
+    decision = decide(
+        build.targets_known,
+        images,
+        store.facts(ctx.build_id),
+        required=required,
+        needs_reference=not skip_push,
+    )
     if decision.action == "wait":
         log.info("build %s waits for %s", ctx.build_id, ", ".join(decision.waiting_for[:5]))
     elif decision.action == "fail":
@@ -179,7 +191,7 @@ def advance(
             ctx, store, "failed", failed_stage=decision.failed_stage, error=decision.error, log_tail=log_tail
         )
     elif store.claim_deploy(ctx.build_id, ctx.envelope.id):
-        if (build.options or {}).get("skip_deploy"):
+        if skip_push or options.get("skip_deploy"):
             finish(ctx, store, "succeeded", error=None)
         else:
             deploy(ctx, build, images)

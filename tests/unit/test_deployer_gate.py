@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from services.deployer import handlers as h
-from services.deployer.gate import Fact, ImageState, decide, gate_facts
+from services.deployer.gate import Fact, ImageState, decide, facts_without_a_push, gate_facts
 from services.deployer.models import DeployerBuild, DeployerFact, DeployerImage
 from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
@@ -213,6 +213,32 @@ def test_skip_deploy_ends_the_build_succeeded_after_the_gate(store):
     all_pushed_and_scanned(gate, ["webhook"])
     assert gate.deployed == []
     assert [f.status for f in gate.finished()] == ["succeeded"]
+
+
+def test_skip_push_ends_the_build_succeeded_once_every_push_is_skipped(store):
+    """No image.pushed is published, so scan and attest never run: the gate waits only for the
+    skipped pushes (today's spec facts: push, scan, attest), then ends the build; nothing deploys."""
+    gate = Gate(store, required=GATE_FACTS)
+    gate.send(BuildRequested(package="demo", options=Options(skip_push=True)))
+    gate.send(compiled("webhook"))
+    gate.send(stage_finished("push", "webhook", "linux/amd64", "skipped"))
+    assert gate.finished() == []  # arm64 not built yet
+    gate.send(stage_finished("push", "webhook", "linux/arm64", "skipped"))
+    assert gate.deployed == []
+    assert [f.status for f in gate.finished()] == ["succeeded"]
+
+
+def test_skip_push_still_fails_on_a_failed_image(store):
+    gate = Gate(store, required=GATE_FACTS)
+    gate.send(BuildRequested(package="demo", options=Options(skip_push=True)))
+    gate.send(compiled("webhook"))
+    gate.send(ImageFailed(target="webhook", platform="linux/arm64", error="proof failed"))
+    assert [(f.status, f.failed_stage) for f in gate.finished()] == [("failed", "image")]
+
+
+def test_facts_without_a_push_are_the_stages_image_pushed_does_not_start():
+    assert facts_without_a_push(GATE_FACTS) == ("push",)
+    assert facts_without_a_push(("push", "scan")) == ("push",)
 
 
 def test_failed_compile_is_left_to_the_compiler(store):
