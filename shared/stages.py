@@ -43,6 +43,8 @@ class StageSpec:
     `live_log`: the stage streams its output lines on kiln.logs while it runs.
     `also_consumes`: further events its queue binds besides the trigger (the attester also
     signs the multi-arch index on `manifest.pushed`); a replay republishes only the trigger.
+    `optional`: runs only when the package's config asks for it (audit modes, docs, a chart's
+    topology and scaffold), so the watchdog never waits on it.
     """
 
     name: str
@@ -57,6 +59,7 @@ class StageSpec:
     cdevents: tuple[str, ...] = ()
     live_log: bool = False
     also_consumes: tuple[str, ...] = ()
+    optional: bool = False
 
     def triggers(self) -> tuple[str, ...]:
         """The trigger with `{arch}` expanded: what the queue binds and a replay looks up."""
@@ -121,7 +124,14 @@ STAGES: tuple[StageSpec, ...] = (
         deadline_s=900,
     ),
     StageSpec(
-        "audit", "scanner", "Audit", "image.pushed", "images", emits=("audit.completed",), per_image=True
+        "audit",
+        "scanner",
+        "Audit",
+        "image.pushed",
+        "images",
+        emits=("audit.completed",),
+        per_image=True,
+        optional=True,
     ),
     # SBOM, GPG + cosign signatures and SLSA provenance of every pushed image (and of each
     # multi-arch index), stored beside it in the registry; the deployer deploys only attested
@@ -138,8 +148,8 @@ STAGES: tuple[StageSpec, ...] = (
         cdevents=("artifact.signed",),
         also_consumes=("manifest.pushed",),
     ),
-    StageSpec("topology", "deployer", "Topology", "compile.completed", "gate", deadline_s=300),
-    StageSpec("scaffold", "deployer", "Scaffold", "compile.completed", "gate", deadline_s=300),
+    StageSpec("topology", "deployer", "Topology", "compile.completed", "gate", deadline_s=300, optional=True),
+    StageSpec("scaffold", "deployer", "Scaffold", "compile.completed", "gate", deadline_s=300, optional=True),
     StageSpec(
         "deploy",
         "deployer",
@@ -158,7 +168,7 @@ STAGES: tuple[StageSpec, ...] = (
         emits=("verify.completed",),
         deadline_s=600,
     ),
-    StageSpec("docs", "deployer", "Docs", "compile.completed", "gate", deadline_s=600),
+    StageSpec("docs", "deployer", "Docs", "compile.completed", "gate", deadline_s=600, optional=True),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from services.reporter.history_writer import write_batch
 from services.reporter.notify import Notifier
 from services.reporter.ports import CDEventPublisher, CommitStatusPoster, Mailer
 from services.reporter.settings import ReporterSettings
+from services.reporter.watchdog import Watchdog, deadlines
 from shared.bus import Bus
 from shared.bus import topology as t
 from shared.bus.worker import Consumer, Worker
@@ -84,6 +86,25 @@ def bootstrap(
         )
         return dict.fromkeys(CATALOGUE, handler)
 
+    watchdog = Watchdog(
+        sessions, limits=deadlines(settings.watchdog_deadlines), interval_s=settings.watchdog_interval_s
+    )
+    background: list[asyncio.Task[None]] = []
+
+    def start_watchdog(bus: Bus) -> None:
+        async def publish(event: BuildFinished, build_id: str, package: str, event_id: str) -> None:
+            envelope = Envelope.new(
+                event, source="reporter", build_id=build_id, package=package, event_id=event_id
+            )
+            await bus.publish(envelope)
+
+        if settings.watchdog_interval_s > 0:
+            background.append(asyncio.get_running_loop().create_task(watchdog.run(publish)))
+
+    def stop_watchdog() -> None:
+        for task in background:
+            task.cancel()
+
     return Worker(
         source="reporter",
         settings=settings,
@@ -92,9 +113,10 @@ def bootstrap(
             Consumer(t.REPORTER_NOTIFY, notify_handlers),
             Consumer(t.REPORTER_CDEVENTS, cdevents_handlers),
         ],
-        on_stop=[history.close],
+        on_start=[start_watchdog],
+        on_stop=[stop_watchdog, history.close],
         health_port=settings.health_port,
-        parts={"sessions": sessions, "history": history, "notifier": notifier},
+        parts={"sessions": sessions, "history": history, "notifier": notifier, "watchdog": watchdog},
     )
 
 

@@ -40,5 +40,11 @@ class ReporterSettings(KilnSettings):
     bitbucket_server_token: SecretStr | None = None
     commit_status_attempts: int = Field(3, ge=1, le=10)
 
+    # The watchdog (services/reporter/watchdog.py): every this many seconds, end each open build
+    # whose current stage has been silent past its deadline (0 turns it off). Deadlines per
+    # stage in seconds, as JSON ({"image": 2400}); a stage not named keeps its spec's deadline_s.
+    watchdog_interval_s: float = Field(30.0, ge=0)
+    watchdog_deadlines: dict[str, int] = Field(default_factory=dict)
+
     def build_url(self, build_id: str) -> str:
         return self.build_url_template.format(build_id=build_id)

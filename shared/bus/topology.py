@@ -345,7 +345,8 @@ def reporter_service(stages: tuple[StageSpec, ...] = STAGES) -> ServiceSpec:
     return ServiceSpec(
         "reporter",
         queues=(REPORTER_HISTORY, REPORTER_NOTIFY, REPORTER_CDEVENTS),
-        publishes=((CDEVENTS_EXCHANGE, cdevents_types(stages)),),
+        # build.finished: the watchdog ends a build whose stage went silent (reporter/watchdog.py).
+        publishes=((EVENTS_EXCHANGE, (BUILD_FINISHED,)), (CDEVENTS_EXCHANGE, cdevents_types(stages))),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -306,3 +307,43 @@ def test_mariadb_down_30s_mid_build(stack, tap):
     )
     assert response.status_code == 200 and response.json()["build"]["status"] == "succeeded"
     print(f"\ndatabase down 30s mid-build: {len(published)} events caught up at once; {counts}")
+
+
+# -- a stalled worker: the watchdog ends the build ----------------------------------------------------
+
+
+def test_a_stalled_scanner_is_ended_by_the_watchdog_and_names_its_queue(stack, tap):
+    """SIGSTOP the scanner (alive, connected, holding its messages: what a hung worker looks
+    like to the broker), with the reporter's scan deadline cut to 15 s; the build must end
+    failed, naming the stage and the queue it waited on, and nothing else may end it."""
+    scanner = stack.pid("scanner")
+    stack.kill9("reporter")
+    stack.extra_env.update(KILN_WATCHDOG_DEADLINES='{"scan": 15}', KILN_WATCHDOG_INTERVAL_S="1")
+    stack.restart("reporter")
+    os.killpg(scanner, signal.SIGSTOP)
+    try:
+        build_id = stack.trigger_rest()
+        finished = tap.wait_for(
+            lambda e: e.get("buildid") == build_id and e["_rk"] == "build.finished", 180, "build.finished"
+        )
+    finally:
+        os.killpg(scanner, signal.SIGCONT)
+        stack.kill9("reporter")
+        for key in ("KILN_WATCHDOG_DEADLINES", "KILN_WATCHDOG_INTERVAL_S"):
+            stack.extra_env.pop(key)
+        stack.restart("reporter")
+    data = finished["data"]
+    assert (data["status"], data["failed_stage"]) == ("failed", "scan"), data
+    assert (
+        data["error"].startswith("timed out in scan (") and "waiting on kiln.scanner.images" in data["error"]
+    )
+    assert finished["source"] == "/kiln/reporter"
+    # The resumed scanner scans what it held; the build stays ended, once.
+    time.sleep(5)
+    assert len(tap.of_build(build_id, "build.finished")) == 1
+    wait_until(
+        lambda: stack.query("SELECT status FROM log_build_run WHERE build_id=%s", build_id) == [("failed",)],
+        30,
+        "the history to show the build failed",
+    )
+    print(f"\nwatchdog: {data['error']}")

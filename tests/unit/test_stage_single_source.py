@@ -98,6 +98,7 @@ PROVISIONED_PUBLISHES = {
         }
     },
     "reporter": {
+        t.EVENTS_EXCHANGE: {"build.finished"},  # the watchdog
         t.CDEVENTS_EXCHANGE: {
             "pipelinerun.queued",
             "pipelinerun.started",
