@@ -73,7 +73,6 @@ class GatewayClient:
             detail = response.text[:300]
         hint = {
             401: " (set KILN_TOKEN to the gateway's API token)",
-            403: " (the gateway has no KILN_API_TOKEN configured)",
             503: " (the gateway's broker or database is down; retry shortly)",
         }.get(response.status_code, "")
         raise GatewayError(f"gateway answered {response.status_code}: {detail}{hint}")

@@ -33,9 +33,11 @@ def pipeline(client: GatewayClient, args: argparse.Namespace) -> int:
     return follow(client, build_id)
 
 
-def follow(client: GatewayClient, build_id: str) -> int:
+def follow(client: GatewayClient, build_id: str, attempt: int = 1) -> int:
+    """Print the build's progress until its build.finished (of `attempt` or later: a replay's)."""
     status = None
-    for key, event in client.stream(f"/builds/{build_id}/events/stream", logs="false"):
+    stream = client.stream(f"/builds/{build_id}/events/stream", logs="false", attempt=str(attempt))
+    for key, event in stream:
         line = describe(key, event)
         if line:
             print(line, flush=True)
@@ -102,13 +104,16 @@ def logs(client: GatewayClient, args: argparse.Namespace) -> int:
 
 
 def replay(client: GatewayClient, args: argparse.Namespace) -> int:
+    """Rerun the build from a stage under a new attempt and follow it: the exit code is that
+    attempt's result, as for `kiln pipeline`."""
     reply = client.post(f"/builds/{args.build}/replay", **{"from": args.from_stage})
+    attempt = max(event["attempt"] for event in reply["replayed"])
     for event in reply["replayed"]:
-        print(
-            f"republished {event['type']} as {event['id']} "
-            f"(replay of {event['replayof']}, attempt {event['attempt']})"
-        )
-    return 0
+        print(f"republished {event['type']} as {event['id']} (replay of {event['replayof']})")
+    print(f"attempt {attempt} of build {args.build} reruns from {args.from_stage or 'the start'}", flush=True)
+    if args.no_follow:
+        return 0
+    return follow(client, args.build, attempt)
 
 
 def diff(client: GatewayClient, args: argparse.Namespace) -> int:

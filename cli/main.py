@@ -55,9 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(run=commands.logs)
 
-    p = sub.add_parser("replay", help="republish what started the build (or a stage)")
+    p = sub.add_parser("replay", help="rerun the build from a stage under a new attempt, and follow it")
     p.add_argument("build")
     p.add_argument("--from", dest="from_stage", metavar="STAGE")
+    p.add_argument("--no-follow", action="store_true", help="return once the events are republished")
     p.set_defaults(run=commands.replay)
 
     p = sub.add_parser("diff", help="what changed between two builds")

@@ -262,6 +262,10 @@ class Stack:
                     RabbitmqctlAdmin(),
                     credentials_dir=self.broker_users,
                     user_prefix=f"{self.vhost}-",
+                    # The dev stack's operator (you) opts in to replaying any stage, so that
+                    # `kiln replay <build> --from scan` works as the README shows; production
+                    # provisioning grants it only with --allow-stage-replay (docs/operations.md).
+                    allow_stage_replay=True,
                 )
             )
         except ProvisionError as exc:

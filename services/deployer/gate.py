@@ -74,6 +74,26 @@ def facts_without_a_push(required: Sequence[str], stages: Iterable[StageSpec] = 
     return tuple(name for name in required if name not in after_push)
 
 
+def rerun_starts_at(routing_key: str, stage: str | None = None, stages: Sequence[StageSpec] = STAGES) -> str:
+    """Where a newer attempt (a replay) reruns the pipeline from, seen from the first of its
+    events that reaches the gate: a stage.finished names its stage; an event that triggers
+    stages (image.pushed: scan, audit, attest) reruns from the first of them; any other from the
+    stage that emits it (image.failed: image)."""
+    if stage is not None:
+        return stage
+    ordered = sorted(stages, key=lambda spec: STAGE_ORDER.get(spec.name, len(STAGE_ORDER)))
+    triggered = [spec.name for spec in ordered if routing_key in spec.triggers()]
+    emitting = [spec.name for spec in ordered if routing_key in spec.emitted_keys()]
+    return (triggered or emitting or [ordered[0].name])[0]
+
+
+def stale_facts(first_stage: str, stages: Sequence[StageSpec] = STAGES) -> tuple[str, ...]:
+    """The facts a rerun from `first_stage` replaces: its own and every later stage's (the image
+    fact is the image stage's). A replay from deploy keeps every fact; from scan, the push."""
+    start = STAGE_ORDER.get(first_stage, 0)
+    return tuple(spec.name for spec in stages if STAGE_ORDER.get(spec.name, 0) >= start)
+
+
 def decide(
     targets_known: bool,
     images: list[ImageState],

@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.deployer.gate import IMAGE_FACT, ImageState, decide, facts_without_a_push
+from services.deployer.gate import (
+    IMAGE_FACT,
+    ImageState,
+    decide,
+    facts_without_a_push,
+    rerun_starts_at,
+    stale_facts,
+)
 from services.deployer.models import DeployerBuild
 from services.deployer.references import repository_problem
 from services.deployer.store import GateStore
@@ -40,6 +47,18 @@ log = logging.getLogger("kiln.deployer")
 DeployFn = Callable[[EventContext, DeployerBuild, list[ImageState]], None]
 
 
+def follow_attempt(ctx: EventContext, store: GateStore, stage: str | None = None) -> None:
+    """An event of a newer attempt than the gate's state (`kiln replay`) reopens the build: the
+    deploy is unclaimed and the facts of the stages that rerun are dropped, so the gate waits
+    for their new verdicts and then deploys again. Redeliveries within an attempt change nothing."""
+    attempt = ctx.envelope.attempt
+    if attempt <= 1:
+        return
+    first = rerun_starts_at(ctx.envelope.routing_key(), stage)
+    if store.reopen(ctx.build_id, attempt, stale_facts(first)):
+        log.info("build %s: attempt %d reruns from %s; the gate is open again", ctx.build_id, attempt, first)
+
+
 def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateStore) -> None:
     store.ensure_build(
         ctx.build_id,
@@ -47,12 +66,14 @@ def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateS
         event.options.model_dump(mode="json"),
         event.source.model_dump(mode="json"),
     )
+    follow_attempt(ctx, store)
 
 
 def on_compile_completed(
     event: CompileCompleted, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
+    follow_attempt(ctx, store)
     if not event.ok:
         return  # the compiler ends a build whose compile failed
     store.expect_targets(ctx.build_id, [(t.target, t.platform) for t in event.targets])
@@ -63,6 +84,7 @@ def on_image_pushed(
     event: ImagePushed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
+    follow_attempt(ctx, store)
     store.update_image(
         ctx.build_id,
         event.target,
@@ -78,6 +100,7 @@ def on_image_failed(
     event: ImageFailed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
+    follow_attempt(ctx, store)
     store.record_fact(ctx.build_id, event.target, event.platform, IMAGE_FACT, False, event.error or "failed")
     advance(ctx, store=store, deploy=deploy, required=required, log_tail=event.log_tail)
 
@@ -106,6 +129,7 @@ def on_stage_finished(
         return  # normally filtered before (shared.bus.dispatch.Only); this keeps it true anyway
     assert event.target is not None and event.platform is not None
     store.ensure_build(ctx.build_id, ctx.package)
+    follow_attempt(ctx, store, event.stage)
     ok = event.status in ("succeeded", "skipped")
     store.record_fact(ctx.build_id, event.target, event.platform, event.stage, ok, fact_summary(event))
     advance(ctx, store=store, deploy=deploy, required=required, log_tail=() if ok else event.log_tail)

@@ -37,6 +37,8 @@ class DeployerBuild(Base):
     finish_event_id: Mapped[str | None] = mapped_column(String(36))
     finish_status: Mapped[str | None] = mapped_column(String(20))
     started_at: Mapped[datetime | None] = mapped_column(PreciseTime)
+    # The attempt this state is of: an event of a newer one (a replay) reopens the gate.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class DeployerImage(Base):

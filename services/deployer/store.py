@@ -3,10 +3,11 @@ by conditional UPDATEs whose row count says who won (several replicas may consum
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,6 +134,32 @@ class GateStore:
                 update(DeployerBuild).where(DeployerBuild.build_id == build_id).values(targets_known=True)
             )
             session.commit()
+
+    def reopen(self, build_id: str, attempt: int, clear_facts: Sequence[str]) -> bool:
+        """A newer attempt (a replay) starts: the build is open again, its deploy unclaimed, and
+        the facts of the stages that rerun forgotten, so the gate waits for them anew. Once per
+        attempt: True only for the event whose update moved the attempt forward."""
+        with self._sessions() as session:
+            won = session.execute(
+                update(DeployerBuild)
+                .where(DeployerBuild.build_id == build_id, DeployerBuild.attempt < attempt)
+                .values(
+                    attempt=attempt,
+                    status=OPEN,
+                    claim_event_id=None,
+                    finish_event_id=None,
+                    finish_status=None,
+                    started_at=datetime.now(UTC).replace(tzinfo=None),
+                )
+            ).rowcount
+            if won and clear_facts:
+                session.execute(
+                    delete(DeployerFact).where(
+                        DeployerFact.build_id == build_id, DeployerFact.fact.in_(tuple(clear_facts))
+                    )
+                )
+            session.commit()
+        return bool(won)
 
     def claim_deploy(self, build_id: str, event_id: str) -> bool:
         """open -> deploying; True for the winner, and for a redelivery of the winning event."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from shared.events import Envelope
-from shared.history.read_model import find_stage_trigger
+from shared.history.read_model import find_stage_trigger, latest_attempt, stages_that_ran
 
 
 class NothingToReplay(Exception):
@@ -15,7 +15,20 @@ class NothingToReplay(Exception):
 
 
 def replay_envelopes(session: Session, build_id: str, stage: str | None) -> list[Envelope]:
+    if stage is not None:
+        ran = stages_that_ran(session, build_id)
+        if stage not in ran:
+            # Its trigger may be stored (deploy's is compile.completed), but republishing it
+            # would rerun what the build never reached: say so instead of printing success.
+            reached = ", ".join(ran) or "none"
+            raise NothingToReplay(
+                f"stage {stage!r} never ran in build {build_id} (stages it ran: {reached}); "
+                "replay one of those, or the whole build (no --from)"
+            )
     originals = find_stage_trigger(session, build_id, stage or "build")
     if not originals:
         raise NothingToReplay(f"no stored event started stage {stage or 'build'!r} of build {build_id}")
-    return [original.replayed() for original in originals]
+    # Every replay is a new attempt, the build's latest + 1: replaying twice from the same
+    # original must not reuse attempt 2 (the gate reopens only for a newer attempt).
+    attempt = latest_attempt(session, build_id) + 1
+    return [original.replayed(attempt=attempt) for original in originals]

@@ -24,7 +24,14 @@ def on_image_requested(
         raise PermanentError(f"job for {event.platform} reached a {platform} worker (routing is per arch)")
     check_job(event, ctx.package, receipt)  # before anything is fetched, built or pushed
     try:
-        run_image_job(event, JobContext(ctx.build_id, ctx.package, ctx.emit, ctx.maybe_handled_before), deps)
+        job = JobContext(
+            ctx.build_id,
+            ctx.package,
+            ctx.emit,
+            ctx.maybe_handled_before,
+            rerun=ctx.envelope.replayof is not None,
+        )
+        run_image_job(event, job, deps)
     except (RegistryAuthFailed, RegistryAuthError) as exc:
         # Not permanent on purpose: credentials get fixed/rotated; bounded retries, then the DLQ.
         raise RegistryAuthFailed(

@@ -54,6 +54,9 @@ class JobContext:
     emit: Callable[[Event], object]
     # From EventContext.maybe_handled_before: redelivered, retried or replayed.
     maybe_ran_before: bool = True
+    # A replay (`kiln replay --from image`): the image is built and proven again, even though
+    # the earlier attempt's is in the registry; a redelivery within an attempt is not a rerun.
+    rerun: bool = False
 
 
 class ImageRejected(Exception):
@@ -80,7 +83,8 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     first_tag = immutable_tags(event)[0]
     # Only a job that may have run before can find its image pushed already; a first delivery
     # skips the registry round trip, which would otherwise delay stage.started (the hand-off).
-    done = _already_pushed(deps.registry, repo, first_tag, job.build_id) if job.maybe_ran_before else None
+    recover = job.maybe_ran_before and not job.rerun
+    done = _already_pushed(deps.registry, repo, first_tag, job.build_id) if recover else None
     if done is not None and not event.skip_push:
         job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
         return

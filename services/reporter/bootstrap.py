@@ -92,11 +92,13 @@ def bootstrap(
     background: list[asyncio.Task[None]] = []
 
     def start_watchdog(bus: Bus) -> None:
-        async def publish(event: BuildFinished, build_id: str, package: str, event_id: str) -> None:
+        async def publish(
+            event: BuildFinished, build_id: str, package: str, event_id: str, attempt: int
+        ) -> None:
             envelope = Envelope.new(
                 event, source="reporter", build_id=build_id, package=package, event_id=event_id
             )
-            await bus.publish(envelope)
+            await bus.publish(envelope.model_copy(update={"attempt": attempt}))
 
         if settings.watchdog_interval_s > 0:
             background.append(asyncio.get_running_loop().create_task(watchdog.run(publish)))

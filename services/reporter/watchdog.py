@@ -190,7 +190,8 @@ def open_builds(session: Session) -> list[OpenBuild]:
     return builds
 
 
-Publish = Callable[[BuildFinished, str, str, str], Awaitable[None]]  # event, build id, package, id
+# (event, build id, package, event id, attempt)
+Publish = Callable[[BuildFinished, str, str, str, int], Awaitable[None]]
 
 
 class Watchdog:
@@ -228,7 +229,7 @@ class Watchdog:
                 error=timeout.error,
             )
             event_id = str(uuid.uuid5(WATCHDOG_NAMESPACE, f"{timeout.build_id}/{timeout.attempt}"))
-            await publish(event, timeout.build_id, timeout.package, event_id)
+            await publish(event, timeout.build_id, timeout.package, event_id, timeout.attempt)
             self._ended.add(key)
             log.warning("build %s: %s", timeout.build_id, timeout.error)
             ended.append(timeout)

@@ -115,14 +115,15 @@ class Envelope(BaseModel):
         envelope._event = event  # the typed data is already known: event() need not re-validate it
         return envelope
 
-    def replayed(self) -> Envelope:
-        """A copy to republish for a replay: new id, `replayof` set, attempt + 1."""
+    def replayed(self, attempt: int | None = None) -> Envelope:
+        """A copy to republish for a replay: new id, `replayof` set, and the attempt it starts
+        (`attempt`: the build's next one, which the gateway reads from the log; else this + 1)."""
         return self.model_copy(
             update={
                 "id": str(uuid.uuid4()),
                 "time": datetime.now(UTC),
                 "replayof": self.id,
-                "attempt": self.attempt + 1,
+                "attempt": attempt if attempt is not None else self.attempt + 1,
                 "traceparent": child_traceparent(self.traceparent),
             }
         )

@@ -68,10 +68,12 @@ __all__ = [
     "builds_in_flight",
     "event_view",
     "find_stage_trigger",
+    "latest_attempt",
     "latest_compiled_build",
     "list_builds",
     "queued_builds",
     "registry_overview",
+    "stages_that_ran",
     "stored_envelopes",
     "with_index_sizes",
 ]
@@ -113,6 +115,17 @@ def queued_builds(session: Session, package: str, ref: str, newer: list[str]) ->
 
 
 # -- one build's events and logs ------------------------------------------------------------------
+
+
+def latest_attempt(session: Session, build_id: str) -> int:
+    """The highest attempt any stored event of the build carries (1 for a build never replayed)."""
+    return session.scalar(select(func.max(EventLog.attempt)).where(EventLog.build_id == build_id)) or 1
+
+
+def stages_that_ran(session: Session, build_id: str) -> list[str]:
+    """The stages the build has a step of, in pipeline order."""
+    names = set(session.scalars(select(BuildStep.stage).where(BuildStep.build_id == build_id).distinct()))
+    return sorted(names, key=lambda name: STAGE_ORDER.get(name, len(STAGE_ORDER)))
 
 
 def build_events(session: Session, build_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:

@@ -75,8 +75,11 @@ async def test_read_commands_and_replay(amqp_url, database_url, sessions):
         assert "[scan] scan line 2" in out
         code, out, _ = await run_cli(url, "diff", a, b)
         assert code == 0 and "size_bytes 50000000 → 60000000 (+10000000)" in out
-        code, out, _ = await run_cli(url, "replay", a, "--from", "scan")
+        code, out, _ = await run_cli(url, "replay", a, "--from", "scan", "--no-follow")
         assert code == 0 and out.count("republished dev.kiln.image.pushed.v1") == 4
+        assert f"attempt 2 of build {a} reruns from scan" in out
+        code, _, err = await run_cli(url, "replay", a, "--from", "docs")
+        assert code != 0 and "stage 'docs' never ran" in err, err
         code, out, _ = await run_cli(url, "events", "--build", a, "stage.*")
         assert code == 0 and "stage.finished" in out and "build.requested" not in out
     code, _, err = await run_cli("http://127.0.0.1:9", "builds")

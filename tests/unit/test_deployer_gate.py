@@ -12,7 +12,15 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from services.deployer import handlers as h
-from services.deployer.gate import Fact, ImageState, decide, facts_without_a_push, gate_facts
+from services.deployer.gate import (
+    Fact,
+    ImageState,
+    decide,
+    facts_without_a_push,
+    gate_facts,
+    rerun_starts_at,
+    stale_facts,
+)
 from services.deployer.models import DeployerBuild, DeployerFact, DeployerImage
 from services.deployer.settings import DeployerSettings
 from services.deployer.store import GateStore
@@ -37,6 +45,11 @@ PLATFORMS = ("linux/amd64", "linux/arm64")
 @dataclass
 class Envelope:
     id: str
+    attempt: int = 1
+    key: str = ""
+
+    def routing_key(self):
+        return self.key
 
 
 @dataclass
@@ -85,8 +98,9 @@ class Gate:
     def _deploy(self, ctx, build, images):
         self.deployed.append(sorted(i.reference for i in images))
 
-    def send(self, event, event_id=None):
-        ctx = FakeContext(self.build_id, Envelope(event_id or str(uuid.uuid4())))
+    def send(self, event, event_id=None, attempt=1):
+        envelope = Envelope(event_id or str(uuid.uuid4()), attempt, event.routing_key())
+        ctx = FakeContext(self.build_id, envelope)
         self.table[type(event)](event, ctx)
         self.emitted += ctx.emitted
         return ctx
@@ -239,6 +253,63 @@ def test_skip_push_still_fails_on_a_failed_image(store):
 def test_facts_without_a_push_are_the_stages_image_pushed_does_not_start():
     assert facts_without_a_push(GATE_FACTS) == ("push",)
     assert facts_without_a_push(("push", "scan")) == ("push",)
+
+
+def deployed_build(store):
+    gate = Gate(store, required=GATE_FACTS, facts=GATE_FACTS)
+    gate.send(BuildRequested(package="demo"))
+    gate.send(compiled("webhook"))
+    for p in PLATFORMS:
+        gate.send(pushed("webhook", p))
+        for stage in GATE_FACTS:
+            gate.send(stage_finished(stage, "webhook", p))
+    assert len(gate.deployed) == 1
+    return gate
+
+
+def test_a_replay_from_deploy_reopens_the_gate_and_deploys_again_once(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))  # the deployer's own, after verify
+    replayed = compiled("webhook")
+    ctx = gate.send(replayed, attempt=2)
+    assert len(gate.deployed) == 2  # every fact still holds: straight to deploy
+    assert store.build(gate.build_id).attempt == 2
+    gate.send(replayed, event_id=ctx.envelope.id, attempt=2)  # its redelivery may redo its work
+    gate.send(compiled("webhook"), attempt=2)  # another event of attempt 2: no reopen, no deploy
+    assert len(gate.deployed) == 3
+
+
+def test_a_replay_from_scan_waits_for_the_new_scans_and_attests_then_deploys(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))
+    gate.send(pushed("webhook", "linux/amd64"), attempt=3)
+    gate.send(pushed("webhook", "linux/arm64"), attempt=3)
+    assert len(gate.deployed) == 1  # scan and attest of attempt 1 are forgotten
+    for p in PLATFORMS:
+        gate.send(stage_finished("scan", "webhook", p), attempt=3)
+    assert len(gate.deployed) == 1
+    for p in PLATFORMS:
+        gate.send(stage_finished("attest", "webhook", p), attempt=3)
+    assert len(gate.deployed) == 2
+
+
+def test_a_failing_rescan_fails_the_new_attempt(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))
+    gate.send(pushed("webhook", "linux/amd64"), attempt=2)
+    gate.send(scanned("webhook", "linux/amd64", verdict="fail"), attempt=2)
+    assert [(f.status, f.failed_stage) for f in gate.finished()] == [("failed", "scan")]
+
+
+def test_where_a_rerun_starts_and_what_it_forgets():
+    assert rerun_starts_at("image.pushed") == "scan"
+    assert rerun_starts_at("compile.completed") == "topology"
+    assert rerun_starts_at("build.requested") == "config"
+    assert rerun_starts_at("image.failed") == "image"
+    assert rerun_starts_at("stage.finished", "push") == "push"
+    assert set(stale_facts("scan")) >= {"scan", "attest"} and "push" not in stale_facts("scan")
+    assert not set(stale_facts("topology")) & set(GATE_FACTS)
+    assert {"image", *GATE_FACTS} <= set(stale_facts("image"))
 
 
 def test_failed_compile_is_left_to_the_compiler(store):

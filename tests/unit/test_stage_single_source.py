@@ -109,7 +109,7 @@ PROVISIONED_PUBLISHES = {
             "artifact.published",
             "artifact.signed",
             "service.deployed",
-        }
+        },
     },
 }
 

@@ -59,10 +59,17 @@ async def stream_build(
     deps: Deps,
     build_id: str,
     logs: Annotated[bool, Query(description="also send the build's live log lines (`event: log`)")] = True,
+    attempt: Annotated[
+        int,
+        Query(
+            ge=1, description="only this attempt and later ones (a replay's), ending at its build.finished"
+        ),
+    ] = 1,
 ) -> StreamingResponse:
     listener = deps.live.listen(build_id=build_id, logs=logs)  # before reading history: no gap
     history = await in_session(deps, stored_envelopes, build_id) if deps.sessions else []
-    return _streaming(_build_stream(request, deps, listener, history, build_id))
+    history = [(envelope, key) for envelope, key in history if envelope.attempt >= attempt]
+    return _streaming(_build_stream(request, deps, listener, history, build_id, attempt))
 
 
 @router.get("/builds/{build_id}/logs/stream", dependencies=[ReadAccess])
@@ -94,7 +101,12 @@ def _streaming(body: AsyncIterator[bytes]) -> StreamingResponse:
 
 
 async def _build_stream(
-    request: Request, deps: Deps, listener: Listener, history: list[tuple[Envelope, str]], build_id: str
+    request: Request,
+    deps: Deps,
+    listener: Listener,
+    history: list[tuple[Envelope, str]],
+    build_id: str,
+    attempt: int = 1,
 ) -> AsyncIterator[bytes]:
     seen: set[str] = set()
     yield b": stream open\n\n"
@@ -108,7 +120,7 @@ async def _build_stream(
         for batch, _key in deps.live.recent_logs.of(build_id):
             seen.add(batch.id)
             yield sse_log(batch)
-    async for chunk in _live(request, deps, listener, stop_on_finish=True, seen=seen):
+    async for chunk in _live(request, deps, listener, stop_on_finish=True, seen=seen, min_attempt=attempt):
         yield chunk
 
 
@@ -147,7 +159,13 @@ def _end(listener: Listener) -> None:
 
 
 async def _live(
-    request: Request, deps: Deps, listener: Listener, *, stop_on_finish: bool, seen: set[str]
+    request: Request,
+    deps: Deps,
+    listener: Listener,
+    *,
+    stop_on_finish: bool,
+    seen: set[str],
+    min_attempt: int = 1,
 ) -> AsyncIterator[bytes]:
     async for item in _items(request, deps, listener):
         if item is None:
@@ -160,6 +178,8 @@ async def _live(
         if isinstance(payload, LogBatch):
             yield sse_log(payload)
             continue
+        if payload.attempt < min_attempt:
+            continue  # an earlier attempt's late event: not what this stream follows
         yield sse(payload, key)
         if stop_on_finish and key == "build.finished":
             return
