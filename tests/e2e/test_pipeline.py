@@ -307,3 +307,61 @@ def test_every_skip_combination_ends(stack, first_build, sessions, skips):
         with sessions() as s:
             recompiled = s.scalars(select(BuildCompile).filter_by(build_id=build_id, status="ok")).all()
         assert recompiled == [], [m.module for m in recompiled]
+
+
+# -- replay reruns: the user's path, `kiln replay <build> --from <stage>`, on the real stack -----
+
+
+def kiln_cli(stack, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    env = os.environ | {"KILN_GATEWAY_URL": stack.gateway_url, "KILN_TOKEN": stack.secrets()["api_token"]}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def events_of_attempt(sessions, build_id: str, attempt: int) -> list[tuple[str, str]]:
+    with sessions() as s:
+        rows = s.execute(
+            select(EventLog.routing_key, EventLog.body).filter_by(build_id=build_id, attempt=attempt)
+        ).all()
+    return [(key, body) for key, body in rows]
+
+
+def container_ids(stack) -> dict[str, str]:
+    client = docker.from_env()
+    return {s: client.containers.get(f"{stack.prefix}demo-{s}").id for s in SERVICES}
+
+
+# stage -> the stage.started it must cause again, once per image of the build (or once)
+REPLAYS = [("deploy", "deploy", 1), ("scan", "scan", 8), ("image", "image", 8)]
+
+
+@pytest.mark.parametrize(("stage", "reruns", "times"), REPLAYS, ids=[r[0] for r in REPLAYS])
+def test_replay_reruns_the_stage_and_everything_after_it(stack, first_build, sessions, stage, reruns, times):
+    before = container_ids(stack)
+    started = time.monotonic()
+    result = kiln_cli(stack, "replay", first_build, "--from", stage)
+    took = time.monotonic() - started
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    (attempt,) = {int(word) for line in result.stdout.splitlines() if line.startswith("attempt ")
+                  for word in line.split()[1:2]}  # fmt: skip
+    assert result.stdout.rstrip().splitlines()[-1].startswith("build succeeded"), result.stdout
+    keys = [key for key, _ in events_of_attempt(sessions, first_build, attempt)]
+    starts = [json.loads(body) for key, body in events_of_attempt(sessions, first_build, attempt)
+              if key == "stage.started"]  # fmt: skip
+    assert sum(1 for e in starts if e["data"]["stage"] == reruns) == times, keys
+    assert "build.finished" in keys and "deploy.completed" in keys  # and everything after it ran
+    after = container_ids(stack)
+    assert all(after[s] != before[s] for s in SERVICES), "the deploy did not recreate the containers"
+    with sessions() as s:
+        run = s.scalars(select(BuildRun).filter_by(build_id=first_build)).one()
+    assert run.status == "succeeded"
+    print(f"\nreplay --from {stage}: attempt {attempt} in {took:.1f}s")
+
+
+def test_replay_of_a_stage_that_never_ran_is_refused(stack, first_build):
+    """The example package has no docs stage: its trigger (compile.completed) is stored, but
+    republishing it would rerun the deploy, not docs. Refused, nothing published."""
+    result = kiln_cli(stack, "replay", first_build, "--from", "docs", timeout_s=60)
+    assert result.returncode != 0 and "stage 'docs' never ran" in result.stderr, result.stderr
+    assert "republished" not in result.stdout
