@@ -346,7 +346,12 @@ def test_replay_reruns_the_stage_and_everything_after_it(stack, first_build, ses
     (attempt,) = {int(word) for line in result.stdout.splitlines() if line.startswith("attempt ")
                   for word in line.split()[1:2]}  # fmt: skip
     assert result.stdout.rstrip().splitlines()[-1].startswith("build succeeded"), result.stdout
-    keys = [key for key, _ in events_of_attempt(sessions, first_build, attempt)]
+    # The CLI saw build.finished on the gateway's live stream; the reporter writes the history
+    # in batches, a moment later.
+    deadline = time.monotonic() + 30
+    while "build.finished" not in (keys := [k for k, _ in events_of_attempt(sessions, first_build, attempt)]):
+        assert time.monotonic() < deadline, f"attempt {attempt}'s build.finished not in event_log: {keys}"
+        time.sleep(0.5)
     starts = [json.loads(body) for key, body in events_of_attempt(sessions, first_build, attempt)
               if key == "stage.started"]  # fmt: skip
     assert sum(1 for e in starts if e["data"]["stage"] == reruns) == times, keys
