@@ -87,7 +87,10 @@ def bootstrap(
         return dict.fromkeys(CATALOGUE, handler)
 
     watchdog = Watchdog(
-        sessions, limits=deadlines(settings.watchdog_deadlines), interval_s=settings.watchdog_interval_s
+        sessions,
+        limits=deadlines(settings.watchdog_deadlines),
+        interval_s=settings.watchdog_interval_s,
+        queue_wait_s=settings.watchdog_queue_wait_s,
     )
     background: list[asyncio.Task[None]] = []
 

@@ -45,6 +45,8 @@ class ReporterSettings(KilnSettings):
     # stage in seconds, as JSON ({"image": 2400}); a stage not named keeps its spec's deadline_s.
     watchdog_interval_s: float = Field(30.0, ge=0)
     watchdog_deadlines: dict[str, int] = Field(default_factory=dict)
+    # How long a build may wait for its next stage to start (a queue wait, not a stalled run).
+    watchdog_queue_wait_s: int = Field(3600, ge=1)
 
     def build_url(self, build_id: str) -> str:
         return self.build_url_template.format(build_id=build_id)

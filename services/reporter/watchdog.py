@@ -4,8 +4,10 @@ A worker that died with a message in hand, a stalled QEMU run, a queue nobody co
 leaves a build `running` forever, and a user waiting on `kiln pipeline` waits forever. The
 reporter holds the history of every build, so it watches: every `KILN_WATCHDOG_INTERVAL_S` it
 reads the open builds' steps and ends each overdue one with `build.finished failed: timed out
-in <stage> after <n> s, waiting on <queue>`. The deadline of a stage is its spec's `deadline_s`
-(shared.stages), unless the operator sets `KILN_WATCHDOG_DEADLINES` (docs/configuration.md).
+in <stage> after <n> s …, waiting on <queue>`. A stage that runs is overdue past its spec's
+`deadline_s` (shared.stages), unless the operator sets `KILN_WATCHDOG_DEADLINES`; a stage that has
+not started is overdue once the build has been silent for `KILN_WATCHDOG_QUEUE_WAIT_S` (an hour:
+builds legitimately queue behind others, and a queue wait is not a stalled run).
 
 The decision (`overdue`) is pure; `Watchdog.sweep` reads the rows and publishes.
 """
@@ -30,6 +32,7 @@ from shared.stages import ARCH, STAGE_ORDER, STAGES, StageSpec
 log = logging.getLogger("kiln.reporter.watchdog")
 
 OPEN = ("queued", "running")
+QUEUE_WAIT_S = 3600  # how long a build may wait for its next stage to start (KILN_WATCHDOG_QUEUE_WAIT_S)
 # The same id for every sweep (and every reporter replica) that ends one attempt of a build:
 # the history keeps one build.finished, whoever published it first.
 WATCHDOG_NAMESPACE = uuid.UUID("6b1f3c2e-9a57-4f0e-8d4c-1f2a3b4c5d6e")
@@ -66,14 +69,16 @@ class TimedOut:
     deadline_s: int
     queue: str
     elapsed_s: int = 0  # since the build was requested
+    started: bool = True  # False: the stage never started (nothing took it from the queue)
 
     @property
     def error(self) -> str:
         where = f" ({self.where})" if self.where else ""
-        return (
-            f"timed out in {self.stage}{where} after {self.silent_s} s (deadline {self.deadline_s} s), "
-            f"waiting on {self.queue}"
-        )
+        if self.started:
+            why = f"(deadline {self.deadline_s} s), its worker silent"
+        else:
+            why = f"not started (queue wait limit {self.deadline_s} s)"
+        return f"timed out in {self.stage}{where} after {self.silent_s} s {why}, waiting on {self.queue}"
 
 
 def deadlines(overrides: Mapping[str, int], stages: Sequence[StageSpec] = STAGES) -> dict[str, int]:
@@ -85,9 +90,15 @@ def deadlines(overrides: Mapping[str, int], stages: Sequence[StageSpec] = STAGES
 
 
 def overdue(
-    build: OpenBuild, now: dt.datetime, limits: Mapping[str, int], stages: Sequence[StageSpec] = STAGES
+    build: OpenBuild,
+    now: dt.datetime,
+    limits: Mapping[str, int],
+    stages: Sequence[StageSpec] = STAGES,
+    *,
+    queue_wait_s: int = QUEUE_WAIT_S,
 ) -> TimedOut | None:
-    """The stage `build` waits on, if it has been silent past its deadline."""
+    """The stage `build` waits on, if it has been silent past its deadline (a running stage) or
+    past `queue_wait_s` (a stage that has not started)."""
     specs = {spec.name: spec for spec in stages}
     running = sorted((s for s in build.steps if s.status == "running"), key=lambda s: _time(s.started_at))
     if running:
@@ -98,6 +109,7 @@ def overdue(
             return None
         platforms = (step.platform,) if step.platform else build.platforms
         where = " ".join(p for p in (step.target, step.platform) if p)
+        limit = limits.get(spec.name, spec.deadline_s)
     else:
         # Between stages: nothing has started since the last thing finished.
         waiting = _next_stage(build, stages)
@@ -106,8 +118,8 @@ def overdue(
         spec, platforms, where = waiting
         since = max((_time(t) for s in build.steps for t in (s.started_at, s.finished_at) if t), default=None)
         since = since or build.requested_at
+        limit = queue_wait_s
     silent = (now - since).total_seconds()
-    limit = limits.get(spec.name, spec.deadline_s)
     if silent <= limit:
         return None
     return TimedOut(
@@ -120,6 +132,7 @@ def overdue(
         limit,
         _queues(spec, platforms),
         elapsed_s=int((now - build.requested_at).total_seconds()),
+        started=bool(running),
     )
 
 
@@ -201,11 +214,13 @@ class Watchdog:
         *,
         limits: Mapping[str, int],
         interval_s: float,
+        queue_wait_s: int = QUEUE_WAIT_S,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None),
     ) -> None:
         self.sessions = sessions
         self.limits = dict(limits)
         self.interval_s = interval_s
+        self.queue_wait_s = queue_wait_s
         self.clock = clock
         self._ended: set[tuple[str, int]] = set()  # until the history shows them finished
 
@@ -213,7 +228,11 @@ class Watchdog:
         with self.sessions() as session:
             builds = open_builds(session)
         now = self.clock()
-        return [t for b in builds if (t := overdue(b, now, self.limits)) is not None]
+        return [
+            t
+            for b in builds
+            if (t := overdue(b, now, self.limits, queue_wait_s=self.queue_wait_s)) is not None
+        ]
 
     async def sweep(self, publish: Publish) -> list[TimedOut]:
         found = await asyncio.to_thread(self.find)

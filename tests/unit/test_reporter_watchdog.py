@@ -32,13 +32,17 @@ def build(*steps, platforms=("linux/amd64", "linux/arm64")):
 BUILD_WIDE = (done("config"), done("keys"), done("compile", end=10))
 
 
-def test_a_build_nobody_picked_up_waits_on_the_compilers_queue():
-    timeout = overdue(build(), at(121), LIMITS)
-    assert timeout is not None and timeout.stage == "config"
-    assert (
-        timeout.error == "timed out in config after 121 s (deadline 120 s), waiting on kiln.compiler.builds"
+def test_a_build_nobody_picked_up_waits_on_the_compilers_queue_for_the_queue_wait_limit():
+    """Not started is a queue wait (builds queue behind others), not a stalled run: it gets the
+    queue wait limit (an hour by default), not the stage's deadline (config: 120 s)."""
+    assert overdue(build(), at(121), LIMITS) is None
+    timeout = overdue(build(), at(3601), LIMITS)
+    assert timeout is not None and timeout.stage == "config" and not timeout.started
+    assert timeout.error == (
+        "timed out in config after 3601 s not started (queue wait limit 3600 s), "
+        "waiting on kiln.compiler.builds"
     )
-    assert overdue(build(), at(119), LIMITS) is None
+    assert overdue(build(), at(31), LIMITS, queue_wait_s=30) is not None
 
 
 def test_a_running_stage_past_its_deadline_names_the_image_and_its_workers_queue():
@@ -54,7 +58,7 @@ def test_a_running_stage_past_its_deadline_names_the_image_and_its_workers_queue
 
 
 def test_images_not_started_wait_on_each_platforms_queue():
-    timeout = overdue(build(*BUILD_WIDE), at(10 + 1801), LIMITS)
+    timeout = overdue(build(*BUILD_WIDE), at(10 + 3601), LIMITS)
     assert timeout is not None and timeout.stage == "image"
     assert timeout.queue == "kiln.imager.amd64 or kiln.imager.arm64"
 
@@ -66,9 +70,9 @@ def test_between_stages_the_first_missing_gate_stage_is_named_and_silence_counts
         done("push", "webhook", "linux/amd64", 20, 21),
         done("attest", "webhook", "linux/amd64", 21, 25),
     )
-    limits = deadlines({"scan": 15})
-    assert overdue(build(*steps, platforms=("linux/amd64",)), at(25 + 15), limits) is None
-    timeout = overdue(build(*steps, platforms=("linux/amd64",)), at(25 + 16), limits)
+    one = build(*steps, platforms=("linux/amd64",))
+    assert overdue(one, at(25 + 15), LIMITS, queue_wait_s=15) is None
+    timeout = overdue(one, at(25 + 16), LIMITS, queue_wait_s=15)
     assert timeout is not None
     assert (timeout.stage, timeout.where, timeout.queue) == (
         "scan",
@@ -88,7 +92,7 @@ def test_optional_stages_are_never_waited_on():
         done("scan", "w", "linux/amd64", 21, 22),
         done("attest", "w", "linux/amd64", 21, 23),
     )
-    timeout = overdue(build(*steps, platforms=("linux/amd64",)), at(23 + 901), LIMITS)
+    timeout = overdue(build(*steps, platforms=("linux/amd64",)), at(23 + 3601), LIMITS)
     assert timeout is not None and timeout.stage == "deploy" and timeout.queue == "kiln.deployer.gate"
     assert {spec.name for spec in STAGES if spec.optional} == {"audit", "topology", "scaffold", "docs"}
 
