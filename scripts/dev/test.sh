@@ -20,7 +20,8 @@ cmd_test() {
   "$KILN_VENV/bin/ruff" check --output-format=concise . || ruff_clean=0
 
   local pytest_args=("$@")
-  ((${#pytest_args[@]})) || pytest_args=(tests/)
+  # The whole suite prints its 25 slowest tests: CI's time budget (30 min) is watched from there.
+  ((${#pytest_args[@]})) || pytest_args=(tests/ --durations=25)
   step "pytest ${pytest_args[*]}"
   local status=0
   "$KILN_VENV/bin/pytest" "${pytest_args[@]}" || status=$?

@@ -31,6 +31,9 @@ def stack(tmp_path_factory):
         smtp_port=free_port(),
         prefix=f"kiln-e2e-{run}-",
         env=dict(os.environ),
+        # the proof's stay-up window (3 s by default): 1 s is still a real run of every image, and
+        # saves ~2 s on each of the ~40 proofs this file runs, most of them in series
+        overrides={"KILN_PROVE_STAY_UP_S": "1"},
     )
     stack.start()
     yield stack

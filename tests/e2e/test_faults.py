@@ -314,11 +314,11 @@ def test_mariadb_down_30s_mid_build(stack, tap):
 
 def test_a_stalled_scanner_is_ended_by_the_watchdog_and_names_its_queue(stack, tap):
     """SIGSTOP the scanner (alive, connected, holding its messages: what a hung worker looks
-    like to the broker), with the reporter's queue wait limit cut to 15 s; the build must end
+    like to the broker), with the reporter's queue wait limit cut to 10 s; the build must end
     failed, naming the stage and the queue it waited on, and nothing else may end it."""
     scanner = stack.pid("scanner")
     stack.kill9("reporter")
-    stack.extra_env.update(KILN_WATCHDOG_QUEUE_WAIT_S="15", KILN_WATCHDOG_INTERVAL_S="1")
+    stack.extra_env.update(KILN_WATCHDOG_QUEUE_WAIT_S="10", KILN_WATCHDOG_INTERVAL_S="1")
     stack.restart("reporter")
     os.killpg(scanner, signal.SIGSTOP)
     try:

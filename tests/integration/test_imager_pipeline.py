@@ -171,14 +171,16 @@ async def test_example_images_for_both_platforms_pushed_proven_and_indexed(
         repo = job.repository.split("/", 1)[1]
         assert registry.manifest_digest(repo, "b1") == registry.manifest_digest(repo, "latest")
 
-    # A job that may have run before is answered from the registry, not rebuilt. Here a replay of
-    # it; a redelivery after the worker died between push and ack takes the same path
-    # (tests/integration/test_imager_redelivery.py kills a worker for real).
+    # A replay (`kiln replay --from image`) rebuilds and re-proves the image under its new attempt,
+    # although the earlier one is in the registry. A redelivery within an attempt (the worker died
+    # between push and ack) is answered from the registry instead: test_imager_redelivery.py
+    # kills a worker for real.
     again = Envelope.new(jobs[0], source="test", build_id=build_id, package=PACKAGE)
     await bus.publish(again.replayed())
-    await recorder.wait(".image.pushed.v1", build_id, len(jobs) + 1, timeout=30)
+    await recorder.wait(".image.pushed.v1", build_id, len(jobs) + 1, timeout=180)
     started = [e for e in recorder.of(".stage.started.v1", build_id) if e.data["stage"] == "image"]
-    assert len(started) == len(jobs), "the redelivered job must not rebuild"
+    assert len(started) == len(jobs) + 1, "a replayed job is built and proven again"
+    assert started[-1].attempt == 2
     await bus.stop(grace_s=5)
 
 
