@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.bus.topology import queue_name
 from shared.db.models import BuildRun, BuildStep
 from shared.events import BuildFinished
 from shared.platforms import arch_of
@@ -32,6 +33,8 @@ from shared.stages import ARCH, STAGE_ORDER, STAGES, StageSpec
 log = logging.getLogger("kiln.reporter.watchdog")
 
 OPEN = ("queued", "running")
+# A step's status while its stage runs (services/reporter/projection.py writes stage.started so).
+RUNNING_STEP = "started"
 QUEUE_WAIT_S = 3600  # how long a build may wait for its next stage to start (KILN_WATCHDOG_QUEUE_WAIT_S)
 # The same id for every sweep (and every reporter replica) that ends one attempt of a build:
 # the history keeps one build.finished, whoever published it first.
@@ -100,7 +103,7 @@ def overdue(
     """The stage `build` waits on, if it has been silent past its deadline (a running stage) or
     past `queue_wait_s` (a stage that has not started)."""
     specs = {spec.name: spec for spec in stages}
-    running = sorted((s for s in build.steps if s.status == "running"), key=lambda s: _time(s.started_at))
+    running = sorted((s for s in build.steps if s.status == RUNNING_STEP), key=lambda s: _time(s.started_at))
     if running:
         # A run of a stage that outlives its deadline: the worker holding it is stuck or gone.
         step = running[0]
@@ -162,9 +165,9 @@ def _next_stage(
 
 def _queues(spec: StageSpec, platforms: Sequence[str]) -> str:
     if ARCH not in spec.queue:
-        return f"kiln.{spec.service}.{spec.queue}"
+        return queue_name(spec.service, spec.queue)
     archs = dict.fromkeys(arch_of(p) for p in platforms) or {"<arch>": None}
-    return " or ".join(f"kiln.{spec.service}.{spec.queue.replace(ARCH, arch)}" for arch in archs)
+    return " or ".join(queue_name(spec.service, spec.queue.replace(ARCH, arch)) for arch in archs)
 
 
 def _time(value: dt.datetime | None) -> dt.datetime:

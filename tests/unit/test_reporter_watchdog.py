@@ -22,7 +22,7 @@ def done(stage, target="", platform="", start=0.0, end=1.0, status="succeeded"):
 
 
 def running(stage, target="", platform="", start=0.0):
-    return Step(stage, target, platform, "running", at(start), None)
+    return Step(stage, target, platform, "started", at(start), None)  # as the history writes it
 
 
 def build(*steps, platforms=("linux/amd64", "linux/arm64")):
