@@ -81,6 +81,14 @@ def status(client: GatewayClient, args: argparse.Namespace) -> int:
         )
     for image in detail["images"]:
         print(f"  image {image['target']} {image['platform']} {_image_size(image)}")
+    attempts = detail.get("attempts") or []
+    if len(attempts) > 1:
+        print("  attempts (latest first; the steps above are each step's latest):")
+        for a in attempts:
+            took = f"{a['duration_ms'] / 1000:.1f}s" if a.get("duration_ms") is not None else "-"
+            error = f"  {a['error']}" if a.get("error") else ""
+            start = a["from_stage"] or "-"
+            print(f"    #{a['attempt']:<3} {a['status']:10} from {start:10} {took:>8}{error}")
     return EXIT_CODES.get(b["status"], 0) if b["status"] in EXIT_CODES else 0
 
 

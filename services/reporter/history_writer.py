@@ -120,6 +120,8 @@ def _run_upsert() -> Any:
     )
     status = case(
         (newer_finish, new.status),
+        # A replay's attempt started: the run is running again until that attempt finishes.
+        (and_(new.attempt > old.attempt, new.status == _const("running")), new.status),
         (old.status.in_(_const(*TERMINAL_BUILD)), old.status),
         (new.status == _const("running"), new.status),
         else_=old.status,
@@ -145,30 +147,26 @@ def _run_upsert() -> Any:
             assignments.append((name, func.coalesce(_value(new[name], name), old[name])))
     # finished_at must be compared before it is overwritten: it is last among the finish fields.
     assignments.sort(key=lambda a: a[0] == "finished_at")
+    assignments.append(("attempt", func.greatest(old.attempt, new.attempt)))  # last: status compares it
     return stmt.on_duplicate_key_update(assignments)
 
 
 @cache
 def _step_upsert() -> Any:
+    """One row per (build, stage, target, platform, attempt): redeliveries and out-of-order
+    events of one attempt merge into it; a replay's attempt writes rows of its own."""
     stmt = insert(BuildStep.__table__)
     new, old = stmt.inserted, BuildStep.__table__.c
-    newer, older = new.attempt > old.attempt, new.attempt < old.attempt
-
-    def latest(column: str) -> Any:
-        value = _value(new[column], column)
-        return case((newer, new[column]), (older, old[column]), else_=func.coalesce(value, old[column]))
-
     status = case(
-        (newer, new.status),
-        (older, old.status),
         # A late `started` never undoes a `finished` of the same attempt.
         (and_(new.status == _const("started"), old.status != _const("started")), old.status),
         else_=new.status,
     )
-    started = case((newer, new.started_at), else_=func.coalesce(old.started_at, new.started_at))
-    assignments: list[tuple[str, Any]] = [("status", status), ("started_at", started)]
+    assignments: list[tuple[str, Any]] = [
+        ("status", status),
+        ("started_at", func.coalesce(old.started_at, new.started_at)),
+    ]
     for column in ("finished_at", "duration_ms", "detail", "error", "log_tail"):
-        assignments.append((column, latest(column)))
+        assignments.append((column, func.coalesce(_value(new[column], column), old[column])))
     assignments.append(("service", func.coalesce(new.service, old.service)))
-    assignments.append(("attempt", func.greatest(old.attempt, new.attempt)))  # last: others compare it
     return stmt.on_duplicate_key_update(assignments)

@@ -64,12 +64,18 @@ class Projection:
         """The run row of this event's build, created on first sight (an unknown build is kept)."""
         row = self.runs.get(envelope.buildid)
         if row is None:
-            row = {"build_id": envelope.buildid, "package": "", "status": "queued"}
+            row = {"build_id": envelope.buildid, "package": "", "status": "queued", "attempt": 1}
             row.update(dict.fromkeys(RUN_FIELDS))
             self.runs[envelope.buildid] = row
         if envelope.package and not row["package"]:
             row["package"] = envelope.package
         return row
+
+
+def _reopens(run: dict[str, Any], env: Envelope) -> bool:
+    """A stage of a newer attempt than the run has seen (a replay's) makes a finished run
+    `running` again until that attempt's build.finished."""
+    return env.attempt > run["attempt"] and run["status"] in TERMINAL_BUILD
 
 
 def project(envelopes: list[Envelope]) -> Projection:
@@ -84,6 +90,12 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
     run = p.run(env)
     when = _naive(env.time)
     _host_from_extensions(run, env)
+    if isinstance(event, (StageStarted, StageFinished, BuildFinished)):
+        # The attempt the run's status is of: a republished trigger alone (a replay's first
+        # event) changes nothing until the stage it starts reports.
+        if _reopens(run, env):
+            run["status"] = "running"
+        run["attempt"] = max(run["attempt"], env.attempt)
     if isinstance(event, BuildRequested):
         run.update(
             package=event.package or run["package"],

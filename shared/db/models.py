@@ -51,11 +51,16 @@ class BuildRun(Base):
     failed_stage: Mapped[str | None] = mapped_column(String(30))
     error: Mapped[str | None] = mapped_column(BigText)
     replay_of: Mapped[str | None] = mapped_column(BUILD_ID)
+    # The newest attempt seen (a replay is the build's next attempt): `status` is that attempt's.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class BuildStep(Base):
     __tablename__ = "log_build_step"
-    __table_args__ = (UniqueConstraint("build_id", "stage", "target", "platform", name="uq_step"),)
+    # One row per attempt: a replay's rerun keeps the steps of the attempts before it.
+    __table_args__ = (
+        UniqueConstraint("build_id", "stage", "target", "platform", "attempt", name="uq_step_attempt"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     build_id: Mapped[str] = mapped_column(BUILD_ID, index=True)

@@ -70,8 +70,8 @@ def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
     if run is None:
         return None
     build = as_dict(run)
-    steps = [as_dict(s) for s in _rows(session, BuildStep, build_id)]
-    steps.sort(key=lambda s: (STAGE_ORDER.get(s["stage"], 99), s["target"], s["platform"]))
+    every_attempt = [as_dict(s) for s in _rows(session, BuildStep, build_id)]
+    steps = current_steps(every_attempt)
     compile_from = build_id
     if (build.get("options") or {}).get("skip_compile"):
         compile_from = latest_compiled_build(session, run.package, before=run.requested_at) or build_id
@@ -89,9 +89,57 @@ def build_detail(session: Session, build_id: str) -> dict[str, Any] | None:
         "images": sorted(images, key=lambda i: (i["target"], i["platform"])),
         "scans": sorted(scans, key=lambda s: (s["target"], s["platform"])),
         "audits": audits,
+        "attempts": _attempts(session, build_id, every_attempt),
         "deploy": [s for s in steps if s["stage"] in DEPLOY_STEPS],
         "failure": _failure(session, build, steps),
     }
+
+
+def _step_order(step: dict[str, Any]) -> tuple:
+    return (STAGE_ORDER.get(step["stage"], 99), step["target"], step["platform"])
+
+
+def current_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The build as it stands: of each step (stage, target, platform), its newest attempt's row.
+    A replay from deploy reruns deploy and verify; the config, compile and image rows it did not
+    rerun stay those of the attempt that ran them."""
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["stage"], row["target"], row["platform"])
+        if key not in newest or (row["attempt"] or 1) > (newest[key]["attempt"] or 1):
+            newest[key] = row
+    return sorted(newest.values(), key=_step_order)
+
+
+def _attempts(session: Session, build_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every attempt, the latest first: its own steps, where it started (its first stage), and
+    how it ended (its build.finished: status, error), or `running` while it has none yet."""
+    finished: dict[int, dict[str, Any]] = {}
+    for attempt, body in session.execute(
+        select(EventLog.attempt, EventLog.body)
+        .where(EventLog.build_id == build_id, EventLog.routing_key == "build.finished")
+        .order_by(EventLog.time, EventLog.id)
+    ):
+        data = json.loads(body).get("data", {})
+        finished[attempt or 1] = data  # the last one of an attempt wins, as in log_build_run
+    numbers = sorted({row["attempt"] or 1 for row in rows} | set(finished), reverse=True)
+    attempts = []
+    for number in numbers:
+        steps = sorted((r for r in rows if (r["attempt"] or 1) == number), key=_step_order)
+        end = finished.get(number, {})
+        attempts.append(
+            {
+                "attempt": number,
+                "status": end.get("status", "running"),
+                "from_stage": steps[0]["stage"] if steps else None,
+                "error": end.get("error"),
+                "duration_ms": end.get("duration_ms"),
+                "started_at": min((s["started_at"] for s in steps if s["started_at"]), default=None),
+                "finished_at": max((s["finished_at"] for s in steps if s["finished_at"]), default=None),
+                "steps": steps,
+            }
+        )
+    return attempts
 
 
 def with_index_sizes(images: list[dict[str, Any]]) -> list[dict[str, Any]]:

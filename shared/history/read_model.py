@@ -12,7 +12,10 @@ Tables (models in shared/db/models.py), what the reporter writes them from, who 
   .finished and each stage's first event. Read by `list_builds`, `build_detail["build"]`,
   `builds_in_flight` (branch limit), `queued_builds` (superseding).
 - `log_build_step` (stage, target, platform, status, service, attempt, times, error, log_tail):
-  from each stage's started/finished/failed. Read by `build_detail["steps"]`, `build_logs`.
+  from each stage's started/finished/failed, one row per attempt (a replay's rerun keeps the
+  rows before it). Read by `build_detail["steps"]` (each step's newest attempt: the build as it
+  stands), `build_detail["attempts"]` (every attempt's own steps and end, the latest first),
+  `build_logs` (newest attempt of each step), the reporter's watchdog.
 - `log_build_compile_set`, `log_build_compile` (per factory set and module: counts, status,
   duration): from compile.finished. Read by `build_detail["compile"]`, `["modules"]`,
   `latest_compiled_build` (`--skip-compile`).
@@ -172,10 +175,12 @@ def event_view(row: EventLog) -> dict[str, Any]:
 def build_logs(session: Session, build_id: str) -> list[str]:
     """The log tails the stages reported, one line each, prefixed with where they came from."""
     lines: list[str] = []
-    steps = sorted(
-        session.execute(select(BuildStep).where(BuildStep.build_id == build_id)).scalars(),
-        key=lambda s: (STAGE_ORDER.get(s.stage, 99), s.target),
-    )
+    newest: dict[tuple[str, str, str], BuildStep] = {}  # of each step, its newest attempt
+    for row in session.execute(select(BuildStep).where(BuildStep.build_id == build_id)).scalars():
+        key = (row.stage, row.target, row.platform)
+        if key not in newest or row.attempt > newest[key].attempt:
+            newest[key] = row
+    steps = sorted(newest.values(), key=lambda s: (STAGE_ORDER.get(s.stage, 99), s.target))
     for step in steps:
         where = "/".join(p for p in (step.stage, step.target, step.platform) if p)
         lines.extend(f"[{where}] {line}" for line in step.log_tail or [])

@@ -57,7 +57,29 @@ def report_view(detail: dict[str, Any], *, build_url: str) -> dict[str, Any]:
         "scan_totals": totals,
         "registry": _registry(detail["images"]),
         "failure": detail["failure"],
+        "attempts": attempt_rows(detail.get("attempts") or []),
     }
+
+
+def attempt_rows(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A replayed build's attempts, the latest first (as the read model gives them): where each
+    reran from, how it ended, how long it took, how many of its steps failed. None for a build
+    that ran once: its one attempt is the whole report."""
+    if len(attempts) < 2:
+        return []
+    return [
+        {
+            "attempt": a["attempt"],
+            "status": a["status"],
+            "tone": _tone(a["status"]),
+            "from_stage": label_of(a["from_stage"]) if a["from_stage"] else NOT_RECORDED,
+            "duration": human_duration(a.get("duration_ms")),
+            "steps": len(a["steps"]),
+            "failed": sum(1 for s in a["steps"] if s["status"] == "failed"),
+            "error": a.get("error"),
+        }
+        for a in attempts
+    ]
 
 
 def step_order(steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES) -> list[dict[str, Any]]:

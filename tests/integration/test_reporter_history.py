@@ -3,19 +3,25 @@ unknown builds, and batching through a real RabbitMQ queue."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
+from cli.commands import status
+from services.gateway.dashboard.views import templates as dashboard_templates
 from services.reporter.batching import BatchingIngestor
 from services.reporter.history_writer import write_batch
 from shared.bus import Bus
 from shared.bus import topology as t
 from shared.db.models import EventLog
-from shared.events import CATALOGUE
+from shared.events import CATALOGUE, BuildFinished, Envelope, StageFinished, StageStarted
+from shared.history.queries import build_detail
+from shared.report import render_html, render_text, report_view
 from tests.unit.test_reporter_stream import PLATFORMS, TARGETS, full_build_stream
 
 pytestmark = pytest.mark.integration
@@ -165,3 +171,98 @@ async def _wait_for(predicate, timeout=30.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.1)
+
+
+def test_a_replayed_attempt_reopens_the_run_and_keeps_every_attempts_steps(sessions):
+    """`kiln replay --from deploy`: attempt 2's deploy gets rows of its own beside attempt 1's,
+    the run is `running` again while attempt 2 runs, and ends as attempt 2 ended."""
+    build_id = str(uuid.uuid4())
+    first = full_build_stream(build_id)
+    store(sessions, first)
+    last = first[-1].time
+
+    def attempt_two(event, seconds: int, source: str = "deployer") -> Envelope:
+        envelope = Envelope.new(event, source=source, build_id=build_id, package="demo")
+        return envelope.model_copy(update={"attempt": 2, "time": last + timedelta(seconds=seconds)})
+
+    def run_row():
+        with sessions() as session:
+            return session.execute(
+                text("SELECT status, attempt FROM log_build_run WHERE build_id=:b"), {"b": build_id}
+            ).one()
+
+    trigger = first[0].model_copy(
+        update={"id": str(uuid.uuid4()), "attempt": 2, "time": last + timedelta(seconds=1)}
+    )
+    store(sessions, [trigger])  # the republished trigger alone changes nothing yet
+    assert tuple(run_row()) == ("succeeded", 1)
+    store(sessions, [attempt_two(StageStarted(stage="deploy"), 2)])
+    assert tuple(run_row()) == ("running", 2)
+    assert first[-1].routing_key() == "build.finished"
+    store(sessions, [first[-1]])  # a late redelivery of attempt 1's end does not end attempt 2
+    assert tuple(run_row()) == ("running", 2)
+    store(
+        sessions,
+        [
+            attempt_two(StageFinished(stage="deploy", status="failed", duration_ms=900, error="boom"), 3),
+            attempt_two(
+                BuildFinished(status="failed", duration_ms=3000, failed_stage="deploy", error="boom"), 4
+            ),
+        ],
+    )
+    assert tuple(run_row()) == ("failed", 2)
+    with sessions() as session:
+        deploys = session.execute(
+            text("SELECT attempt, status FROM log_build_step WHERE build_id=:b AND stage='deploy'"),
+            {"b": build_id},
+        ).all()
+        detail = build_detail(session, build_id)
+    assert sorted(tuple(r) for r in deploys) == [(1, "succeeded"), (2, "failed")]
+    current = {s["stage"]: (s["attempt"], s["status"]) for s in detail["steps"] if not s["target"]}
+    assert current["deploy"] == (2, "failed") and current["compile"] == (1, "succeeded")
+    attempts = [(a["attempt"], a["status"], a["from_stage"]) for a in detail["attempts"]]
+    assert attempts == [(2, "failed", "deploy"), (1, "succeeded", "config")]
+    assert [s["stage"] for s in detail["attempts"][0]["steps"]] == ["deploy"]
+
+
+def test_the_email_the_dashboard_and_kiln_status_show_a_replayed_builds_attempts(sessions, capsys):
+    build_id = str(uuid.uuid4())
+    first = full_build_stream(build_id)
+    last = first[-1].time
+
+    def attempt_two(event, seconds: int) -> Envelope:
+        envelope = Envelope.new(event, source="deployer", build_id=build_id, package="demo")
+        return envelope.model_copy(update={"attempt": 2, "time": last + timedelta(seconds=seconds)})
+
+    store(sessions, first)
+    store(
+        sessions,
+        [
+            attempt_two(StageStarted(stage="deploy"), 1),
+            attempt_two(
+                StageFinished(stage="deploy", status="failed", duration_ms=900, error="port taken"), 2
+            ),
+            attempt_two(
+                BuildFinished(status="failed", duration_ms=2000, failed_stage="deploy", error="port taken"), 3
+            ),
+        ],
+    )
+    with sessions() as session:
+        detail = build_detail(session, build_id)
+    view = report_view(detail, build_url="http://kiln.example/ui/builds/x")
+    html, text_part = render_html(view), render_text(view)
+    assert 'id="attempts"' in html and "#2" in html and "port taken" in html
+    assert "ATTEMPTS (latest first)\n  #2   failed     from Deploy" in text_part
+    assert text_part.index("#2") < text_part.index("#1 ")
+    page = dashboard_templates.get_template("build.html").render(
+        {**detail, "timeline": [], "image_grid": {"platforms": [], "rows": {}}, "logs": []}
+    )
+    assert '<tr data-attempt="2">' in page and page.index('data-attempt="2"') < page.index('data-attempt="1"')
+
+    class Reply:
+        def get(self, path):
+            return json.loads(json.dumps(detail, default=str))
+
+    status(Reply(), argparse.Namespace(build=build_id, json=False))
+    printed = capsys.readouterr().out
+    assert "attempts (latest first" in printed and "#2   failed     from deploy" in printed

@@ -59,6 +59,7 @@ templates.env.filters["mb"] = mb
 templates.env.filters["secs"] = lambda ms: "" if ms is None else f"{ms / 1000:.1f}s"
 templates.env.filters["short"] = lambda value: (value or "")[:8]
 templates.env.filters["branch"] = lambda ref: branch_of(ref or "")
+templates.env.filters["label"] = lambda stage: label_of(stage) if stage else ""
 static = StaticFiles(directory=HERE / "static")
 router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
 
