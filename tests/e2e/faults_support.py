@@ -42,7 +42,11 @@ class FaultStack(Stack):
         table = [p for p in super().process_table() if p.name != "imager-arm64"]
         imager = next(p for p in table if p.name == "imager-amd64")
         extra = [Process(f"imager-amd64-{n}", imager.args) for n in range(2, self.amd64_imagers + 1)]
-        return table + extra
+        # A second attester: one signs every image and index of twenty builds serially, the suite's
+        # slowest path. It shares the first one's credentials, not its health port.
+        attester = next(p for p in table if p.name == "attester")
+        env = {k: v for k, v in attester.env.items() if k != "KILN_HEALTH_PORT"}
+        return [*table, *extra, Process("attester-2", attester.args, env)]
 
     def pid(self, name: str) -> int:
         return processes.running(self.state)[name]

@@ -90,6 +90,14 @@ def assert_complete(
     """The build succeeded, once, with every event recorded once and every image pushed once."""
     finished = tap.wait_finished(build_id, timeout_s)
     assert finished["data"]["status"] == "succeeded", finished["data"]
+
+    def indexes_attested() -> bool:
+        # A multi-arch index is attested beside the deploy, not before it (not a gate fact): its
+        # events may land after build.finished, and every event is counted below.
+        attests = [e for e in tap.of_build(build_id, "stage.finished") if e["data"]["stage"] == "attest"]
+        return sum(1 for e in attests if e["data"].get("platform") is None) >= len(SERVICES)
+
+    wait_until(indexes_attested, 120, f"every index of {build_id} attested")
     published = {e["id"] for e in tap.of_build(build_id)}
 
     def recorded() -> set[str] | None:
