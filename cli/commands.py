@@ -124,6 +124,14 @@ def replay(client: GatewayClient, args: argparse.Namespace) -> int:
     return follow(client, args.build, attempt)
 
 
+def cancel(client: GatewayClient, args: argparse.Namespace) -> int:
+    """Ask every stage of the build's running attempt to stop at its next boundary. A finished
+    attempt stays as it ended; a later replay of the build runs (it is a newer attempt)."""
+    reply = client.post(f"/builds/{args.build}/cancel", reason=args.reason)
+    print(f"cancel of build {args.build} requested ({reply['event_id']}): stages stop at their next boundary")
+    return 0
+
+
 def diff(client: GatewayClient, args: argparse.Namespace) -> int:
     result = client.get("/builds/diff", a=args.a, b=args.b)
     if args.json:

@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", action="store_true", help="return once the events are republished")
     p.set_defaults(run=commands.replay)
 
+    p = sub.add_parser("cancel", help="stop a build at its next stage boundary")
+    p.add_argument("build")
+    p.add_argument("--reason", default="cancelled from the CLI", help="shown in the build's result")
+    p.set_defaults(run=commands.cancel)
+
     p = sub.add_parser("diff", help="what changed between two builds")
     p.add_argument("a")
     p.add_argument("b")

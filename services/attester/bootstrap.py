@@ -151,7 +151,7 @@ def _unless_cancelled(handler: Callable[..., Any], cancel: CancelWatch) -> Calla
     """A cancelled build's images are not attested (its build.finished is already out)."""
 
     def attest_unless_cancelled(event: Any, ctx: Any) -> Any:
-        if cancel.is_cancelled(ctx.build_id):
+        if cancel.is_cancelled(ctx.build_id, ctx.envelope.attempt):
             return None
         return handler(event, ctx)
 

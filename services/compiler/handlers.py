@@ -54,7 +54,7 @@ def on_build_requested(
     store: ArtifactStore,
     index: ArtifactIndex,
     settings: BuildSettings,
-    is_cancelled: Callable[[str], bool] = lambda _build: False,
+    is_cancelled: Callable[[str, int], bool] = lambda _build, _attempt: False,
     cancel_reason: Callable[[str], str] = lambda _build: "",
     logs: LogShipper | None = None,
 ) -> None:
@@ -62,7 +62,7 @@ def on_build_requested(
 
     def boundary(next_stage: str) -> None:
         """A cancelled build reports the next stage as cancelled and stops there."""
-        if is_cancelled(ctx.build_id):
+        if is_cancelled(ctx.build_id, ctx.envelope.attempt):
             reason = cancel_reason(ctx.build_id)
             error = f"cancelled: {reason}" if reason else "cancelled"
             finish_stage(ctx, next_stage, "cancelled", error=error)

@@ -173,6 +173,11 @@ def on_build_finished(event: BuildFinished, ctx: EventContext, *, store: GateSto
 
 def on_cancel_requested(event: BuildCancelRequested, ctx: EventContext, *, store: GateStore) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
+    build = store.build(ctx.build_id)
+    if build is not None and ctx.envelope.attempt < (build.attempt or 1):
+        log.info("build %s: a cancel of attempt %d does not stop attempt %d", ctx.build_id,
+                 ctx.envelope.attempt, build.attempt)  # fmt: skip
+        return
     if store.finish(ctx.build_id, ctx.envelope.id, "cancelled"):
         ctx.emit(
             BuildFinished(

@@ -30,6 +30,7 @@ def on_image_requested(
             ctx.emit,
             ctx.maybe_handled_before,
             rerun=ctx.envelope.replayof is not None,
+            attempt=ctx.envelope.attempt,
         )
         run_image_job(event, job, deps)
     except (RegistryAuthFailed, RegistryAuthError) as exc:

@@ -43,7 +43,7 @@ class ImagerDeps:
     auth: RegistryAuth
     config_path: str | None = None
     # Set from the process's CancelWatch: checked at the stage boundaries (before build, before push).
-    is_cancelled: Callable[[str], bool] = lambda _build_id: False
+    is_cancelled: Callable[[str, int], bool] = lambda _build_id, _attempt: False
     logs: LogShipper | None = None  # live log lines; None: not shipped (unit tests, CLIs)
 
 
@@ -57,6 +57,7 @@ class JobContext:
     # A replay (`kiln replay --from image`): the image is built and proven again, even though
     # the earlier attempt's is in the registry; a redelivery within an attempt is not a rerun.
     rerun: bool = False
+    attempt: int = 1  # a cancel stops the attempts up to the one it was sent for
 
 
 class ImageRejected(Exception):
@@ -88,7 +89,7 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     if done is not None and not event.skip_push:
         job.emit(_pushed(event, done, deps.registry.image_size(repo, done), proven=True))
         return
-    if deps.is_cancelled(job.build_id):
+    if deps.is_cancelled(job.build_id, job.attempt):
         finish_stage(job, "image", "cancelled", **where)
         return
     local_ref = f"{event.repository}:{first_tag}"
@@ -105,7 +106,7 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     if event.skip_push:
         finish_stage(job, "push", "skipped", **where)
         return
-    if deps.is_cancelled(job.build_id):  # proven but not pushed: nothing half-published
+    if deps.is_cancelled(job.build_id, job.attempt):  # proven but not pushed: nothing half-published
         finish_stage(job, "push", "cancelled", **where)
         return
     with stage(job, "push", logs=deps.logs, package=job.package, **where) as run:

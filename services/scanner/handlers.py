@@ -52,10 +52,10 @@ def on_image_pushed(
     harbor_for: HarborFor,
     registry_host: str,
     today: Callable[[], dt.date] = dt.date.today,
-    is_cancelled: Callable[[str], bool] = lambda build_id: False,
+    is_cancelled: Callable[[str, int], bool] = lambda build_id, attempt: False,
 ) -> None:
     with stage(ctx, STAGE, target=event.target, platform=event.platform) as run:
-        if is_cancelled(ctx.build_id):
+        if is_cancelled(ctx.build_id, ctx.envelope.attempt):
             run.cancelled()
             return
         _scan_stage(event, ctx, run, scanner, package_setup, harbor_for, registry_host, today)

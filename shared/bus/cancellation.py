@@ -21,8 +21,11 @@ log = logging.getLogger("kiln.bus")
 
 
 class CancelWatch:
+    """Per build: the cancel's reason and the attempt it stopped. A replay (a newer attempt) of a
+    cancelled build runs: the cancel ended the attempts up to the one it was sent for."""
+
     def __init__(self) -> None:
-        self._cancelled: dict[str, str] = {}
+        self._cancelled: dict[str, tuple[str, int]] = {}
 
     async def start(self, bus: Bus) -> None:
         await bus.subscribe_transient("cancel", [CANCEL_KEY], self._on_message)
@@ -33,10 +36,14 @@ class CancelWatch:
         except InvalidEvent as exc:
             log.warning("ignoring an invalid cancel request: %s", exc)
             return
-        self._cancelled[envelope.buildid] = str(envelope.data.get("reason", ""))
+        reason = str(envelope.data.get("reason", ""))
+        _, earlier = self._cancelled.get(envelope.buildid, ("", 0))
+        self._cancelled[envelope.buildid] = (reason, max(earlier, envelope.attempt))
 
-    def is_cancelled(self, build_id: str) -> bool:
-        return build_id in self._cancelled
+    def is_cancelled(self, build_id: str, attempt: int = 1) -> bool:
+        """Is this attempt of the build cancelled? (Work passes its envelope's attempt.)"""
+        cancelled = self._cancelled.get(build_id)
+        return cancelled is not None and attempt <= cancelled[1]
 
     def reason(self, build_id: str) -> str:
-        return self._cancelled.get(build_id, "")
+        return self._cancelled.get(build_id, ("", 0))[0]

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,6 +41,7 @@ BASES = {"base_image_amd64": "base:amd64", "base_image_arm64": "base:arm64"}
 class FakeContext:
     build_id: str = "11111111-2222-3333-4444-555555555555"
     emitted: list = field(default_factory=list)
+    envelope: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(attempt=1))
 
     def emit(self, event):
         self.emitted.append(event)
@@ -145,7 +147,7 @@ def run_build(
         guard=MemoryIdempotencyGuard(),
     )
     if cancelled:
-        service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = "user asked"
+        service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = ("user asked", 1)
     ctx = FakeContext()
     handler = service.handlers(t.COMPILER_BUILDS)[BuildRequested]
     handler(event or BuildRequested(package="demo", source=Source(path=str(root))), ctx)

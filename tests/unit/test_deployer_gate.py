@@ -419,3 +419,15 @@ def test_the_spec_gate_facts_are_the_defaults():
     assert set(PUSH_AND_SCAN) <= set(GATE_FACTS)
     assert "attest" in GATE_FACTS
     assert DeployerSettings().required_facts() == GATE_FACTS
+
+
+def test_a_cancelled_build_replays_and_an_old_cancel_does_not_stop_the_new_attempt(store):
+    gate = deployed_build(store)
+    gate.send(BuildCancelRequested(reason="user"))  # after the deploy: ends attempt 1 cancelled
+    assert [f.status for f in gate.finished()] == ["cancelled"]
+    gate.send(compiled("webhook"), attempt=2)  # kiln replay --from deploy
+    assert len(gate.deployed) == 2
+    gate.send(BuildCancelRequested(reason="user"), attempt=1)  # attempt 1's cancel, redelivered
+    assert [f.status for f in gate.finished()] == ["cancelled"]
+    gate.send(BuildCancelRequested(reason="now"), attempt=2)
+    assert [f.status for f in gate.finished()] == ["cancelled", "cancelled"]

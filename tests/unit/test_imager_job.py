@@ -74,7 +74,7 @@ def make_deps(tmp_path: Path, prover_result, registry=None, cancelled=False):
         tiers=TierVenvCache(tmp_path / "tiers"),
         work_dir=tmp_path / "work",
         auth=RegistryAuth("u", "p"),
-        is_cancelled=lambda _b: cancelled,
+        is_cancelled=lambda _b, _attempt: cancelled,
     )
     return deps, builder
 

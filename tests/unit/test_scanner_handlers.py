@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from services.scanner.bootstrap import bootstrap
 from services.scanner.handlers import PackageScanSetup
@@ -42,6 +43,7 @@ class FakeContext:
     build_id: str = "build-1"
     package: str = "demo"
     emitted: list = field(default_factory=list)
+    envelope: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(attempt=1))
 
     def emit(self, event):
         self.emitted.append(event)
@@ -90,7 +92,7 @@ def run(scanner, policy=DEFAULT_POLICY, registry=None, harbor=None, cancelled=Fa
         guard=MemoryIdempotencyGuard(),
     )
     if cancelled:
-        app.cancel._cancelled["build-1"] = "superseded"
+        app.cancel._cancelled["build-1"] = ("superseded", 1)
     ctx = FakeContext()
     app.handlers(t.SCANNER_IMAGES)[ImagePushed](PUSHED, ctx)
     return ctx

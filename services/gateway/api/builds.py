@@ -85,6 +85,9 @@ async def cancel_build(deps: Deps, build_id: str, reason: str = "cancelled by AP
         build_id=build_id,
         package=package,
     )
+    if detail:
+        # The cancel stops the attempt running now; a later replay (a newer attempt) runs again.
+        envelope = envelope.model_copy(update={"attempt": detail["build"].get("attempt") or 1})
     await _publish(deps, [envelope])
     return {"status": "accepted", "event_id": envelope.id}
 
