@@ -17,14 +17,14 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from shared.events.build import Source
 from shared.logging import REDACT, Redactor
-from shared.platforms import is_branch_ref
+from shared.platforms import branch_of, is_branch_ref, ref_of
 from shared.sources import PackageSource, SourceGuard, SourceRefused, sends_token, transport_of
 
 _ASKPASS = """#!/bin/sh
@@ -112,6 +112,33 @@ class GitSource:
                 raise FetchFailed(self._explain(str(failed), resolved)) from None
             self._git(env, "-C", str(dest), "checkout", "-q", "--detach", "FETCH_HEAD")
         return dest
+
+    def fetch_history(
+        self, dest: Path, source: Source, branches: Sequence[str], *, package: str | None
+    ) -> list[str]:
+        """Deepen a checkout made by `fetch` to the commit graph of its commit and of `branches`
+        (as `origin/<branch>`), without file contents (`--filter=tree:0`; a server without
+        partial-clone support sends them anyway), so `version_for_ref` can find where the
+        build's branch forked. Returns the branches the remote has; FetchFailed on git errors."""
+        if source.path or not source.repo_url or not branches:
+            return []
+        names = [b for b in branches if not b.startswith("-")]
+        resolved = self.resolve(source.repo_url, package)
+        with tempfile.TemporaryDirectory(prefix="kiln-askpass-") as helper_dir:
+            env = self._environment(Path(helper_dir), resolved)
+            listed = self._git(env, "ls-remote", "--heads", "--", source.repo_url, *names)
+            refs = [line.split("\t", 1)[-1] for line in listed.splitlines()]
+            present = {branch_of(ref) for ref in refs if is_branch_ref(ref)}
+            found = [name for name in names if name in present]
+            if not found:
+                return []
+            refspecs = [f"+{ref_of(name)}:refs/remotes/origin/{name}" for name in found]
+            shallow = (dest / ".git" / "shallow").exists()
+            self._git(
+                env, "-C", str(dest), "fetch", "-q", "--no-tags", "--filter=tree:0",
+                *(["--unshallow"] if shallow else []), "--", source.repo_url, *refspecs,
+            )  # fmt: skip
+        return found
 
     def resolve(self, repo_url: str, package: str | None) -> PackageSource:
         """The checked source: the package's configured one (guard), or any URL on a safe transport."""

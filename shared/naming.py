@@ -123,6 +123,30 @@ def version_for_ref(
     return _component("version", version_map[FALLBACK_KEY])
 
 
+def explicit_version(branch: str, version_map: Mapping[str, str] = DEFAULT_VERSION_MAP) -> str | None:
+    """The version a branch's own name maps to (exact key, then globs), or None when only the
+    fallback `*` would: then where it forked decides (`version_for_ref`), which needs history."""
+    return _explicit_version(validate_branch(branch), version_map)
+
+
+# At most this many map keys are looked up in a repository's history per build.
+MAX_FORK_POINT_BRANCHES = 20
+
+
+def fork_point_branches(version_map: Mapping[str, str]) -> list[str]:
+    """The plain (non-glob) branch keys of the map, in map order: what `version_for_ref` measures
+    a ref's fork point against. Keys that are not valid branch names are left out."""
+    names = []
+    for key in version_map:
+        if key == FALLBACK_KEY or _is_pattern(key):
+            continue
+        try:
+            names.append(validate_branch(key))
+        except ValueError:
+            continue
+    return names[:MAX_FORK_POINT_BRANCHES]
+
+
 def _explicit_version(name: str, version_map: Mapping[str, str]) -> str | None:
     if name in version_map and name != FALLBACK_KEY:
         return _component("version", version_map[name])

@@ -8,6 +8,7 @@ describe what is built (shared/config/repository.py) and is read with the untrus
 
 from __future__ import annotations
 
+import logging
 import platform as host
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from services.compiler.engine import CompiledModule, CompileReport
 from services.compiler.engine.tree import UnsafeLink
-from services.compiler.fanout import ImagePlan, PlanError, plan_images
+from services.compiler.fanout import ImagePlan, PlanError, build_version, plan_images
 from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
 from services.compiler.source import (
@@ -38,6 +39,9 @@ from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, loa
 from shared.config.yaml_source import REPOSITORY_CONFIG_MAX_BYTES
 from shared.events import BuildRequested
 from shared.events.compile import Artifact, FactorySetTiming, ModuleResult
+from shared.naming import version_for_ref
+
+log = logging.getLogger("kiln.compiler")
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,14 @@ def config_stage(
         paths = {name: config.factories[name].path for name in package.factories}
         factory_dirs = factory_view(root, paths, work_dir / "view")
         requirements = requirement_files(config, root)
+        version = build_version(event, config, fork_point=_fork_point(fetcher, event, root, config))
         images = plan_images(
-            event, config, package, factory_dirs=factory_dirs, default_base_images=default_base_images
+            event,
+            config,
+            package,
+            factory_dirs=factory_dirs,
+            default_base_images=default_base_images,
+            version=version,
         )
     except (PlanError, MissingRequirements, ValueError) as exc:
         raise StageFailed(str(exc)) from None
@@ -128,11 +138,29 @@ def config_stage(
         "services": len(package.enabled_services()),
         "services_off": sorted(set(package.services) - set(package.enabled_services())),
         "images": len(images),
+        "version": version,  # for log_build_run when the branch alone did not name it
         # The build host, for log_build_run (the reporter reads these two keys).
         "host_arch": host.machine(),
         "host_os": f"{host.system()} {host.release()}",
     }
     return PreparedBuild(root, work_dir / "view", config, package, factory_dirs, requirements, images), detail
+
+
+def _fork_point(fetcher: SourceFetcher, event: BuildRequested, root: Path, config: KilnConfig):
+    """Where the build's branch forked, from the source's history: a git source's checkout is
+    one commit deep, so the mapped branches' commit graph is fetched first (no file contents).
+    Unknown (None: the `*` version) when the history cannot be had; the build goes on."""
+
+    def version_from_history(branches: list[str]) -> str | None:
+        try:
+            fetcher.fetch_history(root, event.source, branches, package=event.package)
+            return version_for_ref(root, "HEAD", config.version_map)
+        except (FetchFailed, ValueError, OSError) as exc:
+            log.warning("build %s: where %s forked is unknown (%s); using the '*' version",
+                        event.package, event.source.ref, exc)  # fmt: skip
+            return None
+
+    return version_from_history
 
 
 def keys_stage(event: BuildRequested, prepared: PreparedBuild) -> tuple[None, dict]:

@@ -6,7 +6,7 @@ completed with the artifact after the compile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -17,6 +17,8 @@ from shared.events.compile import Artifact, TargetPlatform
 from shared.naming import (
     FALLBACK_KEY,
     build_tag,
+    explicit_version,
+    fork_point_branches,
     image_repository,
     validate_image_reference,
     version_for_branch,
@@ -42,14 +44,25 @@ class ImagePlan:
         return ImageRequested(**self.fields, artifact=artifact)
 
 
-def build_version(event: BuildRequested, config: KilnConfig) -> str:
-    """The version of the build: as requested, else from the branch; a build without a ref
-    (a local path) gets the map's fallback version."""
+# Given the map's plain branch keys: the version of the branch the build's commit forked from
+# most recently (shared.naming.version_for_ref on the fetched history), or None if unknown.
+ForkPoint = Callable[[list[str]], str | None]
+
+
+def build_version(event: BuildRequested, config: KilnConfig, fork_point: ForkPoint | None = None) -> str:
+    """The version of the build: as requested, else its branch's own entry in version_map, else
+    that of the mapped branch it forked from (a feature branch off develop is develop's version,
+    as the seed names it), else `*`. A build without a ref (a local path) gets `*`."""
     if event.version:
         return event.version
     ref = branch_of(event.source.ref)
     if ref:
-        return version_for_branch(ref, config.version_map)
+        explicit = explicit_version(ref, config.version_map)
+        if explicit is not None:
+            return explicit
+        branches = fork_point_branches(config.version_map)
+        forked = fork_point(branches) if fork_point is not None and branches else None
+        return forked or version_for_branch(ref, config.version_map)
     if FALLBACK_KEY not in config.version_map:
         raise PlanError("the build has no branch and version_map has no '*' entry; pass a version")
     return config.version_map[FALLBACK_KEY]
@@ -62,9 +75,11 @@ def plan_images(
     *,
     factory_dirs: Mapping[str, str],
     default_base_images: Mapping[str, str | None],
+    version: str | None = None,
 ) -> list[ImagePlan]:
-    """Every image of the build; services whose feature is off are not built."""
-    version = build_version(event, config)
+    """Every image of the build (named with `version`, default `build_version`'s without
+    history); services whose feature is off are not built."""
+    version = version or build_version(event, config)
     registry = package.deployment.registry
     tags = ("latest",) if event.build_number is None else ("latest", build_tag(event.build_number))
     plans = []

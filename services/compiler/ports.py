@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +18,13 @@ class SourceFetcher(Protocol):
     def fetch(self, source: Source, work_dir: Path, *, package: str) -> Path:
         """Return the root of the source tree at the pushed commit (may be inside work_dir);
         FetchFailed when the source is not `package`'s configured source (shared/sources.py)."""
+        ...
+
+    def fetch_history(
+        self, dest: Path, source: Source, branches: Sequence[str], *, package: str
+    ) -> list[str]:
+        """Deepen `fetch`'s checkout to the commit graph of its commit and of `branches` (as
+        `origin/<branch>`); nothing for a local path. FetchFailed on git errors."""
         ...
 
 

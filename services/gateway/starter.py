@@ -22,7 +22,7 @@ from services.gateway.ports import Claim, ClaimRequest, DeliveryLedger, Publishe
 from shared.config import KilnConfig
 from shared.events import BuildRequested, Envelope
 from shared.events.build import Options, Source, Trigger
-from shared.naming import DEFAULT_VERSION_MAP, version_for_branch
+from shared.naming import DEFAULT_VERSION_MAP, explicit_version
 from shared.platforms import branch_of
 
 log = logging.getLogger("kiln.gateway")
@@ -132,7 +132,9 @@ class BuildStarter:
         event = BuildRequested(
             package=order.package,
             build_number=number,
-            version=version_for_branch(branch, version_map) if branch else None,
+            # Only what the branch's own name maps to: an unmapped branch gets the version of
+            # the branch it forked from, which the compiler reads from the fetched history.
+            version=explicit_version(branch, version_map) if branch else None,
             source=order.source,
             options=order.options,
             trigger=order.trigger,

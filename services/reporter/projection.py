@@ -231,10 +231,14 @@ def _scan(env: Envelope, event: ScanCompleted, when: datetime) -> dict[str, Any]
 
 
 def _host_from_detail(run: dict[str, Any], detail: dict[str, Any]) -> None:
-    """The build host is reported by the stage that ran on it: `detail.host_arch` / `detail.host_os`."""
+    """The build host is reported by the stage that ran on it: `detail.host_arch` / `detail.host_os`;
+    the version by stage config when the branch's name alone did not decide it (`detail.version`:
+    the version of the branch it forked from)."""
     for key in ("host_arch", "host_os"):
         if detail.get(key) and not run[key]:
             run[key] = str(detail[key])[:100]
+    if detail.get("version") and not run["version"]:
+        run["version"] = str(detail["version"])[:50]
 
 
 def _host_from_extensions(run: dict[str, Any], env: Envelope) -> None:

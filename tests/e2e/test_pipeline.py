@@ -372,3 +372,38 @@ def test_replay_of_a_stage_that_never_ran_is_refused(stack, first_build):
     result = kiln_cli(stack, "replay", first_build, "--from", "docs", timeout_s=60)
     assert result.returncode != 0 and "stage 'docs' never ran" in result.stderr, result.stderr
     assert "republished" not in result.stdout
+
+
+def test_a_cancelled_build_replays_to_success_and_shows_both_attempts(stack, first_build, sessions):
+    """`kiln cancel`, then `kiln replay` of the cancelled build: a cancel stops the attempt it was
+    sent for, not the build's future. amd64, compile reused, no deploy: the path, not the work."""
+    token = stack.secrets()["api_token"]
+    response = httpx.post(
+        f"{stack.gateway_url}/builds",
+        json={"package": "demo", "platform": "linux/amd64", "skip_compile": True, "skip_deploy": True},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    (build_id,) = response.json()["build_ids"]
+    cancelled = kiln_cli(stack, "cancel", build_id, "--reason", "wrong branch", timeout_s=60)
+    assert cancelled.returncode == 0 and "cancel of build" in cancelled.stdout, cancelled.stderr
+    assert example.follow(stack, build_id, timeout_s=300) == "cancelled"
+    result = kiln_cli(stack, "replay", build_id)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "attempt 2 of build" in result.stdout and "build succeeded" in result.stdout, result.stdout
+    with sessions() as s:
+        pushed = s.scalars(select(EventLog.routing_key).filter_by(build_id=build_id, attempt=2)).all()
+    assert "image.pushed" in pushed  # attempt 2 did the work the cancel had stopped
+    deadline = time.monotonic() + 30
+    while True:  # the reporter writes the history in batches, a moment after the CLI saw the end
+        status = kiln_cli(stack, "status", build_id, timeout_s=60)
+        if "#2   succeeded" in status.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status.returncode == 0, status.stdout + status.stderr
+    lines = status.stdout.splitlines()
+    attempts = [
+        line.split()[:2] for line in lines[lines.index(next(x for x in lines if "attempts (" in x)) + 1 :]
+    ]
+    assert attempts == [["#2", "succeeded"], ["#1", "cancelled"]], status.stdout

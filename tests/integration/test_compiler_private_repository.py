@@ -168,6 +168,15 @@ def private_monorepo(tmp_path) -> tuple[Path, str]:
     return root, git("rev-parse", "HEAD", cwd=work)
 
 
+def push_feature_branch_off_develop(work: Path, bare: Path) -> str:
+    """develop = main + a commit; bugfix/login = develop + a commit. Returns feature's commit."""
+    author = ("-c", "user.name=kiln test", "-c", "user.email=test@kiln.invalid")
+    for branch in ("develop", "bugfix/login"):
+        git(*author, "commit", "-q", "--allow-empty", "-m", f"on {branch}", cwd=work)
+        git("push", "-q", str(bare), f"HEAD:refs/heads/{branch}", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
 def operator_config(tmp_path: Path, keys: Path, sources: dict[str, str]) -> Path:
     """The example's config as the operator's file: one package per {name: clone_url}."""
     raw = yaml.safe_load((EXAMPLE.parent / "operator" / "config.yaml").read_text())
@@ -248,6 +257,7 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
     private_monorepo, traced_git, tls, tmp_path, amqp_url, database_url
 ):
     root, commit = private_monorepo
+    feature = push_feature_branch_off_develop(tmp_path / "monorepo", root / "monorepo.git")
     argv_log, trace_log = traced_git
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
@@ -274,6 +284,14 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
                     options=Options(platforms=("linux/amd64",)),
                 )
                 await requester.emit(event, build_id=builds[name], package=name)
+            # Not in version_map: named after the branch it forked from (develop: meridian).
+            builds["feature"] = str(uuid.uuid4())
+            event = BuildRequested(
+                package="demo",
+                source=Source(repo_url=sources["demo"], ref="refs/heads/bugfix/login", commit=feature),
+                options=Options(platforms=("linux/amd64",)),
+            )
+            await requester.emit(event, build_id=builds["feature"], package="demo")
             await requester.stop(grace_s=5)
             events = await collect(observer, set(builds.values()), finished_or_imaged)
     finally:
@@ -297,6 +315,17 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
     completed = next(b["data"] for k, b in events[builds["private"]] if k == "compile.completed")
     assert completed["ok"] and completed["source_digest"]
     assert sum(k.startswith("image.requested.amd64") for k, _ in events[builds["private"]]) == 4
+
+    def repositories(build: str) -> set[str]:
+        return {
+            b["data"]["repository"].rsplit("/", 1)[1]
+            for k, b in events[builds[build]]
+            if k.startswith("image.requested.")
+        }
+
+    assert repositories("private") and all(r.startswith("axion-") for r in repositories("private"))
+    assert repositories("feature") and all(r.startswith("meridian-") for r in repositories("feature"))
+    assert stage("feature", "config")["detail"]["version"] == "meridian"
     assert any(r.authorized for r in server.requests)
 
     refused = stage("refused", "config")
@@ -308,7 +337,8 @@ async def test_a_compiler_worker_builds_a_private_repository_and_never_shows_the
     logs = log_file.read_text()
     assert f"build {builds['private']}: compiled" in logs  # the worker did log about its builds
     argv = argv_log.read_text()
-    assert argv.count(" fetch ") == 2, argv  # the worker's git ran through the recorder
+    # the worker's git ran through the recorder: three checkouts, and the feature branch's history
+    assert argv.count(" fetch ") == 4 and "--filter=tree:0 --unshallow" in argv, argv
     for where, text in {
         "events": json.dumps(events),
         "worker log": logs,

@@ -63,6 +63,9 @@ class FakeFetcher:
             raise self.error
         return self.root
 
+    def fetch_history(self, dest, source, branches, *, package=None):
+        return []  # the tree is a plain directory: no history to fetch
+
 
 @dataclass
 class FakeCompiler:

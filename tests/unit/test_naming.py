@@ -245,3 +245,48 @@ def test_registry_hosts_and_repository_hosts():
     assert split_repository("127.0.0.1:5000/kiln/x") == ("127.0.0.1:5000", "kiln/x")
     assert split_repository("localhost/x") == ("localhost", "x")
     assert split_repository("library/python") == (None, "library/python")
+
+
+def test_explicit_version_is_only_what_the_branch_name_maps_to():
+    from shared.naming import explicit_version
+
+    assert explicit_version("refs/heads/main", MAP) == "axion"
+    assert explicit_version("feat-dev", {"feat-*": "special", **MAP}) == "special"
+    assert explicit_version("bugfix/x", MAP) is None  # `*` alone: the fork point decides
+
+
+def test_fork_point_branches_are_the_plain_valid_keys_in_map_order_and_capped():
+    from shared.naming import MAX_FORK_POINT_BRANCHES, fork_point_branches
+
+    assert fork_point_branches({"develop": "m", "feature/*": "p", "-x": "evil", "main": "a", "*": "p"}) == [
+        "develop",
+        "main",
+    ]
+    many = {f"b{n}": "v" for n in range(100)}
+    assert len(fork_point_branches(many)) == MAX_FORK_POINT_BRANCHES
+
+
+def test_build_version_asks_the_fork_point_only_for_an_unmapped_branch():
+    from types import SimpleNamespace
+
+    from services.compiler.fanout import build_version
+    from shared.events import BuildRequested
+    from shared.events.build import Source
+
+    config = SimpleNamespace(version_map={"develop": "meridian", "main": "axion", "*": "prism"})
+    asked = []
+
+    def fork_point(branches):
+        asked.append(branches)
+        return "meridian"
+
+    def version(ref, **kw):
+        return build_version(BuildRequested(package="demo", source=Source(ref=ref), **kw), config, fork_point)
+
+    assert version("refs/heads/main") == "axion" and asked == []
+    assert version("refs/heads/bugfix/x") == "meridian" and asked == [["develop", "main"]]
+    assert version("refs/heads/bugfix/x", version="pinned") == "pinned"
+    assert (
+        build_version(BuildRequested(package="demo", source=Source(ref="bugfix/x")), config, lambda b: None)
+        == "prism"
+    )
