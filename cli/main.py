@@ -61,6 +61,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", action="store_true", help="return once the events are republished")
     p.set_defaults(run=commands.replay)
 
+    p = sub.add_parser(
+        "rollback", help="redeploy an earlier build's images and config as a new run, and follow it"
+    )
+    p.add_argument("package")
+    p.add_argument("--to", type=int, required=True, metavar="NUMBER", help="the build number to go back to")
+    p.add_argument("--no-follow", action="store_true", help="print the new run's id and return")
+    p.set_defaults(run=commands.rollback)
+
     p = sub.add_parser("diff", help="what changed between two builds")
     p.add_argument("a")
     p.add_argument("b")
