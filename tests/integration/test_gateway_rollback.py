@@ -142,3 +142,20 @@ async def test_kiln_rollback_follows_the_run_and_exits_with_its_result(amqp_url,
     assert process.returncode == 1, (text, err.decode())
     assert "✗ deploy failed" in text and text.rstrip().splitlines()[-1].startswith("build failed at deploy")
     assert "images were pruned" in text.rstrip().splitlines()[-1]
+
+
+async def test_the_dashboard_shows_a_rollback_run_as_a_rollback_to_its_build(gateway, sessions):  # noqa: F811
+    target, number = seed_numbered(sessions, "demo")
+    run_id, _ = seed_build(sessions, package="demo")
+    with sessions() as s:
+        s.execute(
+            update(BuildRun)
+            .where(BuildRun.build_id == run_id)
+            .values(trigger_kind="rollback", options={"rollback_to": number, "rollback_to_build": target})
+        )
+        s.commit()
+    page = await gateway.get(f"/ui/builds/{run_id}")
+    assert page.status_code == 200
+    assert f'<a id="rollback-to" href="/ui/builds/{target}">#{number}</a>' in page.text
+    listing = await gateway.get("/", params={"package": "demo", "limit": 500})
+    assert f"rollback to #{number}" in listing.text
