@@ -74,6 +74,9 @@ def status(client: GatewayClient, args: argparse.Namespace) -> int:
     b = detail["build"]
     print(f"build {b['build_id']}  {b['package']} #{b.get('build_number')}  {b['status']}")
     print(f"  ref {b.get('ref')}  commit {b.get('commit_sha')}  version {b.get('version')}")
+    rolled_to = (b.get("options") or {}).get("rollback_to")
+    if rolled_to:
+        print(f"  rollback to #{rolled_to} ({b['options'].get('rollback_to_build')})")
     for step in detail["steps"]:
         where = " ".join(x for x in (step["target"], step["platform"]) if x)
         print(
@@ -130,6 +133,21 @@ def cancel(client: GatewayClient, args: argparse.Namespace) -> int:
     reply = client.post(f"/builds/{args.build}/cancel", reason=args.reason)
     print(f"cancel of build {args.build} requested ({reply['event_id']}): stages stop at their next boundary")
     return 0
+
+
+def rollback(client: GatewayClient, args: argparse.Namespace) -> int:
+    """Redeploy build `--to` of the package as a run of its own, and follow it: the exit code is
+    that run's result, as for `kiln pipeline`."""
+    reply = client.post(f"/packages/{args.package}/rollback", {"to": args.to})
+    target = reply["rollback_to"]
+    print(
+        f"rollback of {args.package} to build #{target['build_number']} ({target['build_id']}) "
+        f"started as build {reply['build_id']} (#{reply['build_number']})",
+        flush=True,
+    )
+    if args.no_follow:
+        return 0
+    return follow(client, reply["build_id"])
 
 
 def diff(client: GatewayClient, args: argparse.Namespace) -> int:

@@ -66,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="cancelled from the CLI", help="shown in the build's result")
     p.set_defaults(run=commands.cancel)
 
+    p = sub.add_parser(
+        "rollback", help="redeploy an earlier build's images and config as a new run, and follow it"
+    )
+    p.add_argument("package")
+    p.add_argument("--to", type=int, required=True, metavar="NUMBER", help="the build number to go back to")
+    p.add_argument("--no-follow", action="store_true", help="print the new run's id and return")
+    p.set_defaults(run=commands.rollback)
+
     p = sub.add_parser("diff", help="what changed between two builds")
     p.add_argument("a")
     p.add_argument("b")

@@ -9,6 +9,7 @@ from shared.stages import (
     BUILD_FINISHED,
     BUILD_REQUESTED,
     CANCEL_REQUESTED,
+    ROLLBACK_REQUESTED,
     STAGE_FINISHED,
     STAGE_STARTED,
     stage_emitting,
@@ -28,6 +29,11 @@ def describe(routing_key: str, event: dict[str, Any]) -> str | None:
         number = data.get("build_number")
         ref = source.get("ref", "")
         return f"build {event.get('buildid')} {data.get('package')} #{number} requested ({ref})"
+    if routing_key == ROLLBACK_REQUESTED:
+        return (
+            f"build {event.get('buildid')} {data.get('package')} #{data.get('build_number')} requested: "
+            f"rollback to #{data.get('to_number')}"
+        )
     if routing_key == STAGE_STARTED:
         return f"  {STATUS_MARK['started']} {data.get('stage')}{where} started"
     if routing_key == STAGE_FINISHED:

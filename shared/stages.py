@@ -21,6 +21,10 @@ BUILD_FINISHED = "build.finished"
 STAGE_STARTED = "stage.started"
 STAGE_FINISHED = "stage.finished"
 CANCEL_REQUESTED = "build.cancel.requested"
+# A run that redeploys an earlier build's images and config (`kiln rollback`): the deploy stage's.
+ROLLBACK_REQUESTED = "rollback.requested"
+# What a user asks for through the gateway: each starts a run (its own build id and number).
+RUN_REQUESTS = (BUILD_REQUESTED, ROLLBACK_REQUESTED)
 ARCH = "{arch}"  # in a queue purpose or routing key: one per architecture
 
 
@@ -158,6 +162,8 @@ STAGES: tuple[StageSpec, ...] = (
         "gate",
         emits=("deploy.completed",),
         deadline_s=900,
+        # A rollback run starts here: no compile, no images of its own (services/deployer/rollback.py).
+        also_consumes=(ROLLBACK_REQUESTED,),
     ),
     StageSpec(
         "verify",
@@ -207,7 +213,7 @@ def routing_keys(stages: tuple[StageSpec, ...] | None = None) -> tuple[str, ...]
     emitted = (key for spec in (STAGES if stages is None else stages) for key in spec.emitted_keys())
     return tuple(
         dict.fromkeys(
-            (BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, *emitted, CANCEL_REQUESTED, BUILD_FINISHED)
+            (*RUN_REQUESTS, STAGE_STARTED, STAGE_FINISHED, *emitted, CANCEL_REQUESTED, BUILD_FINISHED)
         )
     )
 
@@ -230,5 +236,5 @@ def catalogue(stages: tuple[StageSpec, ...] | None = None) -> dict[str, object]:
             for index, spec in enumerate(stages)
         ],
         "architectures": list(ARCHITECTURES),
-        "lifecycle": [BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED],
+        "lifecycle": [*RUN_REQUESTS, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED],
     }

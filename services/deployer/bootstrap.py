@@ -16,6 +16,8 @@ from services.deployer.adapters.http_probe import HttpxProbe
 from services.deployer.deploy_step import DeployStep
 from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import HttpProbe, Substrate
+from services.deployer.release_log import ReleaseLog
+from services.deployer.rollback import MissingImages, on_rollback_requested, registry_check
 from services.deployer.settings import DeployerSettings
 from services.deployer.signatures import signature_checker
 from services.deployer.store import GateStore
@@ -32,6 +34,7 @@ from shared.events import (
     ImageFailed,
     ImagePushed,
     ManifestPushed,
+    RollbackRequested,
     StageFinished,
 )
 from shared.stages import GATE_FACTS
@@ -141,12 +144,14 @@ def handler_table(
     sleep: Callable[[float], None] | None = None,
     env: Mapping[str, str] = os.environ,
     docs: DocsStage | None = None,
+    missing_images: MissingImages | None = None,
 ) -> dict[type, Any]:
     """The handler table for `topology.DEPLOYER_GATE`. Unit tests pass fakes for the ports."""
     if not settings.config_path:
         raise SystemExit("KILN_CONFIG_PATH must name the pipeline config.yaml")
     config_path = Path(settings.config_path)
     store = GateStore(sessions)
+    releases = ReleaseLog(sessions)
 
     def load():
         return load_config(config_path, env)
@@ -161,6 +166,8 @@ def handler_table(
         env=env,
         docs=docs or docs_stage(settings, env),
         check_signatures=signature_checker(settings),
+        releases=releases,
+        missing_images=missing_images or registry_check(settings),
         **({"sleep": sleep} if sleep else {}),
     )
     gate = {"store": store, "deploy": step, "required": settings.required_facts()}
@@ -177,6 +184,13 @@ def handler_table(
         ManifestPushed: partial(h.on_manifest_pushed, store=store, load_config=load),
         BuildFinished: partial(h.on_build_finished, store=store),
         BuildCancelRequested: partial(h.on_cancel_requested, store=store),
+        RollbackRequested: partial(
+            on_rollback_requested,
+            store=store,
+            releases=releases,
+            deploy=step,
+            platform=settings.deployer_platform,
+        ),
     }
 
 
@@ -184,7 +198,7 @@ def bootstrap(
     settings: DeployerSettings, sessions: sessionmaker[Session] | None = None, **fakes: Any
 ) -> Worker:
     """The deployer's worker: the gate queue. `fakes` go to `handler_table` (substrate_for, probe,
-    sleep, env, docs); `parts["sessions"]` is its database."""
+    sleep, env, docs, missing_images); `parts["sessions"]` is its database."""
     from shared.bus import SqlIdempotencyGuard
     from shared.bus.give_up import end_build_failed
     from shared.bus.topology import DEPLOYER_GATE

@@ -1,9 +1,14 @@
 """The deploy stage of a build that passed the gate: scaffold inputs from config + the build's
 images, release on the package's substrate, emit deploy/verify events, then (healthy, and the
-package asks for it) the docs stage, and end the build."""
+package asks for it) the docs stage, and end the build. Each release is recorded (release_log.py).
+
+A rollback run (rollback.py) comes through here too, with the earlier build's recorded images and
+config: the same receipt, signature, deploy and verify path, plus a check that its images are
+still in the registry; no docs stage (the wiki is not part of the release)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +21,8 @@ from services.deployer.models import DeployerBuild
 from services.deployer.ports import DocsFailed, HttpProbe, Substrate
 from services.deployer.references import refused_images
 from services.deployer.release import ReleaseOutcome, run_release
+from services.deployer.release_log import ReleaseLog
+from services.deployer.rollback import MissingImages, Rollback
 from services.deployer.scaffold import scaffold_inputs
 from services.deployer.store import GateStore
 from shared.bus import EventContext
@@ -36,11 +43,21 @@ class DeployStep:
     docs: DocsStage | None = None
     # (references) -> the problems of those not signed by the configured key; None: no key.
     check_signatures: Callable[[list[str]], list[str]] | None = None
+    releases: ReleaseLog | None = None
+    # A rollback's images must still be in the registry (references -> those gone); a build's own
+    # were just pushed. The worker always has it (bootstrap); None only in unit tests without one.
+    missing_images: MissingImages | None = None
     sleep: Callable[[float], None] = time.sleep
 
-    def __call__(self, ctx: EventContext, build: DeployerBuild, images: list[ImageState]) -> None:
+    def __call__(
+        self,
+        ctx: EventContext,
+        build: DeployerBuild,
+        images: list[ImageState],
+        rollback: Rollback | None = None,
+    ) -> None:
         with stage(ctx, "deploy") as run:
-            released = self._release(run, build, images)
+            released = self._release(run, build, images, rollback)
         if released is None:
             finish(ctx, self.store, "failed", failed_stage="deploy", error=run.error)
             return None
@@ -60,7 +77,7 @@ class DeployStep:
         if outcome.rollback is not None:
             ctx.emit(outcome.rollback)
         if outcome.healthy:
-            docs_error = self._docs(ctx, build, pkg)
+            docs_error = None if rollback is not None else self._docs(ctx, build, pkg)
             if docs_error and pkg.docs and pkg.docs.on_failure == "fail":
                 finish(ctx, self.store, "failed", failed_stage="docs", error=docs_error)
             else:
@@ -77,9 +94,14 @@ class DeployStep:
         return None
 
     def _release(
-        self, run: StageRun, build: DeployerBuild, images: list[ImageState]
+        self, run: StageRun, build: DeployerBuild, images: list[ImageState], rollback: Rollback | None
     ) -> tuple[ReleaseOutcome, PackageConfig] | None:
         """Stage deploy's body: the release's outcome, or None with the stage failed."""
+        if rollback is not None:
+            run.detail.update(rollback_to=rollback.to_number, rollback_to_build=rollback.to_build_id)
+            if rollback.problem:
+                run.fail(f"cannot roll back to build #{rollback.to_number}: {rollback.problem}")
+                return None
         try:
             cfg = self.load_config()
             pkg = cfg.package(build.package)
@@ -92,6 +114,11 @@ class DeployStep:
             run.fail("refused to deploy: " + "; ".join(refused))
             return None
         refs = {i.target: i.reference for i in deployed}
+        if rollback is not None and self.missing_images is not None:
+            pruned = self.missing_images(sorted(refs.values()))
+            if pruned:
+                run.fail(f"build {rollback.to_number}'s images were pruned: {'; '.join(pruned)}")
+                return None
         unsigned = self._unsigned(pkg, sorted(refs.values()))
         if unsigned:
             run.fail("refused to deploy: " + "; ".join(unsigned))
@@ -101,8 +128,15 @@ class DeployStep:
             run.fail(f"no {self.platform} image for {', '.join(missing)}")
             return None
         inputs = scaffold_inputs(cfg, build.package, config_path=self.config_path, env=self.env, images=refs)
+        if rollback is not None and rollback.release is not None:
+            # The config that build's containers ran with, not today's (the topology is today's).
+            inputs = dataclasses.replace(inputs, config_json=rollback.release.config_json)
         substrate = self.substrate_for(pkg.deployment.substrate)
         outcome = run_release(inputs, substrate, self.probe, pkg.deployment.verify, self.sleep)
+        if self.releases is not None:
+            self.releases.record(
+                build.build_id, build.package, self.platform, refs, inputs.config_json, outcome.healthy
+            )
         run.detail.update(outcome.deployed.detail)
         return outcome, pkg
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import BUILD_ID, Base, PreciseTime
+from shared.db.models import BUILD_ID, Base, BigText, PreciseTime
 
 OPEN, DEPLOYING, FINISHED = "open", "deploying", "finished"
 # SQLite (the gate's unit tests) autoincrements only INTEGER primary keys.
@@ -71,4 +71,23 @@ class DeployerFact(Base):
     fact: Mapped[str] = mapped_column(String(40))
     ok: Mapped[bool] = mapped_column(Boolean)
     summary: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(PreciseTime)
+
+
+class DeployerRelease(Base):
+    """What the deploy of one build released on the substrate: the image reference (pinned by
+    digest) of each service and the trimmed config the containers mount. A rollback to that build
+    (`rollback.requested`) redeploys exactly this (services/deployer/rollback.py). One row per
+    build: a replay's redeploy of the same build overwrites it with what it released."""
+
+    __tablename__ = "deployer_release"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(BUILD_ID, unique=True)
+    package: Mapped[str] = mapped_column(String(100))
+    platform: Mapped[str] = mapped_column(String(20))
+    images: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_json: Mapped[str] = mapped_column(BigText)
+    # Verify said healthy (no automatic roll back): only such a release is a rollback target.
+    healthy: Mapped[bool] = mapped_column(Boolean)
     recorded_at: Mapped[datetime] = mapped_column(PreciseTime)

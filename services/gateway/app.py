@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
-from services.gateway.api import builds, catalogue, health, live, subscriptions, trigger
+from services.gateway.api import builds, catalogue, health, live, rollback, subscriptions, trigger
 from services.gateway.dashboard import views as dashboard
 from services.gateway.deps import GatewayDeps
 from services.gateway.webhooks import routes as webhooks
@@ -55,4 +55,4 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
 
 
 def _routers():
-    return [health, webhooks, trigger, builds, catalogue, live, subscriptions, dashboard]
+    return [health, webhooks, trigger, rollback, builds, catalogue, live, subscriptions, dashboard]

@@ -141,3 +141,13 @@ class BuildStarter:
         )
         build_id = str(uuid.uuid4())
         return Envelope.new(event, source="gateway", build_id=build_id, package=order.package)
+
+    async def number(self, package: str) -> int:
+        """The package's next build number for a run that is not a build.requested (a rollback):
+        taken from the same counter, so builds and rollbacks share one sequence per package."""
+        (claim,) = await self._claim.submit(
+            [ClaimRequest(delivery_key=None, keys=(None,), packages=(package,))]
+        )
+        (number,) = claim.numbers
+        assert number is not None
+        return number

@@ -62,8 +62,11 @@ class Notifier:
         detail = self._detail_once_recorded(envelope)
         build = detail["build"]
         state = FINAL_STATES[build["status"]]
-        self._commit_status(envelope, build.get("repo_url") or "", build.get("commit_sha") or "",
-                            build.get("trigger_kind") or "", state, f"build {build['status']}")  # fmt: skip
+        # A rollback run redeploys an old commit's build: its result is no verdict on that commit.
+        kind = build.get("trigger_kind") or ""
+        if kind != "rollback":
+            self._commit_status(envelope, build.get("repo_url") or "", build.get("commit_sha") or "",
+                                kind, state, f"build {build['status']}")  # fmt: skip
         notify = (build.get("options") or {}).get("notify")
         if notify:
             self._email(envelope, detail, notify)

@@ -22,6 +22,7 @@ from shared.events import (
     ImageFailed,
     ImagePushed,
     ManifestPushed,
+    RollbackRequested,
     ScanCompleted,
     StageFinished,
     StageStarted,
@@ -108,6 +109,25 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
             trigger_actor=event.trigger.actor or None,
             platforms=list(event.options.platforms),
             options=event.options.model_dump(mode="json"),
+            requested_at=when,
+        )
+    elif isinstance(event, RollbackRequested):
+        # A run of its own that redeploys an earlier build: shown as "rollback to #N".
+        run.update(
+            package=event.package or run["package"],
+            build_number=event.build_number,
+            version=event.version,
+            repo_url=event.source.repo_url or None,
+            ref=event.source.ref or None,
+            commit_sha=event.source.commit or None,
+            trigger_kind=event.trigger.kind,
+            trigger_actor=event.trigger.actor or None,
+            platforms=list(event.options.platforms),
+            options={
+                **event.options.model_dump(mode="json"),
+                "rollback_to": event.to_number,
+                "rollback_to_build": event.to_build_id,
+            },
             requested_at=when,
         )
     elif isinstance(event, StageStarted):

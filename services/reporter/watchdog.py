@@ -28,7 +28,7 @@ from shared.bus.topology import queue_name
 from shared.db.models import BuildRun, BuildStep
 from shared.events import BuildFinished
 from shared.platforms import arch_of
-from shared.stages import ARCH, STAGE_ORDER, STAGES, StageSpec
+from shared.stages import ARCH, ROLLBACK_REQUESTED, STAGE_ORDER, STAGES, StageSpec
 
 log = logging.getLogger("kiln.reporter.watchdog")
 
@@ -59,6 +59,9 @@ class OpenBuild:
     requested_at: dt.datetime
     platforms: tuple[str, ...]
     steps: tuple[Step, ...]
+    # A run that starts later in the pipeline (a rollback run starts at deploy): the stages
+    # before this one never run in it and are not waited on.
+    starts_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,9 @@ def _next_stage(
     have = {(s.stage, s.target, s.platform) for s in build.steps}
     images = sorted({(s.target, s.platform) for s in build.steps if s.stage == "image"})
     failed_or_skipped = {(s.target, s.platform) for s in build.steps if s.status in ("failed", "skipped")}
+    first = STAGE_ORDER.get(build.starts_at or "", 0)
     for spec in sorted(stages, key=lambda spec: STAGE_ORDER.get(spec.name, len(STAGE_ORDER))):
-        if spec.optional:
+        if spec.optional or STAGE_ORDER.get(spec.name, len(STAGE_ORDER)) < first:
             continue
         if not spec.per_image:
             if not any(stage == spec.name for stage, _, _ in have):
@@ -196,6 +200,7 @@ def open_builds(session: Session) -> list[OpenBuild]:
                 attempt=attempt,
                 requested_at=_time(run.requested_at or run.started_at),
                 platforms=tuple(run.platforms or ()),
+                starts_at=ROLLBACK_STAGE if run.trigger_kind == "rollback" else None,
                 steps=tuple(
                     Step(r.stage, r.target, r.platform, r.status, r.started_at, r.finished_at)
                     for r in rows
@@ -204,6 +209,11 @@ def open_builds(session: Session) -> list[OpenBuild]:
             )
         )
     return builds
+
+
+# The stage a rollback run (trigger kind `rollback`, rollback.requested) starts at: the one whose
+# queue consumes the request (shared.stages: the deploy stage's also_consumes).
+ROLLBACK_STAGE = next(spec.name for spec in STAGES if ROLLBACK_REQUESTED in spec.also_consumes)
 
 
 # (event, build id, package, event id, attempt)

@@ -57,6 +57,7 @@ from shared.stages import (
     BUILD_FINISHED,
     BUILD_REQUESTED,
     CANCEL_REQUESTED,
+    RUN_REQUESTS,
     STAGE_FINISHED,
     STAGE_STARTED,
     STAGES,
@@ -318,7 +319,8 @@ GATEWAY = ServiceSpec(
         TransientSpec("live", EVENTS_EXCHANGE, ("#",)),
         TransientSpec("logs", LOGS_EXCHANGE, ("#",)),
     ),
-    publishes=((EVENTS_EXCHANGE, (BUILD_REQUESTED, CANCEL_KEY)),),
+    # The requests that start a run (shared.stages.RUN_REQUESTS: a build, a rollback) and cancels.
+    publishes=((EVENTS_EXCHANGE, (*RUN_REQUESTS, CANCEL_KEY)),),
 )
 
 

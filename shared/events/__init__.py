@@ -10,7 +10,7 @@ from shared.events.build import (
     StageStarted,
 )
 from shared.events.compile import CompileCompleted, ImageRequested, arch_of
-from shared.events.deploy import DeployCompleted, VerifyCompleted
+from shared.events.deploy import DeployCompleted, RollbackRequested, VerifyCompleted
 from shared.events.envelope import Envelope, InvalidEvent, decode, describe_invalid
 from shared.events.image import ImageFailed, ImagePushed, ManifestPushed
 from shared.events.registry import CATALOGUE, model_for_type
@@ -32,6 +32,7 @@ __all__ = [
     "ImageRequested",
     "InvalidEvent",
     "ManifestPushed",
+    "RollbackRequested",
     "ScanCompleted",
     "StageFinished",
     "StageStarted",

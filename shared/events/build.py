@@ -37,7 +37,8 @@ class Options(Model):
 
 
 class Trigger(Model):
-    kind: Literal["bitbucket-cloud", "bitbucket-server", "github", "api", "cli", "replay"] = "api"
+    # "rollback": a run that redeploys an earlier build (`rollback.requested`, shared.events.deploy).
+    kind: Literal["bitbucket-cloud", "bitbucket-server", "github", "api", "cli", "replay", "rollback"] = "api"
     actor: str = ""
     delivery_id: str | None = None
 

@@ -1,4 +1,4 @@
-"""Deployment and health verification results."""
+"""Deployment and health verification results, and the request to roll back to an earlier build."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.events.base import Event, Model
-from shared.events.formats import ImageReference, Name, OptionalDigest
+from shared.events.build import Options, Source, Trigger
+from shared.events.formats import BuildRef, ImageReference, Name, OptionalDigest
 
 
 class DeployedImage(Model):
@@ -47,3 +48,22 @@ class VerifyCompleted(Event):
     healthy: bool
     rolled_back: bool = False
     rollback_revision: int | None = None
+
+
+class RollbackRequested(Event):
+    """A new run (its own build id, under the envelope, and number) that redeploys what build
+    `to_build_id` (number `to_number` of the same package) deployed: its image digests and its
+    config, through the deployer's normal deploy + verify. Published by the gateway only
+    (`POST /packages/{package}/rollback`); `source` and `version` are that build's, for the history."""
+
+    subject = "rollback"
+    predicate = "requested"
+
+    package: Name
+    build_number: int | None = None
+    to_build_id: BuildRef
+    to_number: int = Field(ge=1)
+    version: Name | None = None
+    source: Source = Field(default_factory=Source)
+    options: Options = Field(default_factory=Options)
+    trigger: Trigger = Field(default_factory=lambda: Trigger(kind="rollback"))

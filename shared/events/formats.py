@@ -92,3 +92,5 @@ CommandWord = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 StageName = Annotated[str, _format(r"^[a-z][a-z0-9_-]{0,39}$", "a stage name [a-z][a-z0-9_-]")]
+# Another build's id named in an event's data (a rollback's target): the envelope's buildid format.
+BuildRef = Annotated[str, _format(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", "a build id [A-Za-z0-9._:-]", 64)]

@@ -11,7 +11,7 @@ from shared.events.build import (
     StageStarted,
 )
 from shared.events.compile import CompileCompleted, ImageRequested
-from shared.events.deploy import DeployCompleted, VerifyCompleted
+from shared.events.deploy import DeployCompleted, RollbackRequested, VerifyCompleted
 from shared.events.image import ImageFailed, ImagePushed, ManifestPushed
 from shared.events.scan import AuditCompleted, ScanCompleted
 
@@ -30,6 +30,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     AuditCompleted,
     DeployCompleted,
     VerifyCompleted,
+    RollbackRequested,
 )
 
 _BY_TYPE: dict[str, type[Event]] = {model.ce_type(): model for model in CATALOGUE}

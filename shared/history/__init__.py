@@ -8,6 +8,7 @@ package re-exports its names.
 - `build_diff(session, build_a, build_b) -> dict` (raises `BuildNotFound`)
 - `find_stage_trigger(session, build_id, stage) -> list[Envelope]` (for replays)
 - `latest_compiled_build(session, package, before=None) -> str | None` (for `--skip-compile`)
+- `rollback_target(session, package, number) -> dict | None` (for `POST /packages/{package}/rollback`)
 - `with_index_sizes(images) -> images` (multi-arch index rows get their platform images' sizes)
 - `build_events`, `stored_envelopes`, `build_logs`, `registry_overview`, `builds_in_flight`,
   `queued_builds` (the gateway's API, SSE history, branch limit and superseding)

@@ -26,6 +26,9 @@ Tables (models in shared/db/models.py), what the reporter writes them from, who 
   Read by `build_detail["scans"]`.
 - `log_audit` (mode, target, counts, findings, note): from audit.completed.
   Read by `build_detail["audits"]`.
+- `log_build_run.options` of a rollback run (trigger_kind `rollback`, from rollback.requested) also
+  holds `rollback_to` (the number) and `rollback_to_build` (the id) of the build it went back to.
+  `rollback_target` reads a build by package and number, with whether its deploy succeeded.
 - `event_log` (event_id, type, routing_key, source, time, attempt, replay_of, body: the
   CloudEvent as received): every event. Read by `build_events`, `stored_envelopes` (SSE
   history), `find_stage_trigger` (replays), the failure's log tail in `build_detail`.
@@ -76,6 +79,7 @@ __all__ = [
     "list_builds",
     "queued_builds",
     "registry_overview",
+    "rollback_target",
     "stages_that_ran",
     "stored_envelopes",
     "with_index_sizes",
@@ -211,3 +215,24 @@ def registry_overview(session: Session, package: str | None = None) -> list[dict
     for row in with_index_sizes(rows):
         newest.setdefault((row["package"], row["target"], row["platform"]), row)
     return list(newest.values())
+
+
+# -- rollbacks (the gateway's `POST /packages/{package}/rollback`) -------------------------------
+
+
+def rollback_target(session: Session, package: str, number: int) -> dict[str, Any] | None:
+    """Build `number` of `package` (None if there is none) with `deployed`: whether a deploy step of
+    it succeeded, i.e. the deployer released it. Its run row's fields as `build_detail` has them."""
+    run = session.execute(
+        select(BuildRun).where(BuildRun.package == package, BuildRun.build_number == number)
+    ).scalar()
+    if run is None:
+        return None
+    deployed = session.execute(
+        select(func.count())
+        .select_from(BuildStep)
+        .where(
+            BuildStep.build_id == run.build_id, BuildStep.stage == "deploy", BuildStep.status == "succeeded"
+        )
+    ).scalar_one()
+    return {**as_dict(run), "deployed": bool(deployed)}

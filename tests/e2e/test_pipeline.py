@@ -407,3 +407,86 @@ def test_a_cancelled_build_replays_to_success_and_shows_both_attempts(stack, fir
         line.split()[:2] for line in lines[lines.index(next(x for x in lines if "attempts (" in x)) + 1 :]
     ]
     assert attempts == [["#2", "succeeded"], ["#1", "cancelled"]], status.stdout
+
+
+# -- rollback: `kiln rollback demo --to <number>` redeploys that build's digests ------------------
+
+
+def running_digests(stack) -> dict[str, str]:
+    """service -> the digest its running container was created from: the reference the engine
+    created it with, which the engine's image carries among its registry digests."""
+    client = docker.from_env()
+    digests = {}
+    for service in SERVICES:
+        container = client.containers.get(f"{stack.prefix}demo-{service}")
+        reference = container.attrs["Config"]["Image"]
+        assert container.status == "running", (service, container.status)
+        assert reference in container.image.attrs.get("RepoDigests", []), (service, reference)
+        digests[service] = reference.partition("@")[2]
+    return digests
+
+
+def pushed_digests(sessions, build_id: str) -> dict[str, str]:
+    with sessions() as s:
+        rows = s.scalars(
+            select(BuildImage).filter_by(build_id=build_id, platform="linux/amd64", status="pushed")
+        )
+        return {row.target: row.digest for row in rows}
+
+
+def deployed_builds(sessions) -> list[BuildRun]:
+    """demo's builds that built images and deployed them, oldest first."""
+    with sessions() as s:
+        runs = s.scalars(
+            select(BuildRun).filter_by(package="demo", status="succeeded").order_by(BuildRun.build_number)
+        )
+        deployed = set(s.scalars(select(BuildStep.build_id).filter_by(stage="deploy", status="succeeded")))
+        return [run for run in runs if run.build_id in deployed and run.trigger_kind != "rollback"]
+
+
+def test_rollback_redeploys_an_earlier_builds_digests(stack, first_build, sessions):
+    """Two builds deployed (the cold one and the one-file change, made above), then a rollback to
+    each in turn: the running containers are created from exactly that build's pushed digests."""
+    builds = deployed_builds(sessions)
+    if len(builds) < 2:  # this test alone: a second build, of a new (empty) commit; its images
+        # differ from the first's (each carries its build id), nothing is recompiled
+        (build_id,) = example.trigger(stack)
+        status = example.follow(stack, build_id, timeout_s=900)
+        assert status == "succeeded", kiln_cli(stack, "logs", build_id, timeout_s=60).stdout[-3000:]
+        builds = deployed_builds(sessions)
+    first, second = builds[0], builds[-1]
+    assert first.build_id == first_build
+    digests = {run.build_number: pushed_digests(sessions, run.build_id) for run in (first, second)}
+    assert set(digests[first.build_number]) == set(SERVICES) == set(digests[second.build_number])
+    assert digests[first.build_number] != digests[second.build_number], "the one-file change rebuilt nothing"
+    took = {}
+    for run in (second, first):  # whatever runs now (a replay redeployed build 1): to 2, then back to 1
+        started = time.monotonic()
+        result = kiln_cli(stack, "rollback", "demo", "--to", str(run.build_number))
+        took[run.build_number] = time.monotonic() - started
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        lines = result.stdout.rstrip().splitlines()
+        assert lines[0].startswith(
+            f"rollback of demo to build #{run.build_number} ({run.build_id}) started as build "
+        )
+        assert lines[-1].startswith("build succeeded"), result.stdout
+        assert running_digests(stack) == digests[run.build_number]
+    rollback_id = lines[0].split()[-2]
+    deadline = time.monotonic() + 30  # the reporter writes the history in batches
+    while True:
+        with sessions() as s:
+            row = s.scalars(select(BuildRun).filter_by(build_id=rollback_id)).one_or_none()
+        if row is not None and row.status == "succeeded":
+            break
+        assert time.monotonic() < deadline, f"rollback run {rollback_id} not recorded as succeeded: {row}"
+        time.sleep(0.5)
+    assert (row.trigger_kind, row.options["rollback_to"], row.commit_sha) == (
+        "rollback",
+        first.build_number,
+        first.commit_sha,
+    )
+    assert row.build_number > second.build_number
+    status = kiln_cli(stack, "status", rollback_id, timeout_s=60)
+    assert f"rollback to #{first.build_number} ({first.build_id})" in status.stdout, status.stdout
+    times = ", ".join(f"to #{number}: {seconds:.1f}s" for number, seconds in took.items())
+    print(f"\nkiln rollback {times}")

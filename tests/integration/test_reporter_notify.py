@@ -249,3 +249,32 @@ def test_commit_status_in_progress_then_final(sessions, status_server, kind, rep
     assert states == (["pending", "failure"] if kind == "github" else ["INPROGRESS", "FAILED"])
     link = requests[0]["body"].get("target_url") or requests[0]["body"]["url"]
     assert link == f"http://kiln.example/builds/{build_id}"
+
+
+def test_a_rollback_run_posts_no_commit_status_on_the_old_commit(sessions, status_server):
+    """It redeploys an earlier build of that commit: a failed rollback (pruned images) must not
+    turn the commit's status red, a succeeded one says nothing new about the commit."""
+    from shared.events import BuildFinished, RollbackRequested
+    from shared.events.build import Source, Trigger
+
+    base, requests = status_server
+    settings = ReporterSettings(
+        github_api_url=base, github_token=SecretStr(secrets.token_urlsafe(12)),
+        build_url_template="http://kiln.example/builds/{build_id}",
+    )  # fmt: skip
+    build_id = str(uuid.uuid4())
+    requested = RollbackRequested(
+        package="demo",
+        build_number=9,
+        to_build_id=str(uuid.uuid4()),
+        to_number=3,
+        source=Source(repo_url="https://github.com/example/monorepo.git", ref="main", commit="c0ffee1"),
+        trigger=Trigger(kind="rollback", actor="token"),
+    )
+    finished = BuildFinished(status="failed", failed_stage="deploy", error="build 3's images were pruned: …")
+    stream = [
+        Envelope.new(e, source="gateway", build_id=build_id, package="demo") for e in (requested, finished)
+    ]
+    store(sessions, stream)
+    bootstrap(settings, sessions=sessions).parts["notifier"].build_finished(stream[-1])
+    assert requests == []

@@ -31,6 +31,7 @@ from shared.events import (
     Envelope,
     ImagePushed,
     ImageRequested,
+    RollbackRequested,
     ScanCompleted,
     StageFinished,
     StageStarted,
@@ -185,6 +186,35 @@ async def test_scanner_user_may_not_request_images(users, admin):
         assert await depth(admin, t.imager_queue("amd64").name) == before
     finally:
         await scanner.stop(grace_s=2)
+
+
+async def test_only_the_gateway_may_request_a_rollback(users, admin):
+    """A rollback redeploys: every other service's user (a compromised imager, scanner, …) is
+    refused rollback.requested, and nothing reaches the deployer's gate; the gateway's arrives."""
+    forged = SAMPLE[RollbackRequested]
+    others = [spec.name for spec in t.SERVICES if spec.name != "gateway"]
+    assert others and all(forged.routing_key() not in spec.keys_published(t.EVENTS_EXCHANGE)
+                          for spec in t.SERVICES if spec.name != "gateway")  # fmt: skip
+    before = await depth(admin, t.DEPLOYER_GATE.name)
+    for name in others:
+        bus = await service_bus(users, name)
+        try:
+            with pytest.raises(PublishRefused, match=r"rollback\.requested"):
+                await bus.publish(envelope(forged, f"b-rollback-{name}", name))
+        finally:
+            await bus.stop(grace_s=2)
+    assert await depth(admin, t.DEPLOYER_GATE.name) == before
+    gateway = await service_bus(users, "gateway")
+    try:
+        await gateway.publish(envelope(forged, "b-rollback-legit", "gateway"))
+    finally:
+        await gateway.stop(grace_s=2)
+    await asyncio.sleep(0.3)
+    gate = await admin.declare_queue(t.DEPLOYER_GATE.name, passive=True)
+    arrived = []
+    while (message := await gate.get(no_ack=True, fail=False)) is not None:
+        arrived.append(decode(message.body))
+    assert [e.buildid for e in arrived if e.type == RollbackRequested.ce_type()] == ["b-rollback-legit"]
 
 
 async def test_every_declared_publish_of_every_service_is_accepted(users):

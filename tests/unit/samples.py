@@ -11,6 +11,7 @@ from shared.events import (
     ImagePushed,
     ImageRequested,
     ManifestPushed,
+    RollbackRequested,
     ScanCompleted,
     StageFinished,
     StageStarted,
@@ -93,5 +94,14 @@ SAMPLES = [
     ),
     VerifyCompleted(
         checks=(Check(service="web", healthy=True, pass_rate=100.0),), pass_rate=100.0, healthy=True
+    ),
+    RollbackRequested(
+        package="demo",
+        build_number=5,
+        to_build_id="0d6f2b1e-4f0e-4c8e-9a1d-3e0a8c1b5f20",
+        to_number=3,
+        version="axion",
+        source=Source(repo_url="https://example.invalid/team/mono.git", ref="main", commit="c0ffee"),
+        trigger=Trigger(kind="rollback", actor="token"),
     ),
 ]

@@ -270,3 +270,29 @@ def test_failed_build_records_stage_and_error():
     assert p.runs["b-4"]["status"] == "failed" and p.runs["b-4"]["failed_stage"] == "image"
     failed_step = next(s for s in p.steps if s["status"] == "failed")
     assert failed_step["log_tail"] and failed_step["error"] == "exit 1"
+
+
+def test_a_rollback_run_is_a_run_row_naming_the_build_it_goes_back_to():
+    from shared.events import BuildFinished, Envelope, RollbackRequested
+
+    requested = RollbackRequested(
+        package="demo",
+        build_number=7,
+        to_build_id="b-1",
+        to_number=3,
+        version="axion",
+        source=Source(repo_url="https://example.invalid/mono.git", ref="refs/heads/main", commit="c0ffee"),
+        trigger=Trigger(kind="rollback", actor="token"),
+    )
+    stream = [
+        Envelope.new(event, source="gateway", build_id="b-7", package="demo")
+        for event in (requested, BuildFinished(status="succeeded", duration_ms=9000))
+    ]
+    run = project(stream).runs["b-7"]
+    assert (run["build_number"], run["trigger_kind"], run["commit_sha"], run["status"]) == (
+        7,
+        "rollback",
+        "c0ffee",
+        "succeeded",
+    )
+    assert run["options"]["rollback_to"] == 3 and run["options"]["rollback_to_build"] == "b-1"

@@ -14,7 +14,7 @@ from services.reporter.cdevents import InvalidCDEvent, translate, validate
 from services.reporter.handlers import on_event_for_cdevents
 from services.reporter.notify import repository_path
 from shared.bus import EventContext, PermanentError
-from shared.events import Envelope, StageStarted
+from shared.events import Envelope, RollbackRequested, StageStarted
 from shared.report.view import human_duration, human_size, timeline
 from tests.unit.samples import SAMPLES
 from tests.unit.test_reporter_stream import full_build_stream
@@ -124,3 +124,14 @@ def test_timeline_places_bars_on_the_build_axis():
     rows = timeline(build, steps)
     assert [(r["offset_pct"], r["width_pct"]) for r in rows] == [(0.0, 50.0), (50.0, 50.0)]
     assert rows[1]["label"] == "Image web arm64" and rows[1]["tone"] == "bad"
+
+
+def test_a_rollback_run_is_queued_and_started_by_its_request():
+    """It has no config stage to start it: rollback.requested stands for both."""
+    rollback = next(e for e in envelopes() if e.type == RollbackRequested.ce_type())
+    produced = translate(rollback, build_url=URL)
+    assert [c["context"]["type"].split(".")[2:4] for c in produced] == [
+        ["pipelinerun", "queued"],
+        ["pipelinerun", "started"],
+    ]
+    assert {c["subject"]["id"] for c in produced} == {"b"}

@@ -112,3 +112,26 @@ def test_operator_deadlines_override_the_spec_and_unknown_stages_are_refused():
     assert deadlines({})["compile"] == 1800
     with pytest.raises(ValueError, match="names no stage: imaging"):
         deadlines({"imaging": 60})
+
+
+def test_a_rollback_run_waits_on_the_deployers_queue_not_the_compilers():
+    """A rollback run (kiln rollback) starts at deploy: its config, compile and image stages never
+    run, so a request nobody took is named as waiting on the deployer's gate queue."""
+    rollback = OpenBuild("b2", "demo", 1, T0, ("linux/amd64",), (), starts_at="deploy")
+    timeout = overdue(rollback, at(3601), LIMITS)
+    assert timeout is not None and (timeout.stage, timeout.queue) == ("deploy", "kiln.deployer.gate")
+    deploying = OpenBuild("b2", "demo", 1, T0, ("linux/amd64",), (running("deploy"),), starts_at="deploy")
+    assert overdue(deploying, at(901), LIMITS).stage == "deploy"
+    finished = (done("deploy"), done("verify"))
+    assert (
+        overdue(
+            OpenBuild("b2", "demo", 1, T0, ("linux/amd64",), finished, starts_at="deploy"), at(7200), LIMITS
+        )
+        is None
+    )
+
+
+def test_the_rollback_stage_is_the_one_consuming_the_request():
+    from services.reporter.watchdog import ROLLBACK_STAGE
+
+    assert ROLLBACK_STAGE == "deploy"

@@ -48,6 +48,7 @@ PROVISIONED_QUEUES = {
         "stage.finished",
         "build.finished",
         "build.cancel.requested",
+        "rollback.requested",  # the deploy stage's also_consumes: a rollback run (kiln rollback)
     },
     "kiln.reporter.history": {"#"},
     "kiln.reporter.notify": {"build.requested", "stage.#", "build.finished"},
@@ -55,7 +56,7 @@ PROVISIONED_QUEUES = {
     "kiln.gateway.subscriptions": {"#"},
 }
 PROVISIONED_PUBLISHES = {
-    "gateway": {t.EVENTS_EXCHANGE: {"build.requested", "build.cancel.requested"}},
+    "gateway": {t.EVENTS_EXCHANGE: {"build.requested", "rollback.requested", "build.cancel.requested"}},
     "compiler": {
         t.EVENTS_EXCHANGE: {
             "stage.started",
@@ -251,6 +252,7 @@ def test_the_gateway_serves_the_catalogue():
     # What the dashboard's live view subscribes to: the keys it used to list by hand.
     assert set(body["routing_keys"]) == {
         *(BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED),
+        "rollback.requested",  # a rollback run's first event
         "compile.completed",
         "image.requested.amd64",
         "image.requested.arm64",

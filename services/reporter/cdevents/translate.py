@@ -33,6 +33,7 @@ from shared.events import (
     Envelope,
     Event,
     ImagePushed,
+    RollbackRequested,
     StageFinished,
     StageStarted,
 )
@@ -74,6 +75,14 @@ def translate(
 
 def _build_requested(event: BuildRequested, c: Context) -> Out:
     return [("pipelinerun.queued", c.envelope.buildid, c.pipeline)]
+
+
+def _rollback_requested(event: RollbackRequested, c: Context) -> Out:
+    # A rollback run starts at deploy: no first stage (config) starts it, so it starts here.
+    return [
+        ("pipelinerun.queued", c.envelope.buildid, c.pipeline),
+        ("pipelinerun.started", c.envelope.buildid, c.pipeline),
+    ]
 
 
 def _stage_started(event: StageStarted, c: Context) -> Out:
@@ -151,6 +160,7 @@ def _deploy_completed(event: DeployCompleted, c: Context) -> Out:
 
 TRANSLATIONS: dict[type[Event], Callable[[Any, Context], Out]] = {
     BuildRequested: _build_requested,
+    RollbackRequested: _rollback_requested,
     StageStarted: _stage_started,
     StageFinished: _stage_finished,
     BuildFinished: _build_finished,
