@@ -117,11 +117,14 @@ def logs(client: GatewayClient, args: argparse.Namespace) -> int:
 def replay(client: GatewayClient, args: argparse.Namespace) -> int:
     """Rerun the build from a stage under a new attempt and follow it: the exit code is that
     attempt's result, as for `kiln pipeline`."""
-    reply = client.post(f"/builds/{args.build}/replay", **{"from": args.from_stage})
+    only = getattr(args, "only_stage", None)
+    stage = only or args.from_stage
+    reply = client.post(f"/builds/{args.build}/replay", **{"from": stage, "only": "true" if only else None})
     attempt = max(event["attempt"] for event in reply["replayed"])
     for event in reply["replayed"]:
         print(f"republished {event['type']} as {event['id']} (replay of {event['replayof']})")
-    print(f"attempt {attempt} of build {args.build} reruns from {args.from_stage or 'the start'}", flush=True)
+    reruns = f"only {only}" if only else f"from {stage or 'the start'}"
+    print(f"attempt {attempt} of build {args.build} reruns {reruns}", flush=True)
     if args.no_follow:
         return 0
     return follow(client, args.build, attempt)

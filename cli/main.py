@@ -57,7 +57,13 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="rerun the build from a stage under a new attempt, and follow it")
     p.add_argument("build")
-    p.add_argument("--from", dest="from_stage", metavar="STAGE")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--from", dest="from_stage", metavar="STAGE", help="rerun STAGE and every stage after it"
+    )
+    which.add_argument(
+        "--only", dest="only_stage", metavar="STAGE", help="rerun STAGE's job and nothing after it"
+    )
     p.add_argument("--no-follow", action="store_true", help="return once the events are republished")
     p.set_defaults(run=commands.replay)
 

@@ -195,6 +195,35 @@ def label_of(name: str, stages: tuple[StageSpec, ...] | None = None) -> str:
     return next((spec.label for spec in (STAGES if stages is None else stages) if spec.name == name), name)
 
 
+def job_of(name: str, stages: tuple[StageSpec, ...] | None = None) -> tuple[StageSpec, ...]:
+    """The stages that run as one job with stage `name`: one service's stages started by the
+    same trigger (config, keys and compile; image and push; scan and audit; the deployer's).
+    A `kiln replay --only <stage>` reruns that whole job, nothing after it."""
+    stages = STAGES if stages is None else stages
+    spec = next((s for s in stages if s.name == name), None)
+    if spec is None:
+        return ()
+    return tuple(s for s in stages if s.service == spec.service and s.trigger == spec.trigger)
+
+
+def in_replay_scope(stage_name: str, only: str | None, stages: tuple[StageSpec, ...] | None = None) -> bool:
+    """Does `stage_name` run for an event of an attempt restricted to `only` (None: every stage)?"""
+    return only is None or any(spec.name == stage_name for spec in job_of(only, stages))
+
+
+def stages_started_by(
+    service: str, routing_key: str, stages: tuple[StageSpec, ...] | None = None
+) -> tuple[str, ...]:
+    """The stages of `service` an event with this routing key starts (its trigger, or an event
+    its queue also consumes: the attester's manifest.pushed)."""
+    return tuple(
+        spec.name
+        for spec in (STAGES if stages is None else stages)
+        if spec.service == service
+        and (routing_key in spec.triggers() or any(routing_key in expand(k) for k in spec.also_consumes))
+    )
+
+
 def stages_of(service: str) -> tuple[StageSpec, ...]:
     return tuple(spec for spec in STAGES if spec.service == service)
 

@@ -212,7 +212,8 @@ def bootstrap(
     return Worker(
         source="deployer",
         settings=settings,
-        consumers=[Consumer(DEPLOYER_GATE, handlers, give_up=ending)],
+        # The gate sees a `replay --only` attempt's events whatever they would start: it ends it.
+        consumers=[Consumer(DEPLOYER_GATE, handlers, give_up=ending, replay_scope=False)],
         guard=SqlIdempotencyGuard(sessions),
         health_port=settings.health_port,
         parts={"sessions": sessions},

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.stages import STAGE_ORDER, STAGES, StageSpec
+from shared.stages import STAGE_ORDER, STAGES, StageSpec, job_of
+
+DEPLOYER = "deployer"  # this service's name in the spec
 
 # image.failed is a fact too: a failed image build fails the gate at once, whatever is required.
 IMAGE_FACT = "image"
@@ -92,6 +94,29 @@ def stale_facts(first_stage: str, stages: Sequence[StageSpec] = STAGES) -> tuple
     fact is the image stage's). A replay from deploy keeps every fact; from scan, the push."""
     start = STAGE_ORDER.get(first_stage, 0)
     return tuple(spec.name for spec in stages if STAGE_ORDER.get(spec.name, 0) >= start)
+
+
+@dataclass(frozen=True)
+class OnlyAttempt:
+    """What ends a `kiln replay --only <stage>` attempt that reruns another service's job:
+    the gate facts of that job (`required`), and whether it pushes images (`needs_reference`).
+    Nothing is deployed: "deploy" then means "done"."""
+
+    required: tuple[str, ...]
+    needs_reference: bool
+
+
+def only_attempt(
+    only: str, required: Sequence[str], stages: Sequence[StageSpec] = STAGES
+) -> OnlyAttempt | None:
+    """None when `only` is one of the deployer's own stages: that attempt deploys as usual."""
+    job = job_of(only, tuple(stages))
+    if not job or job[0].service == DEPLOYER:
+        return None
+    return OnlyAttempt(
+        required=tuple(spec.name for spec in job if spec.gate and spec.name in required),
+        needs_reference=any(IMAGE_PUSHED in spec.emitted_keys() for spec in job),
+    )
 
 
 def decide(

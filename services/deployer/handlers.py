@@ -21,6 +21,7 @@ from services.deployer.gate import (
     ImageState,
     decide,
     facts_without_a_push,
+    only_attempt,
     rerun_starts_at,
     stale_facts,
 )
@@ -40,6 +41,7 @@ from shared.events import (
     StageFinished,
 )
 from shared.platforms import DEFAULT
+from shared.stages import job_of
 
 log = logging.getLogger("kiln.deployer")
 
@@ -54,9 +56,13 @@ def follow_attempt(ctx: EventContext, store: GateStore, stage: str | None = None
     attempt = ctx.envelope.attempt
     if attempt <= 1:
         return
-    first = rerun_starts_at(ctx.envelope.routing_key(), stage)
-    if store.reopen(ctx.build_id, attempt, stale_facts(first)):
-        log.info("build %s: attempt %d reruns from %s; the gate is open again", ctx.build_id, attempt, first)
+    only = ctx.envelope.replayonly
+    first = only or rerun_starts_at(ctx.envelope.routing_key(), stage)
+    # `--only`: the facts of that job alone are redone; every later stage's stand.
+    stale = tuple(spec.name for spec in job_of(only)) if only else stale_facts(first)
+    if store.reopen(ctx.build_id, attempt, stale):
+        log.info("build %s: attempt %d reruns %s %s; the gate is open again", ctx.build_id, attempt,
+                 "only" if only else "from", first)  # fmt: skip
 
 
 def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateStore) -> None:
@@ -206,12 +212,17 @@ def advance(
     skip_push = bool(options.get("skip_push"))
     if skip_push:
         required = facts_without_a_push(required)
+    needs_reference = not skip_push
+    # `kiln replay --only <stage>` of another service's job: done when that job's facts are in.
+    only = only_attempt(ctx.envelope.replayonly, required) if ctx.envelope.replayonly else None
+    if only is not None:
+        required, needs_reference = only.required, only.needs_reference and needs_reference
     decision = decide(
         build.targets_known,
         images,
         store.facts(ctx.build_id),
         required=required,
-        needs_reference=not skip_push,
+        needs_reference=needs_reference,
     )
     if decision.action == "wait":
         log.info("build %s waits for %s", ctx.build_id, ", ".join(decision.waiting_for[:5]))
@@ -220,7 +231,7 @@ def advance(
             ctx, store, "failed", failed_stage=decision.failed_stage, error=decision.error, log_tail=log_tail
         )
     elif store.claim_deploy(ctx.build_id, ctx.envelope.id):
-        if skip_push or options.get("skip_deploy"):
+        if skip_push or options.get("skip_deploy") or only is not None:
             finish(ctx, store, "succeeded", error=None)
         else:
             deploy(ctx, build, images)

@@ -14,7 +14,9 @@ class NothingToReplay(Exception):
     pass
 
 
-def replay_envelopes(session: Session, build_id: str, stage: str | None) -> list[Envelope]:
+def replay_envelopes(
+    session: Session, build_id: str, stage: str | None, *, only: bool = False
+) -> list[Envelope]:
     if stage is not None:
         ran = stages_that_ran(session, build_id)
         if stage not in ran:
@@ -31,4 +33,4 @@ def replay_envelopes(session: Session, build_id: str, stage: str | None) -> list
     # Every replay is a new attempt, the build's latest + 1: replaying twice from the same
     # original must not reuse attempt 2 (the gate reopens only for a newer attempt).
     attempt = latest_attempt(session, build_id) + 1
-    return [original.replayed(attempt=attempt) for original in originals]
+    return [original.replayed(attempt=attempt, only=stage if only else None) for original in originals]

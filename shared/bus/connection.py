@@ -281,9 +281,11 @@ class Bus:
         *,
         guard: IdempotencyGuard | None = None,
         give_up: GiveUpTable | None = None,
+        replay_scope: bool = True,
     ) -> None:
         """Start consuming `spec`'s queue with manual ack and the queue's prefetch. `give_up`
-        reports an event that is dead-lettered after it was read (dispatch.py)."""
+        reports an event that is dead-lettered after it was read; `replay_scope=False`: this
+        queue also takes the events a `replay --only` keeps from other stages (dispatch.py)."""
         await _warm_up(guard)
         dispatcher = Dispatcher(
             spec=spec,
@@ -294,6 +296,7 @@ class Bus:
             park=self._park,
             retry_base_delay_s=self.retry_base_delay_s,
             give_up=give_up,
+            replay_scope=replay_scope,
         )
         callback = self._tracked(dispatcher)
 

@@ -27,6 +27,7 @@ from shared.bus.errors import (
 )
 from shared.bus.idempotency import IdempotencyGuard
 from shared.events import Envelope, Event, InvalidEvent, decode
+from shared.stages import in_replay_scope, stages_started_by
 
 log = logging.getLogger("kiln.bus")
 
@@ -71,6 +72,7 @@ class Dispatcher:
         park: Callable[[str, AbstractIncomingMessage, dict[str, Any], float | None], Awaitable[None]],
         retry_base_delay_s: float | None = None,
         give_up: GiveUpTable | None = None,
+        replay_scope: bool = True,
     ):
         self.retry_base_delay_s = retry_base_delay_s
         self.give_up = dict(give_up or {})
@@ -84,6 +86,9 @@ class Dispatcher:
         self.source = source
         self._publish = publish
         self._park = park
+        # `kiln replay --only`: events that would start a stage outside the replayed job are
+        # acked unhandled. Off for the deployer's gate, which ends such an attempt itself.
+        self._replay_scope = replay_scope
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -111,6 +116,14 @@ class Dispatcher:
             reason = f"delivered {deliveries + 1} times without an ack: its consumers kept dying on it"
             await self._give_up(envelope, reason)
             await self._dead_letter(message, reason, "poison")
+            return
+        if self._replay_scope and envelope.replayonly and self._out_of_replay_scope(envelope):
+            log.info(
+                "%s: attempt %d of build %s reruns only %s; %s starts none of it here",
+                self.spec.name, envelope.attempt, envelope.buildid, envelope.replayonly,
+                envelope.routing_key(),
+            )  # fmt: skip
+            await message.ack()
             return
         accepts = self._accepts.get(model)
         if accepts is not None and not _accepted(accepts, envelope):
@@ -143,6 +156,10 @@ class Dispatcher:
             return
         await self._guard("mark", consumer, envelope.id)
         await message.ack()
+
+    def _out_of_replay_scope(self, envelope: Envelope) -> bool:
+        started = stages_started_by(self.spec.service, envelope.routing_key())
+        return bool(started) and not any(in_replay_scope(name, envelope.replayonly) for name in started)
 
     async def _guard(self, method: str, consumer: str, event_id: str) -> bool | None:
         """The idempotency guard, waiting out an outage of its database while holding the message.

@@ -44,6 +44,9 @@ class Consumer:
     give_up: GiveUpTable = field(default_factory=dict)
     use_guard: bool = True
     wait_for: Callable[[], Awaitable[None]] | None = None
+    # False: the queue takes events of a `kiln replay --only` attempt whatever stage they would
+    # start (the deployer's gate, which ends that attempt); see shared.bus.dispatch.
+    replay_scope: bool = True
 
     def table(self, bus: Bus | None = None) -> HandlerTable:
         return self.handlers(bus) if callable(self.handlers) else self.handlers  # type: ignore[arg-type,return-value]
@@ -145,7 +148,13 @@ def run_worker(worker: Worker) -> int:
 
 def _consume(bus: Bus, consumer: Consumer, guard: IdempotencyGuard | None) -> Callable[[], Awaitable[None]]:
     async def consume() -> None:
-        await bus.consume(consumer.queue, consumer.table(bus), guard=guard, give_up=consumer.give_up)
+        await bus.consume(
+            consumer.queue,
+            consumer.table(bus),
+            guard=guard,
+            give_up=consumer.give_up,
+            replay_scope=consumer.replay_scope,
+        )
 
     return consume
 

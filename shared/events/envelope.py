@@ -1,6 +1,7 @@
 """The CloudEvents 1.0 envelope, structured JSON mode, with Kiln's extensions.
 
-Extensions: `buildid`, `package`, `attempt`, `traceparent` and, on replays, `replayof`.
+Extensions: `buildid`, `package`, `attempt`, `traceparent` and, on replays, `replayof` (and
+`replayonly`, the stage a `kiln replay --only` reruns alone).
 CloudEvents extension names are lower-case alphanumerics, hence no underscores.
 """
 
@@ -40,12 +41,14 @@ _WIRE_ATTRIBUTES = (
     "attempt",
     "traceparent",
     "replayof",
+    "replayonly",
 )
 
 
 # Build ids name rows, queues' idempotency keys and log streams: a uuid in practice.
 BuildId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 PackageName = Annotated[str, StringConstraints(pattern=rf"^$|{NAME_PATTERN}", max_length=63)]
+StageName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,29}$")]
 
 
 class InvalidEvent(Exception):
@@ -75,6 +78,9 @@ class Envelope(BaseModel):
     attempt: int = 1
     traceparent: str = Field(default_factory=new_traceparent)
     replayof: str | None = None
+    # `kiln replay --only <stage>`: what this attempt causes starts no stage outside that
+    # stage's job (shared.stages.in_replay_scope); the deployer's gate ends the attempt.
+    replayonly: StageName | None = None
     # The typed data, validated once and kept: routing and dispatch both need it.
     _event: Event | None = PrivateAttr(None)
 
@@ -110,14 +116,16 @@ class Envelope(BaseModel):
             "attempt": cause.attempt if cause else 1,
             "traceparent": child_traceparent(cause.traceparent if cause else None),
             "replayof": cause.replayof if cause else None,
+            "replayonly": cause.replayonly if cause else None,
         }
         envelope = cls.model_validate(values)
         envelope._event = event  # the typed data is already known: event() need not re-validate it
         return envelope
 
-    def replayed(self, attempt: int | None = None) -> Envelope:
+    def replayed(self, attempt: int | None = None, only: str | None = None) -> Envelope:
         """A copy to republish for a replay: new id, `replayof` set, and the attempt it starts
-        (`attempt`: the build's next one, which the gateway reads from the log; else this + 1)."""
+        (`attempt`: the build's next one, which the gateway reads from the log; else this + 1);
+        `only`: that attempt reruns this stage's job and nothing after it."""
         return self.model_copy(
             update={
                 "id": str(uuid.uuid4()),
@@ -125,6 +133,7 @@ class Envelope(BaseModel):
                 "replayof": self.id,
                 "attempt": attempt if attempt is not None else self.attempt + 1,
                 "traceparent": child_traceparent(self.traceparent),
+                "replayonly": only,
             }
         )
 

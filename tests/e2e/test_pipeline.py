@@ -366,6 +366,25 @@ def test_replay_reruns_the_stage_and_everything_after_it(stack, first_build, ses
     print(f"\nreplay --from {stage}: attempt {attempt} in {took:.1f}s")
 
 
+def test_replay_only_reruns_that_stage_and_nothing_after_it(stack, first_build, sessions):
+    """`kiln replay <build> --only scan`: every image is rescanned; attest, deploy and verify do
+    not run again (the containers are the same), and the attempt still ends."""
+    before = container_ids(stack)
+    result = kiln_cli(stack, "replay", first_build, "--only", "scan")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "reruns only scan" in result.stdout and "build succeeded" in result.stdout, result.stdout
+    (attempt,) = {int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("attempt ")}
+    deadline = time.monotonic() + 30
+    while "build.finished" not in (keys := [k for k, _ in events_of_attempt(sessions, first_build, attempt)]):
+        assert time.monotonic() < deadline, f"attempt {attempt}'s build.finished not in event_log: {keys}"
+        time.sleep(0.5)
+    events = events_of_attempt(sessions, first_build, attempt)
+    started = [json.loads(body)["data"]["stage"] for key, body in events if key == "stage.started"]
+    assert started.count("scan") == 8 and not {"attest", "deploy", "verify"} & set(started), started
+    assert "deploy.completed" not in keys
+    assert container_ids(stack) == before
+
+
 def test_replay_of_a_stage_that_never_ran_is_refused(stack, first_build):
     """The example package has no docs stage: its trigger (compile.completed) is stored, but
     republishing it would rerun the deploy, not docs. Refused, nothing published."""

@@ -22,7 +22,7 @@ class RecordingBus:
     async def subscribe_transient(self, purpose, keys, on_message, **options):
         self.calls.append(("transient", purpose))
 
-    async def consume(self, spec, handlers, *, guard=None, give_up=None):
+    async def consume(self, spec, handlers, *, guard=None, give_up=None, replay_scope=True):
         self.calls.append(("consume", spec.name, tuple(handlers), guard, tuple(give_up or {})))
 
 

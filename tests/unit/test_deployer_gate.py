@@ -47,6 +47,7 @@ class Envelope:
     id: str
     attempt: int = 1
     key: str = ""
+    replayonly: str | None = None
 
     def routing_key(self):
         return self.key
@@ -98,8 +99,8 @@ class Gate:
     def _deploy(self, ctx, build, images):
         self.deployed.append(sorted(i.reference for i in images))
 
-    def send(self, event, event_id=None, attempt=1):
-        envelope = Envelope(event_id or str(uuid.uuid4()), attempt, event.routing_key())
+    def send(self, event, event_id=None, attempt=1, only=None):
+        envelope = Envelope(event_id or str(uuid.uuid4()), attempt, event.routing_key(), only)
         ctx = FakeContext(self.build_id, envelope)
         self.table[type(event)](event, ctx)
         self.emitted += ctx.emitted
@@ -431,3 +432,47 @@ def test_a_cancelled_build_replays_and_an_old_cancel_does_not_stop_the_new_attem
     assert [f.status for f in gate.finished()] == ["cancelled"]
     gate.send(BuildCancelRequested(reason="now"), attempt=2)
     assert [f.status for f in gate.finished()] == ["cancelled", "cancelled"]
+
+
+def test_replay_only_scan_ends_once_the_rescans_are_in_without_a_deploy(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))
+    for p in PLATFORMS:
+        gate.send(pushed("webhook", p), attempt=2, only="scan")
+    assert gate.finished() == []  # attest facts of attempt 1 still stand; scans are redone
+    gate.send(stage_finished("scan", "webhook", "linux/amd64"), attempt=2, only="scan")
+    assert gate.finished() == []
+    gate.send(stage_finished("scan", "webhook", "linux/arm64"), attempt=2, only="scan")
+    assert [f.status for f in gate.finished()] == ["succeeded"]
+    assert len(gate.deployed) == 1  # nothing after scan reran: no deploy
+
+
+def test_replay_only_scan_fails_the_attempt_on_a_failing_rescan(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))
+    gate.send(pushed("webhook", "linux/amd64"), attempt=2, only="scan")
+    gate.send(
+        stage_finished("scan", "webhook", "linux/amd64", "failed", error="2 critical"), attempt=2, only="scan"
+    )
+    assert [(f.status, f.failed_stage) for f in gate.finished()][-1] == ("failed", "scan")
+    assert len(gate.deployed) == 1
+
+
+def test_replay_only_compile_ends_at_compile_completed_and_only_deploy_deploys(store):
+    gate = deployed_build(store)
+    gate.send(BuildFinished(status="succeeded"))
+    gate.send(compiled("webhook"), attempt=2, only="compile")
+    assert [f.status for f in gate.finished()] == ["succeeded"] and len(gate.deployed) == 1
+    gate.send(compiled("webhook"), attempt=3, only="deploy")  # the deployer's own job: deploys
+    assert len(gate.deployed) == 2
+
+
+def test_only_attempt_is_the_job_of_the_stage():
+    from services.deployer.gate import only_attempt
+
+    assert only_attempt("deploy", GATE_FACTS) is None and only_attempt("verify", GATE_FACTS) is None
+    assert only_attempt("image", GATE_FACTS).required == ("push",)
+    assert only_attempt("image", GATE_FACTS).needs_reference
+    assert only_attempt("audit", GATE_FACTS).required == ("scan",)  # scan and audit: one job
+    assert only_attempt("compile", GATE_FACTS).required == ()
+    assert only_attempt("scan", ("push", "attest")).required == ()  # scan optional here

@@ -94,20 +94,27 @@ async def cancel_build(deps: Deps, build_id: str, reason: str = "cancelled by AP
 
 @router.post("/builds/{build_id}/replay", status_code=202, dependencies=[WriteAccess])
 async def replay_build(
-    deps: Deps, build_id: str, from_stage: Annotated[str | None, Query(alias="from")] = None
+    deps: Deps,
+    build_id: str,
+    from_stage: Annotated[str | None, Query(alias="from")] = None,
+    only: bool = False,
 ) -> dict[str, Any]:
-    """Republish the stored event(s) that started the build, or stage `from`, with `replayof`."""
+    """Republish the stored event(s) that started the build, or stage `from`, with `replayof`;
+    `only=true`: the new attempt reruns that stage's job and nothing after it."""
     if from_stage is not None and from_stage not in STAGE_TRIGGERS:
         raise HTTPException(422, f"unknown stage {from_stage!r}; one of {', '.join(STAGE_TRIGGERS)}")
+    if only and from_stage in (None, "build"):
+        raise HTTPException(422, "only=true needs the stage to rerun alone: from=<stage>")
     try:
-        envelopes = await in_session(deps, replay_envelopes, build_id, from_stage)
+        envelopes = await in_session(deps, replay_envelopes, build_id, from_stage, only=only)
     except NothingToReplay as exc:
         raise HTTPException(404, str(exc)) from None
     await _publish(deps, envelopes)
     return {
         "status": "accepted",
         "replayed": [
-            {"id": e.id, "replayof": e.replayof, "type": e.type, "attempt": e.attempt} for e in envelopes
+            {"id": e.id, "replayof": e.replayof, "type": e.type, "attempt": e.attempt, "only": e.replayonly}
+            for e in envelopes
         ],
     }
 
