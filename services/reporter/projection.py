@@ -247,6 +247,7 @@ def _scan(env: Envelope, event: ScanCompleted, when: datetime) -> dict[str, Any]
         "vuln_db": event.vuln_db,
         "findings": [f.model_dump(mode="json") for f in (*event.findings, *event.secrets)],
         "scanned_at": when,
+        "note": event.note or None,
     }
 
 

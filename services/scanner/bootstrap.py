@@ -11,6 +11,8 @@ import functools
 import logging
 from collections.abc import Callable
 
+from services.scanner.adapters import advisories
+from services.scanner.adapters.advisories import WithAdvisories
 from services.scanner.adapters.harbor import HarborScanner
 from services.scanner.adapters.trivy import TrivyCli
 from services.scanner.handlers import HarborFor, PackageScanSetup, PackageSetupFn, on_image_pushed
@@ -37,8 +39,10 @@ def registry_credentials(settings: ScannerSettings) -> tuple[str, str] | None:
     return None
 
 
-def trivy_from(settings: ScannerSettings) -> TrivyCli:
-    return TrivyCli(
+def trivy_from(settings: ScannerSettings) -> TrivyCli | WithAdvisories:
+    """Trivy, with the offline advisory database behind it when one is configured (an unreadable
+    one stops the scanner at start-up: the operator named it, so it must be there)."""
+    trivy = TrivyCli(
         settings.trivy,
         settings.trivy_cache_dir,
         db_repository=settings.trivy_db_repository,
@@ -49,6 +53,15 @@ def trivy_from(settings: ScannerSettings) -> TrivyCli:
         registry_credentials=registry_credentials(settings),
         insecure_hosts=parse_hosts(settings.registry_insecure_hosts),
     )
+    try:
+        database = advisories.resolve(settings.scanner_advisory_db)
+    except advisories.AdvisoryDbUnreadable as exc:
+        raise SystemExit(
+            f"scanner: {exc} (set KILN_SCANNER_ADVISORY_DB to a file, or '' to turn it off)"
+        ) from None
+    if database is None:
+        return trivy
+    return WithAdvisories(trivy, database, severity=settings.scanner_advisory_severity)
 
 
 def package_setup_from(settings: ScannerSettings) -> PackageSetupFn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import KilnSettings
@@ -23,3 +25,8 @@ class ScannerSettings(KilnSettings):
     harbor_poll_timeout_s: float = Field(60, gt=0)
     harbor_poll_interval_s: float = Field(2, gt=0)
     harbor_verify_tls: bool = True
+    # Without a Trivy database, Python packages are checked against this offline advisory file
+    # (adapters/advisories.py): "safety-db" = the PyPI package's bundled file, a path, "" = off.
+    scanner_advisory_db: str = "safety-db"
+    # Such files carry no severities: the severity every match is counted at by the scan policy.
+    scanner_advisory_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"] = "HIGH"

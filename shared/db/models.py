@@ -130,6 +130,8 @@ class BuildScan(Base):
     vuln_db: Mapped[str] = mapped_column(String(10), default="ok")
     findings: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     scanned_at: Mapped[datetime | None] = mapped_column(PreciseTime)
+    # Which vulnerability data was consulted (and how old), the verdict's reasons: the event's note.
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 # log_build_image.platform of a row that records a multi-arch index rather than one platform's image.

@@ -22,7 +22,7 @@ Tables (models in shared/db/models.py), what the reporter writes them from, who 
 - `log_build_image` (target, platform, repository, tag, digest, size_bytes, status; platform
   MANIFEST_PLATFORM is a multi-arch index): from image.pushed and the manifest event. Read by
   `build_detail["images"]`, `registry_overview`, `with_index_sizes`.
-- `log_build_scan` (counts per severity, verdict, findings): from scan.finished.
+- `log_build_scan` (counts per severity, verdict, findings, note): from scan.completed.
   Read by `build_detail["scans"]`.
 - `log_audit` (mode, target, counts, findings, note): from audit.completed.
   Read by `build_detail["audits"]`.

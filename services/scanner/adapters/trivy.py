@@ -10,6 +10,7 @@ ScannerCrashed after `attempts` tries with a growing delay; unreadable JSON -> M
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from services.scanner.adapters.trivy_db import TrivyDatabase
 from services.scanner.report import (
     NO_VULN_DB_NOTE,
+    MalformedReport,
     ScannerCrashed,
     ScannerMissing,
     ScanReport,
@@ -80,6 +82,32 @@ class TrivyCli:
             args.append("--insecure")
         report = self._scan([*args, *self._db_flags(with_vulns), reference], with_vulns=with_vulns)
         return report if vulnerabilities else _without_vuln_state(report)
+
+    def python_packages(self, reference: str) -> list[tuple[str, str]]:
+        """(name, version) of every Python package installed in the image, from Trivy's
+        CycloneDX SBOM (its offline package analyzers read the dist-info/egg-info metadata)."""
+        args = ["image", "--image-src", "remote", "--format", "cyclonedx", "--quiet", "--offline-scan"]
+        args += [
+            "--skip-db-update",
+            "--cache-dir",
+            str(self.cache_dir),
+            "--timeout",
+            f"{int(self.timeout_s)}s",
+        ]
+        if plain_http_allowed(reference, self.insecure_hosts):
+            args.append("--insecure")
+        output = self._run([self.binary, *args, reference])
+        try:
+            components = json.loads(output).get("components") or []
+        except (ValueError, AttributeError):
+            raise MalformedReport("trivy printed no CycloneDX JSON for the package list") from None
+        return sorted(
+            {
+                (str(c.get("name")), str(c.get("version")))
+                for c in components
+                if str(c.get("purl", "")).startswith("pkg:pypi/") and c.get("name") and c.get("version")
+            }
+        )
 
     def scan_secrets(self, path: str | Path) -> ScanReport:
         skips = [arg for d in SKIPPED_SOURCE_DIRS for arg in ("--skip-dirs", d)]
