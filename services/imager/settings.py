@@ -14,6 +14,12 @@ class ImagerSettings(KilnSettings):
     platform: str = Field(DEFAULT.name, pattern=PLATFORM_PATTERN)
     image_builder: str = Field("docker", pattern="^(docker|buildah)$", description="ImageBuilder backend")
     imager_work_dir: Path = Path.home() / ".cache" / "kiln" / "imager"
+    # Clean-up (services/imager/cleanup.py): the warm caches under the work dir (tier venvs,
+    # artifacts) are cut to this many MB after every job, least recently used first.
+    imager_cache_max_mb: int = Field(10240, ge=0, description="tier + artifact caches, MB")
+    # Pushed images left in the engine per repository: a deployer on this engine creates its
+    # containers from them. 0 on build hosts nobody deploys from.
+    imager_keep_pushed: int = Field(1, ge=0, le=100, description="newest pushed images kept per repository")
     prove_stay_up_s: float = Field(3.0, gt=0, description="a worker must still run after this long")
     prove_timeout_s: float = Field(
         30.0, gt=0, description="an HTTP service must answer its health path by then"
