@@ -27,7 +27,9 @@ from tests.integration.test_imager_pipeline import Recorder
 pytestmark = pytest.mark.integration
 
 
-async def test_worker_killed_mid_proof_job_is_redelivered_pushed_once_and_its_leftovers_removed(amqp_url, database_url, tmp_path):
+async def test_worker_killed_mid_proof_job_is_redelivered_pushed_once_and_its_leftovers_removed(
+    amqp_url, database_url, tmp_path
+):
     registry = RegistryClient(
         required_env("KILN_REGISTRY_URL"),
         required_env("KILN_REGISTRY_USERNAME"),
