@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
-from services.imager.cache_bound import BoundedCache
+from services.imager.cache_bound import UNBOUNDED, BoundedCache
 from services.imager.cleanup import CleanupPolicy, Janitor
 from services.imager.handlers import (
     on_compile_completed,
@@ -72,10 +72,11 @@ def make_cleaner(settings: ImagerSettings) -> EngineCleaner:
 def make_janitor(settings: ImagerSettings, cleaner: EngineCleaner, worker_id: str) -> Janitor:
     work = settings.imager_work_dir
     longest_proof = settings.prove_timeout_s * settings.prove_emulated_factor
+    bound = int(settings.imager_cache_max_bytes) or UNBOUNDED
     return Janitor(
         cleaner,
         WorkerLedger(work, worker_id),
-        BoundedCache([work / "tiers", work / "artifacts"], settings.imager_cache_max_mb * 2**20),
+        BoundedCache([work / "tiers", work / "artifacts"], bound),
         work,
         CleanupPolicy(keep_pushed=settings.imager_keep_pushed, stale_proof_s=max(900.0, 3 * longest_proof)),
     )

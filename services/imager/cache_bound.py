@@ -2,7 +2,7 @@
 used first out.
 
 The caches are the imager's speed (a warm rebuild prepares no venv and pulls no artifact), so
-clean-up keeps them; KILN_IMAGER_CACHE_MAX_MB bounds them. Each entry is one finished directory
+clean-up keeps them; KILN_IMAGER_CACHE_MAX_BYTES bounds them. Each entry is one finished directory
 (`tiers/<tier>-<arch>-<hash>`, `artifacts/<digest>`), immutable once renamed into place; its mtime
 is its last use (`lease` touches it).
 
@@ -29,6 +29,7 @@ log = logging.getLogger("kiln.imager.cleanup")
 # Temporary siblings (`.tier-…` while pip runs, `.evict-…` while deleting) older than this are
 # leftovers of a dead process: pip's own timeout is 900 s.
 STALE_TEMP_S = 3600
+UNBOUNDED = 2**63  # KILN_IMAGER_CACHE_MAX_BYTES=0, as the compiler's: no bound
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class BoundedCache:
                 freed += size
                 total -= size
         if evicted:
-            log.info("cache over %d MB: evicted %s (%.1f MB)", self.max_bytes // 2**20, evicted, freed / 1e6)
+            log.info("cache over %.0f MB: evicted %s (%.1f MB)", self.max_bytes / 1e6, evicted, freed / 1e6)
         return Eviction(tuple(evicted), freed, total)
 
     def remove_stale_temps(self, now: float | None = None) -> list[str]:

@@ -5,7 +5,7 @@ After a job (pushed, failed or cancelled): the job's local tags go, with their u
 and so do the build-step images nothing else builds on; the pushed image stays only while it is
 among the newest KILN_IMAGER_KEEP_PUSHED of its repository (a deployer on the same engine creates
 its containers from the local image); the job's scratch dir is gone already; the warm caches are
-cut to KILN_IMAGER_CACHE_MAX_MB, least recently used first.
+cut to KILN_IMAGER_CACHE_MAX_BYTES, least recently used first.
 
 At start-up: every worker whose lock nobody holds (services/imager/worker_ledger.py) is dead; what
 its ledger names is removed, with its proof containers and scratch dirs. Proof containers of
