@@ -31,7 +31,7 @@ class BuildahCleaner:
 
     def _images(self) -> list[dict]:
         done = self._buildah("images", "--all", "--json")
-        return json.loads(done.stdout or "[]") if done.returncode == 0 else []
+        return (json.loads(done.stdout or "[]") or []) if done.returncode == 0 else []  # "null": none
 
     def remove_references(self, references: Sequence[str]) -> list[str]:
         removed = []
@@ -63,7 +63,8 @@ class BuildahCleaner:
         creation time here, so a container without a Kiln proof name is never touched."""
         done = self._buildah("containers", "--json")
         found = []
-        for container in json.loads(done.stdout or "[]") if done.returncode == 0 else []:
+        listed = (json.loads(done.stdout or "[]") or []) if done.returncode == 0 else []  # "null": none
+        for container in listed:
             match = PROOF_NAME.match(container.get("containername", ""))
             if match is not None:
                 found.append(ProofContainer(container["id"], match.group(0), match.group(1), 0.0))
