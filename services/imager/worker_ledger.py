@@ -109,8 +109,11 @@ class WorkerLedger:
             return  # not claimed (unit tests, CLIs): nothing to leave for a successor
         path = self.root / f"{self.worker_id}.json"
         scratch = path.with_suffix(".json.tmp")
-        scratch.write_text(json.dumps(asdict(self.current)), encoding="utf-8")
-        scratch.replace(path)
+        try:
+            scratch.write_text(json.dumps(asdict(self.current)), encoding="utf-8")
+            scratch.replace(path)
+        except OSError as exc:  # a full disk must not fail the job: only a successor's clean-up
+            log.warning("cannot write the worker ledger %s (%s)", path, exc)
 
     def finish_job(self) -> None:
         self.current = JobRecord()

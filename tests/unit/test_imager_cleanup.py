@@ -231,3 +231,11 @@ def test_tracker_writes_the_ledger_as_the_job_goes(tmp_path):
     assert saved["references"] == [f"{REPO}:b1"]
     ledger.release()
     assert not list(ledger.root.iterdir())
+
+
+def test_an_unwritable_ledger_never_fails_the_job(tmp_path, caplog):
+    ledger = WorkerLedger(tmp_path)
+    ledger.claim()
+    (ledger.root / f"{ledger.worker_id}.json.tmp").mkdir()  # the write fails as on a full disk
+    JobTracker(ledger).tagged(f"{REPO}:b1")
+    assert "cannot write the worker ledger" in caplog.text
