@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
+from services.imager.cache_bound import UNBOUNDED, BoundedCache
+from services.imager.cleanup import CleanupPolicy, Janitor
 from services.imager.handlers import (
     on_compile_completed,
     on_image_job_given_up,
@@ -16,10 +18,11 @@ from services.imager.handlers import (
     on_image_requested,
 )
 from services.imager.image_job import ImagerDeps
-from services.imager.ports import ImageBuilder, Prover, RegistryAuth
+from services.imager.ports import EngineCleaner, ImageBuilder, Prover, RegistryAuth
 from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
 from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
+from services.imager.worker_ledger import WorkerLedger, new_worker_id
 from shared.artifacts import pull_artifact
 from shared.bus import SqlIdempotencyGuard
 from shared.bus import topology as t
@@ -39,19 +42,47 @@ from shared.sandbox import Sandbox
 log = logging.getLogger("kiln.imager")
 
 
-def make_builder(settings: ImagerSettings) -> ImageBuilder:
+def make_builder(settings: ImagerSettings, worker_id: str | None = None) -> ImageBuilder:
     if settings.image_builder == "buildah":
         from services.imager.adapters.buildah import BuildahBuilder
 
         password = settings.registry_password.get_secret_value() if settings.registry_password else None
         auth = RegistryAuth(settings.registry_username, password)
-        return BuildahBuilder(insecure_hosts=parse_hosts(settings.registry_insecure_hosts), auth=auth)
+        return BuildahBuilder(
+            insecure_hosts=parse_hosts(settings.registry_insecure_hosts),
+            auth=auth,
+            scratch_dir=settings.imager_work_dir / "jobs",
+            scratch_prefix=f"{worker_id}-buildah-" if worker_id else "kiln-buildah-",
+        )
     from services.imager.adapters.docker_engine import DockerEngineBuilder
 
     return DockerEngineBuilder()
 
 
-def make_prover(settings: ImagerSettings) -> Prover:
+def make_cleaner(settings: ImagerSettings) -> EngineCleaner:
+    if settings.image_builder == "buildah":
+        from services.imager.adapters.buildah_cleanup import BuildahCleaner
+
+        return BuildahCleaner()
+    from services.imager.adapters.docker_cleanup import DockerEngineCleaner
+
+    return DockerEngineCleaner()
+
+
+def make_janitor(settings: ImagerSettings, cleaner: EngineCleaner, worker_id: str) -> Janitor:
+    work = settings.imager_work_dir
+    longest_proof = settings.prove_timeout_s * settings.prove_emulated_factor
+    bound = int(settings.imager_cache_max_bytes) or UNBOUNDED
+    return Janitor(
+        cleaner,
+        WorkerLedger(work, worker_id),
+        BoundedCache([work / "tiers", work / "artifacts"], bound),
+        work,
+        CleanupPolicy(keep_pushed=settings.imager_keep_pushed, stale_proof_s=max(900.0, 3 * longest_proof)),
+    )
+
+
+def make_prover(settings: ImagerSettings, worker_id: str | None = None) -> Prover:
     """The proof runs where the image was built: the same engine, or buildah without a daemon."""
     windows = {
         "stay_up_s": settings.prove_stay_up_s,
@@ -62,10 +93,12 @@ def make_prover(settings: ImagerSettings) -> Prover:
     if settings.image_builder == "buildah":
         from services.imager.adapters.buildah_prover import BuildahProver
 
-        return BuildahProver(**windows, sandbox=Sandbox(required=not settings.allow_unsandboxed))
+        return BuildahProver(
+            **windows, sandbox=Sandbox(required=not settings.allow_unsandboxed), worker_id=worker_id
+        )
     from services.imager.adapters.docker_prover import DockerProver
 
-    return DockerProver(**windows)
+    return DockerProver(**windows, worker_id=worker_id)
 
 
 def bootstrap(
@@ -74,12 +107,14 @@ def bootstrap(
     builder: ImageBuilder | None = None,
     prover: Prover | None = None,
     registry: RegistryClient | None = None,
+    cleaner: EngineCleaner | None = None,
     sessions: sessionmaker | None = None,
     with_database: bool = True,
     manifests: bool = True,
 ) -> Worker:
     """The imager's worker: image jobs of its platform, and (`manifests`) multi-arch indexes.
-    `parts`: `deps` (what a job needs) and `sessions`."""
+    `parts`: `deps` (what a job needs) and `sessions`. With a fake builder and no `cleaner`
+    (unit tests), nothing is cleaned up."""
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.secret_values().values())
     REDACT.add(*settings.secret_values().values())
     log_insecure_hosts(parse_hosts(settings.registry_insecure_hosts), log)
@@ -90,9 +125,13 @@ def bootstrap(
     def fetch_artifact(artifact: Artifact, dest: Path) -> Path:
         return pull_artifact(artifact.reference, dest, client=registry)
 
+    worker_id = new_worker_id()
+    if cleaner is None and builder is None:
+        cleaner = make_cleaner(settings)
+    janitor = make_janitor(settings, cleaner, worker_id) if cleaner is not None else None
     deps = ImagerDeps(
-        builder=builder or make_builder(settings),
-        prover=prover or make_prover(settings),
+        builder=builder or make_builder(settings, worker_id),
+        prover=prover or make_prover(settings, worker_id),
         registry=registry,
         fetch_artifact=fetch_artifact,
         tiers=TierVenvCache(
@@ -105,6 +144,7 @@ def bootstrap(
         config_path=settings.config_path,
         is_cancelled=cancel.is_cancelled,
         logs=LogShipper("imager", secrets=settings.secret_values().values()),
+        janitor=janitor,
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))
@@ -130,6 +170,12 @@ def bootstrap(
 
     async def warm_up(_bus) -> None:
         await asyncio.to_thread(warm_up_registry, registry)
+        if janitor is not None:
+            await asyncio.to_thread(start_clean, janitor)
+
+    def stop_clean() -> None:
+        if janitor is not None:
+            janitor.ledger.release()
 
     return Worker(
         source="imager",
@@ -139,6 +185,7 @@ def bootstrap(
         cancel=cancel,
         logs=deps.logs,
         on_start=[warm_up],
+        on_stop=[stop_clean],
         health_port=settings.health_port,
         parts={"deps": deps, "sessions": sessions},
     )
@@ -151,6 +198,17 @@ def warm_up_registry(registry: RegistryClient) -> None:
         registry.ping()
     except Exception as exc:
         log.warning("registry %s not reachable at start (%s); jobs will retry against it", registry.host, exc)
+
+
+def start_clean(janitor: Janitor) -> None:
+    """Claim this worker's lock, then remove what dead predecessors left (never fatal)."""
+    try:
+        janitor.ledger.claim()
+    except OSError as exc:
+        where = janitor.ledger.root
+        log.warning("cannot take the worker lock under %s (%s): leftovers are not cleaned", where, exc)
+        return
+    janitor.at_start()
 
 
 def receipt_policy(settings: ImagerSettings, registry_host: str) -> ReceiptPolicy:

@@ -10,14 +10,16 @@ While stage image (build + proof) and stage push run, their output goes out as l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.imager.build_context import MissingFactory, directory_context, service_context
+from services.imager.cleanup import Janitor, JobTracker, Untracked
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
@@ -45,6 +47,8 @@ class ImagerDeps:
     # Set from the process's CancelWatch: checked at the stage boundaries (before build, before push).
     is_cancelled: Callable[[str, int], bool] = lambda _build_id, _attempt: False
     logs: LogShipper | None = None  # live log lines; None: not shipped (unit tests, CLIs)
+    # Removes the job's images after it (pushed or not) and bounds the caches; None: no clean-up.
+    janitor: Janitor | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,16 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     if deps.is_cancelled(job.build_id, job.attempt):
         finish_stage(job, "image", "cancelled", **where)
         return
-    local_ref = f"{event.repository}:{first_tag}"
+    with deps.janitor.job() if deps.janitor else contextlib.nullcontext(Untracked()) as tracker:
+        _build_prove_push(event, job, deps, tracker)
+
+
+def _build_prove_push(event: ImageRequested, job: JobContext, deps: ImagerDeps, tracker: JobTracker) -> None:
+    where = {"target": event.target, "platform": event.platform}
+    local_ref = f"{event.repository}:{immutable_tags(event)[0]}"
     with stage(job, "image", logs=deps.logs, package=job.package, **where) as run:
         try:
-            built, proof_reason = _build_and_prove(event, job, deps, local_ref, run.log)
+            built, proof_reason = _build_and_prove(event, job, deps, local_ref, tracker, run.log)
         except ImageRejected as exc:
             run.fail(str(exc), log_tail=exc.log)
             run.emit_with_verdict(ImageFailed(error=run.error, log_tail=run.log_tail, **where))
@@ -109,33 +119,44 @@ def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> N
     if deps.is_cancelled(job.build_id, job.attempt):  # proven but not pushed: nothing half-published
         finish_stage(job, "push", "cancelled", **where)
         return
+    repo = repository_path(event.repository)
     with stage(job, "push", logs=deps.logs, package=job.package, **where) as run:
         digest = ""
         for tag in [*immutable_tags(event), *(["latest"] if "latest" in event.tags else [])]:
             reference = f"{event.repository}:{tag}"
+            tracker.tagged(reference)
             deps.builder.tag(built.image_id, reference)
             run.log(f"pushing {reference}")
             digest = deps.builder.push(reference, deps.auth, progress=run.log).digest
             run.log(f"pushed {reference}: {digest}")
+        tracker.pushed(event.repository)
         size = deps.registry.image_size(repo, digest)
         run.detail.update(digest=digest, size_bytes=size)
     job.emit(_pushed(event, digest, size, proven=True))
 
 
 def _build_and_prove(
-    event: ImageRequested, job: JobContext, deps: ImagerDeps, local_ref: str, log: LineSink = discard
+    event: ImageRequested,
+    job: JobContext,
+    deps: ImagerDeps,
+    local_ref: str,
+    tracker: JobTracker | Untracked,
+    log: LineSink = discard,
 ):
-    with tempfile.TemporaryDirectory(dir=_ensure(deps.work_dir / "jobs")) as scratch:
-        root = _artifact_root(event, deps, Path(scratch))
+    prefix = deps.janitor.scratch_prefix if deps.janitor else None
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=_ensure(deps.work_dir / "jobs")) as scratch:
         try:
-            if event.dockerfile:
-                context, dockerfile = directory_context(root), event.dockerfile
-            else:
-                context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
+            with _held(deps, lambda: _artifact_root(event, deps, Path(scratch))) as root:
+                if event.dockerfile:
+                    context, dockerfile = directory_context(root), event.dockerfile
+                else:
+                    context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
             log(f"building {local_ref} for {event.platform}")
+            tracker.tagged(local_ref)  # before the build: a worker killed during it leaves the tag
             built = deps.builder.build(
-                context, local_ref, platform=event.platform, dockerfile=dockerfile, progress=log
-            )
+                context, local_ref, platform=event.platform, dockerfile=dockerfile,
+                progress=tracker.watching(log),
+            )  # fmt: skip
         except BuildFailed as exc:
             raise ImageRejected(str(exc), exc.log) from exc
         except (MissingFactory, TierPreparationFailed) as exc:
@@ -159,10 +180,9 @@ def _build_and_prove(
 
 
 def _service_context(event: ImageRequested, job: JobContext, deps: ImagerDeps, root: Path) -> bytes:
-    tier_dir, requirements_hash = None, None
+    requirements_hash = None
     if event.tier:
         tier = resolve_tier(event.tier, root, deps.config_path)
-        tier_dir = deps.tiers.prepare(tier, event.platform)
         requirements_hash = tier.requirements_hash(event.platform)
     labels = {
         LABEL_BUILD_ID: job.build_id,
@@ -186,7 +206,26 @@ def _service_context(event: ImageRequested, job: JobContext, deps: ImagerDeps, r
         health_path=event.health_path,
         labels=labels,
     )
-    return service_context(render_dockerfile(spec), root, event.factories, tier_dir, LAUNCHER_SOURCE)
+    if not event.tier:
+        return service_context(render_dockerfile(spec), root, event.factories, None, LAUNCHER_SOURCE)
+    with _held(deps, lambda: deps.tiers.prepare(tier, event.platform)) as tier_dir:
+        return service_context(render_dockerfile(spec), root, event.factories, tier_dir, LAUNCHER_SOURCE)
+
+
+@contextlib.contextmanager
+def _held(deps: ImagerDeps, prepare: Callable[[], Path]) -> Iterator[Path]:
+    """A cache entry, held against eviction (by any worker on this host) while it is read into
+    the build context; prepared again if it was evicted between being found and being held."""
+    for _attempt in range(3):
+        path = prepare()
+        if deps.janitor is None:
+            yield path
+            return
+        with deps.janitor.cache.lease(path) as present:
+            if present:
+                yield path
+                return
+    raise ImageRejected(f"the cache entry {path.name} was evicted three times while being used", [])
 
 
 def _artifact_root(event: ImageRequested, deps: ImagerDeps, scratch: Path) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -88,3 +88,30 @@ class ArtifactFetcher(Protocol):
 
 class RegistryAuthFailed(RuntimeError):
     """The registry refused our credentials: retrying cannot fix it quickly, an operator must."""
+
+
+@dataclass(frozen=True)
+class ProofContainer:
+    container_id: str
+    name: str
+    owner: str  # the worker id in its name (`kiln-proof-<id>-…`); "" for a proof from before names
+    age_s: float
+
+
+class EngineCleaner(Protocol):
+    """Removes what image jobs left in the engine (Docker's image store, buildah's vfs store).
+    Every method skips what the engine refuses (in use by a container, parent of another image)."""
+
+    def remove_references(self, references: Sequence[str]) -> list[str]:
+        """Untag `repository:tag`s; an image losing its last tag goes, with its untagged parents."""
+
+    def remove_untagged(self, image_ids: Sequence[str]) -> list[str]:
+        """Build-step images, if nothing names them (never a tagged image, e.g. the base)."""
+
+    def older_references(self, repository: str, keep: int) -> list[str]:
+        """The tags in `repository` of all but its `keep` newest images."""
+
+    def proof_containers(self) -> list[ProofContainer]:
+        """Containers the imager's prover started (never one that only inherited the label)."""
+
+    def remove_container(self, container: ProofContainer) -> None: ...

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 
 from shared.platforms import DEFAULT, PLATFORM_PATTERN
 from shared.settings import KilnSettings
+
+DEFAULT_CACHE_MAX_BYTES = 5 * 1024**3
 
 
 class ImagerSettings(KilnSettings):
     platform: str = Field(DEFAULT.name, pattern=PLATFORM_PATTERN)
     image_builder: str = Field("docker", pattern="^(docker|buildah)$", description="ImageBuilder backend")
     imager_work_dir: Path = Path.home() / ".cache" / "kiln" / "imager"
+    # Clean-up (services/imager/cleanup.py): the warm caches under the work dir (tier venvs,
+    # artifacts) are cut to this after every job, least recently used first; units as the
+    # compiler's KILN_COMPILER_CACHE_MAX_BYTES (`20GiB`, `800MB`, bytes), 0 = unbounded.
+    imager_cache_max_bytes: ByteSize = Field(ByteSize(DEFAULT_CACHE_MAX_BYTES), ge=0)
+    # Pushed images left in the engine per repository: a deployer on this engine creates its
+    # containers from them. 0 on build hosts nobody deploys from.
+    imager_keep_pushed: int = Field(1, ge=0, le=100, description="newest pushed images kept per repository")
     prove_stay_up_s: float = Field(3.0, gt=0, description="a worker must still run after this long")
     prove_timeout_s: float = Field(
         30.0, gt=0, description="an HTTP service must answer its health path by then"

@@ -60,9 +60,12 @@ def base_image_of(dockerfile: Path) -> str:
 class BuildahBuilder:
     def __init__(
         self, *, insecure_hosts: frozenset[str] = frozenset(), auth: RegistryAuth | None = None,
-        timeout_s: int = 900,
+        timeout_s: int = 900, scratch_dir: Path | None = None, scratch_prefix: str = "kiln-buildah-",
     ):  # fmt: skip
         self.insecure_hosts = insecure_hosts
+        # The unpacked context: under the work dir's jobs/ with the worker's id, so what a killed
+        # worker left is found by its successor (services/imager/cleanup.py).
+        self.scratch_dir, self.scratch_prefix = scratch_dir, scratch_prefix
         self.auth = auth  # for pulling the base image from a private registry
         self.timeout_s = timeout_s
 
@@ -106,7 +109,9 @@ class BuildahBuilder:
         dockerfile: str = "Dockerfile",
         progress: Progress | None = None,
     ) -> BuiltImage:
-        with tempfile.TemporaryDirectory(prefix="kiln-buildah-") as scratch:
+        if self.scratch_dir is not None:
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=self.scratch_prefix, dir=self.scratch_dir) as scratch:
             with tarfile.open(fileobj=BytesIO(context_tar)) as tar:
                 tar.extractall(scratch, filter="tar")
             base = base_image_of(Path(scratch) / dockerfile)

@@ -22,6 +22,7 @@ import time
 from services.imager.adapters.buildah import GLOBAL_OPTIONS
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
+from services.imager.worker_ledger import proof_container_name
 from shared.platforms import DEFAULT
 from shared.sandbox import REQUIRED, Sandbox, SandboxUnavailable
 
@@ -45,17 +46,20 @@ sys.exit(child.wait())
 
 class BuildahProver:
     def __init__(self, *, stay_up_s: float = 3.0, timeout_s: float = 30.0, emulated_factor: float = 3.0,
-                 host_platform: str = DEFAULT.name, sandbox: Sandbox = REQUIRED):  # fmt: skip
+                 host_platform: str = DEFAULT.name, sandbox: Sandbox = REQUIRED,
+                 worker_id: str | None = None):  # fmt: skip
         self.stay_up_s, self.timeout_s = stay_up_s, timeout_s
         self.emulated_factor, self.host_platform = emulated_factor, host_platform
         self.sandbox = sandbox
+        self.worker_id = worker_id  # names its working containers: a successor knows whose they are
 
     def prove(
         self, reference: str, *, platform: str, port: int | None, health_path: str | None
     ) -> ProofResult:
         factor = 1.0 if platform == self.host_platform else self.emulated_factor
         buildah = ["buildah", *GLOBAL_OPTIONS]
-        container = _buildah(buildah, "from", "--pull-never", reference)
+        name = ["--name", proof_container_name(self.worker_id)] if self.worker_id else []
+        container = _buildah(buildah, "from", "--pull-never", *name, reference)
         try:
             config = (json.loads(_buildah(buildah, "inspect", container)).get("OCIv1", {}) or {}).get(
                 "config"

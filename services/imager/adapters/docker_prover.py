@@ -20,8 +20,10 @@ import time
 import docker
 from docker.errors import APIError, NotFound
 
+from services.imager.adapters.docker_cleanup import OWNER_LABEL, PROOF_LABEL
 from services.imager.ports import ProofResult
 from services.imager.traceback_reading import find_missing_import
+from services.imager.worker_ledger import proof_container_name
 from shared.platforms import DEFAULT
 
 LOG_LINES = 50
@@ -47,8 +49,10 @@ class DockerProver:
         timeout_s: float = 30.0,
         emulated_factor: float = 3.0,
         host_platform: str = DEFAULT.name,
+        worker_id: str | None = None,
     ):
         self.client = client or docker.from_env()
+        self.worker_id = worker_id  # names and labels its proofs: a successor knows whose they are
         self.stay_up_s = stay_up_s
         self.timeout_s = timeout_s
         self.emulated_factor = emulated_factor
@@ -62,7 +66,8 @@ class DockerProver:
             reference,
             detach=True,
             platform=platform,
-            labels={"dev.kiln.proof": "1"},
+            labels={PROOF_LABEL: "1", **({OWNER_LABEL: self.worker_id} if self.worker_id else {})},
+            name=proof_container_name(self.worker_id) if self.worker_id else None,
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
