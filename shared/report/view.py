@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.db.models import MANIFEST_PLATFORM
+from shared.report.audit_view import audit_rows, audit_verdict
 from shared.stages import STAGES, StageSpec, label_of
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
@@ -57,7 +58,14 @@ def report_view(detail: dict[str, Any], *, build_url: str) -> dict[str, Any]:
         "scan_totals": totals,
         "registry": _registry(detail["images"]),
         "failure": detail["failure"],
+        **_audit(detail.get("audits") or []),
     }
+
+
+def _audit(audits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit block's values (templates audit.html.j2 / audit.txt.j2)."""
+    rows = audit_rows(audits)
+    return {"audits": rows, "audit_verdict": audit_verdict(rows)}
 
 
 def step_order(steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES) -> list[dict[str, Any]]:
