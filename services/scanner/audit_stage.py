@@ -130,13 +130,14 @@ def worst_severity(counts: dict[str, int]) -> str | None:
 
 
 def summary(results: Sequence[AuditResult], verdicts: dict[str, Verdict]) -> str:
-    """One line for the timeline, e.g. `secrets 1 CRITICAL fail · deps 12 packages, no vuln db report`."""
+    """One line for the timeline, e.g. `secrets 1 found, worst CRITICAL fail · deps clean, 12
+    packages, not fully audited report`."""
     parts = []
     for r in results:
         counts = r.counts()
         found = len(r.findings)
         worst = worst_severity(counts)
-        what = f"{found} {worst}" if worst else "clean"
+        what = f"{found} found, worst {worst}" if worst else "clean"
         if "packages" in counts:
             what += f", {counts['packages']} packages"
         if not r.complete:
