@@ -33,6 +33,7 @@ from shared.naming import digest_ref
 log = logging.getLogger("kiln.scanner.audit")
 
 STAGE = "audit"
+IMAGE_CONFIG = "image config"  # a finding's `file` when it is in the image config (ENV, USER, …)
 Verdict = Literal["pass", "fail", "report"]
 
 
@@ -84,6 +85,10 @@ def results_by_mode(audit: ImageAudit, modes: Sequence[AuditMode], reference: st
             findings = tuple(f for r in mine for f in r.misconfigurations)
         else:
             findings = tuple(f for r in mine for f in r.vulnerabilities)
+        # Image-config results are named after the image itself: say what they are instead.
+        findings = tuple(
+            f.model_copy(update={"file": IMAGE_CONFIG}) if f.file == reference else f for f in findings
+        )
         extra: tuple[tuple[str, int], ...] = ()
         note, complete = "", True
         if mode in PACKAGE_MODES:

@@ -21,6 +21,7 @@ import aio_pika
 import httpx
 import pytest
 import yaml
+from playwright.async_api import async_playwright
 from sqlalchemy import select
 
 from services.deployer.bootstrap import bootstrap as deployer_bootstrap
@@ -40,9 +41,12 @@ from tests.integration.test_gateway_server import running_gateway
 from tests.integration.test_reporter_notify import SmtpServer, parts
 from tests.integration.test_scanner_trivy import dev_env, push_image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "operator" / "config.yaml"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PLATFORM = "linux/amd64"
 MODES = ["deps", "config", "secrets", "image"]
 
@@ -202,6 +206,24 @@ async def mail_for(smtp, build_id: str, timeout: float = 20):
     raise AssertionError(f"no report mailed for {build_id}")
 
 
+async def audit_rows_in_chromium(html: str, name: str) -> int:
+    """The mailed HTML as a person sees it (headless Chromium, as tests/browser/test_report_email.py
+    does): how many audit rows are visible; the PNG goes to test-artifacts/ for review."""
+    assert Path(CHROMIUM).exists(), "install Chromium: apt-get install -y chromium"
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 800})
+            await page.set_content(html, wait_until="load")
+            block = page.locator("#audit")
+            assert await block.is_visible()
+            await block.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+            return await block.locator("tr:has(.pill)").count()
+        finally:
+            await browser.close()
+
+
 async def test_a_secret_fails_the_gate_when_secrets_gate(
     stack, pushed, token, observer, amqp_url, database_url, sessions, smtp, caplog
 ):
@@ -230,6 +252,7 @@ async def test_a_secret_fails_the_gate_when_secrets_gate(
     html, text = mail["text/html"], mail["text/plain"]
     assert 'id="audit"' in html and "github-pat at /app/settings.py:1" in html
     assert "AUDIT (fail)" in text
+    assert await audit_rows_in_chromium(html, "report-email-audit") == len(MODES)
     async with running_gateway(amqp_url, database_url) as (url, _app), httpx.AsyncClient() as client:
         page = (await client.get(f"{url}/ui/builds/{build_id}")).text
         api = (await client.get(f"{url}/builds/{build_id}")).text

@@ -49,3 +49,12 @@ def test_the_blocks_render_only_with_audits():
     page = html.render(audits=rows, audit_verdict="fail")
     assert 'id="audit"' in page and "github-pat at /app/settings.py:3" in page
     assert "CRITICAL github-pat at /app/settings.py:3" in text.render(audits=rows, audit_verdict="fail")
+
+
+def test_kiln_pipeline_prints_one_line_per_audit_mode():
+    from cli.progress import describe
+
+    data = {"mode": "secrets", "image": "webhook", "platform": "linux/amd64", "target": "r/w@sha256:x",
+            "counts": {"CRITICAL": 1, "HIGH": 0}, "verdict": "fail", "findings": [SECRET]}  # fmt: skip
+    line = describe("audit.completed", {"data": data})
+    assert line == "    audit secrets [webhook linux/amd64] fail {'CRITICAL': 1}"

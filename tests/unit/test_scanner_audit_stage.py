@@ -25,6 +25,7 @@ from shared.events import ImagePushed, StageFinished, StageStarted
 from shared.events.scan import AuditCompleted, ScanCompleted
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "trivy" / "image_audit.json"
+FIXTURE_IMAGE = "127.0.0.1:5000/kiln-test/audit-exp:t"  # what the fixture's run was given
 DIGEST = "sha256:" + "c" * 64
 PUSHED = ImagePushed(
     target="webhook",
@@ -69,7 +70,9 @@ class FakeTrivy:
         self.audits.append((reference, list(modes)))
         if self.error:
             raise self.error
-        results = tuple(r for r in parse_trivy_results(FIXTURE.read_text()) if r.kind not in self.without)
+        # trivy names the image's results after the reference it was given
+        text = FIXTURE.read_text().replace(FIXTURE_IMAGE, reference)
+        results = tuple(r for r in parse_trivy_results(text) if r.kind not in self.without)
         return ImageAudit(results, vulnerabilities_checked=False, note="skipped: no vulnerability database")
 
 
@@ -112,6 +115,7 @@ def test_after_the_scan_one_audit_completed_per_mode_then_the_stage():
     assert audits["deps"].counts["packages"] == 2 and audits["image"].counts["packages"] == 5
     assert "no vulnerability database" in audits["deps"].note
     assert {f.id for f in audits["config"].findings} == {"DS-0002", "DS-0026", "DS-0031"}
+    assert {(f.file, f.line) for f in audits["config"].findings if f.id == "DS-0031"} == {("image config", 4)}
     (secret,) = audits["secrets"].findings
     assert (secret.id, secret.file, secret.line) == ("github-pat", "/app/settings.py", 1)
     assert secret.layer.startswith("sha256:")
