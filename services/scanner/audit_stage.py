@@ -65,7 +65,7 @@ def run_audit_stage(
         failing = [r for r in results if verdicts[r.mode] == "fail"]
         run.detail.update(
             modes={r.mode: {"counts": r.counts(), "verdict": verdicts[r.mode]} for r in results},
-            counts=_totals(results),
+            counts=_totals([r for r in results if config.gates(r.mode)]),  # what the gate counted
             blocking=[f.id for r in failing for f in failing_findings(r, config)][:20],
             summary=summary(results, verdicts),
         )

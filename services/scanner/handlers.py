@@ -64,7 +64,7 @@ def on_image_pushed(
     # The audit stage (services/scanner/audit_stage.py) when the package's operator config asks
     # for it; a config that could not be read failed the scan, which stops the deploy already.
     if setup is not None and setup.audit.modes and not is_cancelled(ctx.build_id):
-        auditor: ImageAuditor = scanner  # type: ignore[assignment]  # TrivyCli is both
+        auditor: ImageAuditor = scanner  # type: ignore[assignment]  # the TrivyCli scans and audits
         refused = _pull_refusal(event.repository, ctx.package, setup.registry, registry_host)
         run_audit_stage(event, ctx, auditor=auditor, config=setup.audit, refused=refused)
 
