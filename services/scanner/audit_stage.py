@@ -27,12 +27,13 @@ from shared.bus import EventContext
 from shared.bus.stage import stage
 from shared.config import AuditConfig
 from shared.events import ImagePushed
-from shared.events.scan import AuditMode, Finding
+from shared.events.scan import AuditCompleted, AuditMode, Finding
 from shared.naming import digest_ref
 
 log = logging.getLogger("kiln.scanner.audit")
 
 STAGE = "audit"
+MAX_FINDINGS_IN_EVENT = 200  # as the scan's (services/scanner/handlers.py)
 IMAGE_CONFIG = "image config"  # a finding's `file` when it is in the image config (ENV, USER, …)
 Verdict = Literal["pass", "fail", "report"]
 
@@ -61,7 +62,7 @@ def run_audit_stage(
         verdicts = {r.mode: mode_verdict(r, config) for r in results}
         where = {"image": event.target, "platform": event.platform, "digest": event.digest}
         for result in results:
-            run.emit_with_verdict(result.event(**where, verdict=verdicts[result.mode]))
+            run.emit_with_verdict(_capped(result.event(**where, verdict=verdicts[result.mode])))
         failing = [r for r in results if verdicts[r.mode] == "fail"]
         run.detail.update(
             modes={r.mode: {"counts": r.counts(), "verdict": verdicts[r.mode]} for r in results},
@@ -149,6 +150,15 @@ def summary(results: Sequence[AuditResult], verdicts: dict[str, Verdict]) -> str
             what += ", not fully audited"
         parts.append(f"{r.mode} {what} {verdicts[r.mode]}")
     return " · ".join(parts)
+
+
+def _capped(event: AuditCompleted) -> AuditCompleted:
+    """Events stay small (the scan's cap): the counts keep every finding, the list the first ones."""
+    left_out = len(event.findings) - MAX_FINDINGS_IN_EVENT
+    if left_out <= 0:
+        return event
+    note = "; ".join(n for n in (event.note, f"{left_out} more findings not listed in this event") if n)
+    return event.model_copy(update={"findings": event.findings[:MAX_FINDINGS_IN_EVENT], "note": note})
 
 
 def _totals(results: Sequence[AuditResult]) -> dict[str, int]:

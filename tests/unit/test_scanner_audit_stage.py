@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.scanner.audit_stage import _capped
 from services.scanner.bootstrap import bootstrap
 from services.scanner.handlers import PackageScanSetup
 from services.scanner.image_audit import ImageAudit, trivy_flags
@@ -22,7 +23,7 @@ from shared.bus import MemoryIdempotencyGuard
 from shared.bus import topology as t
 from shared.config import AuditConfig, RegistryConfig, ScanPolicy
 from shared.events import ImagePushed, StageFinished, StageStarted
-from shared.events.scan import AuditCompleted, ScanCompleted
+from shared.events.scan import AuditCompleted, Finding, ScanCompleted
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "trivy" / "image_audit.json"
 FIXTURE_IMAGE = "127.0.0.1:5000/kiln-test/audit-exp:t"  # what the fixture's run was given
@@ -210,3 +211,10 @@ def test_without_audit_modes_or_when_cancelled_there_is_no_audit_stage():
 )
 def test_one_trivy_run_asks_only_for_what_the_modes_need(modes, with_vulns, flags):
     assert trivy_flags(modes, with_vulns=with_vulns) == flags
+
+
+def test_a_long_list_of_findings_is_capped_in_the_event_but_counted_in_full():
+    many = tuple(Finding(id=f"CVE-2026-{n:05d}", severity="LOW") for n in range(450))
+    event = _capped(AuditCompleted(mode="deps", counts={"LOW": 450}, findings=many, note="x"))
+    assert len(event.findings) == 200 and event.counts == {"LOW": 450}
+    assert event.note == "x; 250 more findings not listed in this event"
