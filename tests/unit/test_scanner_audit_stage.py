@@ -218,3 +218,22 @@ def test_a_long_list_of_findings_is_capped_in_the_event_but_counted_in_full():
     event = _capped(AuditCompleted(mode="deps", counts={"LOW": 450}, findings=many, note="x"))
     assert len(event.findings) == 200 and event.counts == {"LOW": 450}
     assert event.note == "x; 250 more findings not listed in this event"
+
+
+def test_with_a_database_deps_and_image_split_the_vulnerabilities_and_gate_at_their_severity():
+    """The vulnerability path in Trivy's real output shape (no database can be downloaded here)."""
+    vulns = Path(__file__).parents[1] / "fixtures" / "trivy" / "image_vulnerabilities.json"
+
+    class WithDatabase(FakeTrivy):
+        def audit_image(self, reference, modes):
+            return ImageAudit(parse_trivy_results(vulns.read_text()), vulnerabilities_checked=True)
+
+    config = AuditConfig(
+        modes=["deps", "image"], fail_on=["deps", "image"], fail_at={"deps": "HIGH", "image": "HIGH"}
+    )
+    ctx = run(config, WithDatabase())
+    audits = {e.mode: e for e in ctx.of(AuditCompleted)}
+    assert [f.id for f in audits["deps"].findings] == ["GHSA-9wx4-h78v-vm56"]  # the Python package's
+    assert audits["image"].counts["CRITICAL"] == 2 and audits["image"].note == ""
+    assert verdicts(ctx) == {"deps": "pass", "image": "fail"}  # deps' MEDIUM is under HIGH
+    assert ctx.audit_finished().error.startswith("image: 5 finding(s) at or above HIGH (CVE-2023-0286")
