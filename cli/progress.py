@@ -61,11 +61,19 @@ def _scan_verdict(data: dict[str, Any], where: str) -> str:
     return f"    scan{where} {data.get('verdict')} {data.get('counts', {})}"
 
 
+def _audit_verdict(data: dict[str, Any], where: str) -> str:
+    # `target` of an audit is the image reference; the image and platform name it shorter.
+    image = " ".join(str(data[k]) for k in ("image", "platform") if data.get(k))
+    counts = {k: v for k, v in (data.get("counts") or {}).items() if v}
+    return f"    audit {data.get('mode')}{f' [{image}]' if image else where} {data.get('verdict')} {counts}"
+
+
 # A stage's result worth a line of its own, keyed by the routing key the stage emits (a unit
 # test checks each key is in some stage's `emits`, shared.stages).
 RESULT_LINES: dict[str, Callable[[dict[str, Any], str], str]] = {
     "image.pushed": _image_pushed,
     "scan.completed": _scan_verdict,
+    "audit.completed": _audit_verdict,
 }
 IMAGE_FAILED = "image.failed"
 

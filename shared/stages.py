@@ -48,7 +48,8 @@ class StageSpec:
     `also_consumes`: further events its queue binds besides the trigger (the attester also
     signs the multi-arch index on `manifest.pushed`); a replay republishes only the trigger.
     `optional`: runs only when the package's config asks for it (audit modes, docs, a chart's
-    topology and scaffold), so the watchdog never waits on it.
+    topology and scaffold), so the watchdog never waits on it. `optional` and `gate`: the gate
+    waits for its fact only for the packages that turn it on (`OPTIONAL_GATE_FACTS`).
     """
 
     name: str
@@ -127,6 +128,8 @@ STAGES: tuple[StageSpec, ...] = (
         gate=True,
         deadline_s=900,
     ),
+    # The package's audit modes (operator config `audit`) on every pushed image; a gate fact only
+    # for the packages that run audits (`optional` + `gate`), so other builds never wait on it.
     StageSpec(
         "audit",
         "scanner",
@@ -135,6 +138,8 @@ STAGES: tuple[StageSpec, ...] = (
         "images",
         emits=("audit.completed",),
         per_image=True,
+        gate=True,
+        deadline_s=600,
         optional=True,
     ),
     # SBOM, GPG + cosign signatures and SLSA provenance of every pushed image (and of each
@@ -180,7 +185,10 @@ STAGES: tuple[StageSpec, ...] = (
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 STAGE_ORDER: dict[str, int] = {name: index for index, name in enumerate(STAGE_NAMES)}
 FIRST_STAGE = STAGES[0].name
-GATE_FACTS: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.gate)
+# What every build's deploy waits for; an optional gate stage only when the package turns it on
+# (shared.config PackageConfig.gated_stages). The gate records the facts of both.
+GATE_FACTS: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.gate and not spec.optional)
+OPTIONAL_GATE_FACTS: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.gate and spec.optional)
 
 
 def stage(name: str) -> StageSpec:

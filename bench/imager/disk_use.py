@@ -50,11 +50,12 @@ from shared.config.loader import load_config  # noqa: E402
 from shared.events import StageFinished  # noqa: E402
 from shared.events.compile import Artifact, ImageRequested  # noqa: E402
 from shared.naming import image_repository  # noqa: E402
+from shared.platforms import DEFAULT  # noqa: E402
 from shared.registry import RegistryClient  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "monorepo"
 OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
-PLATFORM = "linux/amd64"
+PLATFORM = DEFAULT.name
 BUILDAH_STORE = Path("/var/lib/containers/storage")
 
 

@@ -24,7 +24,7 @@ from services.deployer.store import GateStore
 from shared.bus import PermanentError
 from shared.bus.dispatch import Only
 from shared.bus.worker import Consumer, Worker
-from shared.config import load_config
+from shared.config import ConfigError, load_config
 from shared.config.keys import key_paths
 from shared.events import (
     BuildCancelRequested,
@@ -37,7 +37,7 @@ from shared.events import (
     RollbackRequested,
     StageFinished,
 )
-from shared.stages import GATE_FACTS
+from shared.stages import GATE_FACTS, OPTIONAL_GATE_FACTS
 
 
 def substrate_factory(settings: DeployerSettings):
@@ -170,7 +170,24 @@ def handler_table(
         missing_images=missing_images or registry_check(settings),
         **({"sleep": sleep} if sleep else {}),
     )
-    gate = {"store": store, "deploy": step, "required": settings.required_facts()}
+
+    def package_facts(package: str) -> tuple[str, ...]:
+        """Read when the gate decides, as the scanner reads it per image (docs/deployer.md)."""
+        try:
+            gated = load().package(package).gated_stages()
+        except KeyError:
+            return ()  # a package the operator does not declare turns nothing on
+        except ConfigError as exc:
+            raise PermanentError(f"package {package!r}: {exc}") from None
+        return settings.package_facts(gated)
+
+    gate = {
+        "store": store,
+        "deploy": step,
+        "required": settings.required_facts(),
+        "package_facts": package_facts,
+    }
+    recorded = (*GATE_FACTS, *OPTIONAL_GATE_FACTS)
     return {
         BuildRequested: partial(h.on_build_requested, store=store),
         CompileCompleted: partial(h.on_compile_completed, **gate),
@@ -178,8 +195,8 @@ def handler_table(
         ImageFailed: partial(h.on_image_failed, **gate),
         # Every stage.finished reaches the gate queue; only gate stages' are facts to record.
         StageFinished: Only(
-            partial(h.on_stage_finished, **gate, facts=GATE_FACTS),
-            accepts=partial(h.records_fact, facts=GATE_FACTS),
+            partial(h.on_stage_finished, **gate, facts=recorded),
+            accepts=partial(h.records_fact, facts=recorded),
         ),
         ManifestPushed: partial(h.on_manifest_pushed, store=store, load_config=load),
         BuildFinished: partial(h.on_build_finished, store=store),

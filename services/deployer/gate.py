@@ -61,8 +61,9 @@ class GateDecision:
 
 
 def gate_facts(stages: Iterable[StageSpec]) -> tuple[str, ...]:
-    """The facts a list of stage specs makes the gate wait for (`GATE_FACTS` for `STAGES`)."""
-    return tuple(spec.name for spec in stages if spec.gate)
+    """The facts a list of stage specs makes every build's gate wait for (`GATE_FACTS` for
+    `STAGES`); an optional gate stage only for the packages that turn it on."""
+    return tuple(spec.name for spec in stages if spec.gate and not spec.optional)
 
 
 # What `image.pushed` starts: with skip_push it is never published, so these stages never run.

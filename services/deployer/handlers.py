@@ -6,7 +6,8 @@ redelivery of the event that won redoes its work and re-emits the same derived e
 
 The gate's inputs: compile.completed (which images to expect), image.pushed (each image's
 reference), and facts: `stage.finished` of every gate stage (`facts`, from shared.stages) and
-image.failed (a failed `image` fact). `required` is the facts a deploy waits for.
+image.failed (a failed `image` fact). `required` is the facts every deploy waits for;
+`package_facts(package)` adds the optional gate stages the package turns on (its audits).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ log = logging.getLogger("kiln.deployer")
 
 # (ctx, build row, images) -> None; ends the build itself (deploy + verify + BuildFinished).
 DeployFn = Callable[[EventContext, DeployerBuild, list[ImageState]], None]
+# package -> the optional gate facts (shared.stages.OPTIONAL_GATE_FACTS) its deploy waits for too.
+PackageFacts = Callable[[str], Sequence[str]]
+
+
+def no_package_facts(package: str) -> Sequence[str]:
+    return ()
 
 
 def follow_attempt(ctx: EventContext, store: GateStore, stage: str | None = None) -> None:
@@ -76,18 +83,30 @@ def on_build_requested(event: BuildRequested, ctx: EventContext, *, store: GateS
 
 
 def on_compile_completed(
-    event: CompileCompleted, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
+    event: CompileCompleted,
+    ctx: EventContext,
+    *,
+    store: GateStore,
+    deploy: DeployFn,
+    required: Sequence[str],
+    package_facts: PackageFacts = no_package_facts,
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
     follow_attempt(ctx, store)
     if not event.ok:
         return  # the compiler ends a build whose compile failed
     store.expect_targets(ctx.build_id, [(t.target, t.platform) for t in event.targets])
-    advance(ctx, store=store, deploy=deploy, required=required)
+    advance(ctx, store=store, deploy=deploy, required=required, package_facts=package_facts)
 
 
 def on_image_pushed(
-    event: ImagePushed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
+    event: ImagePushed,
+    ctx: EventContext,
+    *,
+    store: GateStore,
+    deploy: DeployFn,
+    required: Sequence[str],
+    package_facts: PackageFacts = no_package_facts,
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
     follow_attempt(ctx, store)
@@ -99,16 +118,29 @@ def on_image_pushed(
         tag=event.tag,
         digest=event.digest,
     )
-    advance(ctx, store=store, deploy=deploy, required=required)
+    advance(ctx, store=store, deploy=deploy, required=required, package_facts=package_facts)
 
 
 def on_image_failed(
-    event: ImageFailed, ctx: EventContext, *, store: GateStore, deploy: DeployFn, required: Sequence[str]
+    event: ImageFailed,
+    ctx: EventContext,
+    *,
+    store: GateStore,
+    deploy: DeployFn,
+    required: Sequence[str],
+    package_facts: PackageFacts = no_package_facts,
 ) -> None:
     store.ensure_build(ctx.build_id, ctx.package)
     follow_attempt(ctx, store)
     store.record_fact(ctx.build_id, event.target, event.platform, IMAGE_FACT, False, event.error or "failed")
-    advance(ctx, store=store, deploy=deploy, required=required, log_tail=event.log_tail)
+    advance(
+        ctx,
+        store=store,
+        deploy=deploy,
+        required=required,
+        package_facts=package_facts,
+        log_tail=event.log_tail,
+    )
 
 
 def records_fact(event: StageFinished, *, facts: Sequence[str]) -> bool:
@@ -130,6 +162,7 @@ def on_stage_finished(
     deploy: DeployFn,
     required: Sequence[str],
     facts: Sequence[str],
+    package_facts: PackageFacts = no_package_facts,
 ) -> None:
     if not records_fact(event, facts=facts):
         return  # normally filtered before (shared.bus.dispatch.Only); this keeps it true anyway
@@ -138,7 +171,8 @@ def on_stage_finished(
     follow_attempt(ctx, store, event.stage)
     ok = event.status in ("succeeded", "skipped")
     store.record_fact(ctx.build_id, event.target, event.platform, event.stage, ok, fact_summary(event))
-    advance(ctx, store=store, deploy=deploy, required=required, log_tail=() if ok else event.log_tail)
+    tail = () if ok else event.log_tail
+    advance(ctx, store=store, deploy=deploy, required=required, package_facts=package_facts, log_tail=tail)
 
 
 def fact_summary(event: StageFinished) -> str | None:
@@ -200,12 +234,14 @@ def advance(
     store: GateStore,
     deploy: DeployFn,
     required: Sequence[str],
+    package_facts: PackageFacts = no_package_facts,
     log_tail: tuple[str, ...] = (),
 ) -> None:
     images = store.images(ctx.build_id)
     build = store.build(ctx.build_id)
     if build is None:
         return
+    required = (*required, *package_facts(build.package))
     options = build.options or {}
     # Nothing pushed, nothing to scan, attest or deploy: the build ends once every image is
     # built and proven (its push finished `skipped`).

@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode
 
 from shared.platforms import DEFAULT, PLATFORM_PATTERN
 from shared.sources import SourceSettings
-from shared.stages import GATE_FACTS
+from shared.stages import GATE_FACTS, OPTIONAL_GATE_FACTS
 
 
 class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: shared/sources.py
@@ -53,12 +53,22 @@ class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     @field_validator("deployer_optional_facts")
     @classmethod
     def _known_facts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(GATE_FACTS))
+        known = (*GATE_FACTS, *OPTIONAL_GATE_FACTS)
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown gate facts {', '.join(unknown)}; gate stages: {', '.join(GATE_FACTS)}")
+            raise ValueError(f"unknown gate facts {', '.join(unknown)}; gate stages: {', '.join(known)}")
         return value
 
     def required_facts(self, gate_facts: tuple[str, ...] = GATE_FACTS) -> tuple[str, ...]:
         """The facts the gate waits for: every gate stage's but the optional ones."""
         optional = {*self.deployer_optional_facts, *(() if self.deployer_require_scan else ("scan",))}
         return tuple(name for name in gate_facts if name not in optional)
+
+    def package_facts(self, gated_stages: frozenset[str]) -> tuple[str, ...]:
+        """The optional gate stages a package turns on (its `gated_stages`) that the gate then
+        waits for too, unless the operator made them optional here."""
+        return tuple(
+            name
+            for name in OPTIONAL_GATE_FACTS
+            if name in gated_stages and name not in self.deployer_optional_facts
+        )

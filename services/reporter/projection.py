@@ -171,11 +171,15 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
                 "event_id": env.id,
                 "build_id": env.buildid,
                 "mode": event.mode,
-                "target": event.target,
+                "target": event.target[:255],
                 "counts": dict(event.counts),
                 "findings": [f.model_dump(mode="json") for f in event.findings],
                 "note": event.note or None,
                 "created_at": when,
+                "image": event.image,
+                "platform": event.platform,
+                "digest": event.digest,
+                "verdict": event.verdict if event.image else None,
             }
         )
 

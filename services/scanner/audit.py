@@ -9,17 +9,16 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from services.scanner.adapters.trivy import SKIPPED_SOURCE_DIRS
 from services.scanner.ports import AuditScanner
 from services.scanner.report import SEVERITIES
 from services.scanner.requirements_audit import parse_requirements, requirement_findings
 from shared.config import KilnConfig
-from shared.events.scan import AuditCompleted, Finding
+from shared.events.scan import AUDIT_MODES, AuditCompleted, AuditMode, Finding
 
-AuditMode = Literal["deps", "config", "secrets", "image"]
-MODES: tuple[AuditMode, ...] = ("deps", "config", "secrets", "image")
+MODES: tuple[AuditMode, ...] = AUDIT_MODES
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,9 @@ class AuditResult:
     findings: tuple[Finding, ...]
     note: str = ""
     extra_counts: tuple[tuple[str, int], ...] = ()
+    # False: part of what the mode audits was not looked at (no vulnerability database, or the
+    # audit could not run; `note` says why). A gating mode then fails: never a pass unseen.
+    complete: bool = True
 
     def counts(self) -> dict[str, int]:
         found = Counter(f.severity for f in self.findings)
@@ -40,13 +42,15 @@ class AuditResult:
             return True
         return any(f.severity in ("CRITICAL", "HIGH") for f in self.findings)
 
-    def event(self) -> AuditCompleted:
+    def event(self, **image: Any) -> AuditCompleted:
+        """`image`: the audit stage's image, platform, digest and verdict (AuditCompleted)."""
         return AuditCompleted(
             mode=self.mode,
             target=self.target,
             counts=self.counts(),
             findings=self.findings[:500],
             note=self.note,
+            **image,
         )
 
 

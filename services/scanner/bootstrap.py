@@ -71,7 +71,7 @@ def package_setup_from(settings: ScannerSettings) -> PackageSetupFn:
         if not settings.config_path:
             return PackageScanSetup(policy=ScanPolicy())
         config = load_config(settings.config_path).package(package)
-        return PackageScanSetup(policy=config.scan, registry=config.deployment.registry)
+        return PackageScanSetup(policy=config.scan, registry=config.deployment.registry, audit=config.audit)
 
     return package_setup
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.scanner.adapters.harbor import harbor_repository
+from services.scanner.audit_stage import run_audit_stage
 from services.scanner.policy import evaluate
-from services.scanner.ports import ImageScanner, VulnerabilityRegistry
+from services.scanner.ports import ImageAuditor, ImageScanner, VulnerabilityRegistry
 from services.scanner.report import ScanError, ScanReport
 from shared.bus import EventContext
 from shared.bus.stage import StageRun, stage
-from shared.config import ConfigError, RegistryConfig, ScanPolicy
+from shared.config import AuditConfig, ConfigError, RegistryConfig, ScanPolicy
 from shared.events import ImagePushed
 from shared.events.scan import Finding, ScanCompleted
 from shared.naming import digest_ref, split_repository
@@ -37,6 +38,7 @@ MAX_FINDINGS_IN_EVENT = 200
 class PackageScanSetup:
     policy: ScanPolicy
     registry: RegistryConfig | None = None
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 PackageSetupFn = Callable[[str], PackageScanSetup]
@@ -58,7 +60,13 @@ def on_image_pushed(
         if is_cancelled(ctx.build_id, ctx.envelope.attempt):
             run.cancelled()
             return
-        _scan_stage(event, ctx, run, scanner, package_setup, harbor_for, registry_host, today)
+        setup = _scan_stage(event, ctx, run, scanner, package_setup, harbor_for, registry_host, today)
+    # The audit stage (services/scanner/audit_stage.py) when the package's operator config asks
+    # for it; a config that could not be read failed the scan, which stops the deploy already.
+    if setup is not None and setup.audit.modes and not is_cancelled(ctx.build_id):
+        auditor: ImageAuditor = scanner  # type: ignore[assignment]  # the TrivyCli scans and audits
+        refused = _pull_refusal(event.repository, ctx.package, setup.registry, registry_host)
+        run_audit_stage(event, ctx, auditor=auditor, config=setup.audit, refused=refused)
 
 
 def _scan_stage(
@@ -70,9 +78,11 @@ def _scan_stage(
     harbor_for: HarborFor,
     registry_host: str,
     today: Callable[[], dt.date],
-) -> None:
-    """The scan's verdict (or the reason it could not be done) as ScanCompleted, then the stage's."""
+) -> PackageScanSetup | None:
+    """The scan's verdict (or the reason it could not be done) as ScanCompleted, then the stage's.
+    Returns the package's setup, or None when it could not be read."""
     use_harbor = False
+    setup = None
     try:
         setup = package_setup(ctx.package)
         use_harbor = setup.registry is not None and setup.registry.type == "harbor"
@@ -93,7 +103,7 @@ def _scan_stage(
             )
         )
         run.fail(reason)
-        return
+        return setup
 
     verdict = evaluate(report, setup.policy, today())
     counts = report.counts()
@@ -123,6 +133,7 @@ def _scan_stage(
     )
     if not verdict.passed:
         run.fail(verdict.summary())
+    return setup
 
 
 def check_pull_source(
@@ -141,6 +152,16 @@ def check_pull_source(
             f"repository {repository[:200]!r} is not under the operator's registry {registry_host} "
             "(the only one the scanner pulls from, with its credentials)"
         )
+
+
+def _pull_refusal(
+    repository: str, package: str, registry: RegistryConfig | None, registry_host: str
+) -> str | None:
+    try:
+        check_pull_source(repository, package, registry, registry_host)
+    except ValueError as exc:
+        return f"not audited: {exc}"
+    return None
 
 
 def _scan(

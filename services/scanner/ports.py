@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from services.scanner.image_audit import ImageAudit
 from services.scanner.report import ScanReport
 
 
@@ -19,6 +21,11 @@ class AuditScanner(ImageScanner, Protocol):
     def scan_config(self, path: str | Path) -> ScanReport: ...
 
     def scan_dependencies(self, path: str | Path) -> ScanReport: ...
+
+
+class ImageAuditor(Protocol):
+    def audit_image(self, reference: str, modes: Sequence[str]) -> ImageAudit:
+        """The audit stage's modes on one pushed image, in one run (services/scanner/image_audit.py)."""
 
 
 class VulnerabilityRegistry(Protocol):

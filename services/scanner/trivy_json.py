@@ -9,6 +9,7 @@ cannot read must never count as a clean one.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from services.scanner.report import MalformedReport, ScanReport, VulnDbState, normalise_severity
@@ -17,7 +18,31 @@ from shared.events.scan import Finding
 SUPPORTED_SCHEMA = 2
 
 
+@dataclass(frozen=True)
+class TrivyResult:
+    """One entry of `Results`: its class (`os-pkgs`, `lang-pkgs`, `secret`, `config`, …), what
+    trivy looked at, what it found there, and how many packages it listed (`--list-all-pkgs`)."""
+
+    kind: str
+    target: str
+    vulnerabilities: tuple[Finding, ...] = ()
+    secrets: tuple[Finding, ...] = ()
+    misconfigurations: tuple[Finding, ...] = ()
+    packages: int = 0
+
+
 def parse_trivy_report(raw: str | bytes, *, vuln_db: VulnDbState = "ok") -> ScanReport:
+    results = parse_trivy_results(raw)
+    return ScanReport(
+        scanner="trivy",
+        vulnerabilities=tuple(f for r in results for f in r.vulnerabilities),
+        secrets=tuple(f for r in results for f in r.secrets),
+        misconfigurations=tuple(f for r in results for f in r.misconfigurations),
+        vuln_db=vuln_db,
+    )
+
+
+def parse_trivy_results(raw: str | bytes) -> tuple[TrivyResult, ...]:
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -33,28 +58,29 @@ def parse_trivy_report(raw: str | bytes, *, vuln_db: VulnDbState = "ok") -> Scan
         results = []
     if not isinstance(results, list):
         raise MalformedReport("trivy report: Results is not a list")
-    vulnerabilities: list[Finding] = []
-    secrets: list[Finding] = []
-    misconfigurations: list[Finding] = []
+    parsed = []
     for index, result in enumerate(results):
         where = f"Results[{index}]"
         if not isinstance(result, dict):
             raise MalformedReport(f"trivy report: {where} is not an object")
         target = str(result.get("Target", ""))
-        for item in _items(result, "Vulnerabilities", where):
-            vulnerabilities.append(_vulnerability(item, target, where))
-        for item in _items(result, "Secrets", where):
-            secrets.append(_secret(item, target, where))
-        for item in _items(result, "Misconfigurations", where):
-            if item.get("Status", "FAIL") == "FAIL":
-                misconfigurations.append(_misconfiguration(item, target, where))
-    return ScanReport(
-        scanner="trivy",
-        vulnerabilities=tuple(vulnerabilities),
-        secrets=tuple(secrets),
-        misconfigurations=tuple(misconfigurations),
-        vuln_db=vuln_db,
-    )
+        parsed.append(
+            TrivyResult(
+                kind=str(result.get("Class", "")),
+                target=target,
+                vulnerabilities=tuple(
+                    _vulnerability(item, target, where) for item in _items(result, "Vulnerabilities", where)
+                ),
+                secrets=tuple(_secret(item, target, where) for item in _items(result, "Secrets", where)),
+                misconfigurations=tuple(
+                    _misconfiguration(item, target, where)
+                    for item in _items(result, "Misconfigurations", where)
+                    if item.get("Status", "FAIL") == "FAIL"
+                ),
+                packages=len(_items(result, "Packages", where)),
+            )
+        )
+    return tuple(parsed)
 
 
 def _items(result: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
@@ -94,13 +120,21 @@ def _secret(item: dict[str, Any], target: str, where: str) -> Finding:
         title=str(item.get("Title", "")),
         file=target,
         layer=str(layer.get("Digest") or layer.get("DiffID") or "") if isinstance(layer, dict) else "",
+        line=_line(item.get("StartLine")),
     )
 
 
 def _misconfiguration(item: dict[str, Any], target: str, where: str) -> Finding:
+    # Title, never Message or Code: DS-0031's code lines quote the ENV line, value included.
+    cause = item.get("CauseMetadata")
     return Finding(
         id=_required(item, "ID", f"{where}.Misconfigurations"),
         severity=normalise_severity(item.get("Severity")),
         title=str(item.get("Title") or item.get("Message") or "")[:300],
         file=target,
+        line=_line(cause.get("StartLine")) if isinstance(cause, dict) else None,
     )
+
+
+def _line(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -26,7 +26,7 @@ from shared.config.models import (
     ServiceConfig,
     TierConfig,
 )
-from shared.config.sections import DeploymentConfig, RegistryConfig, ScanPolicy
+from shared.config.sections import AuditConfig, DeploymentConfig, RegistryConfig, ScanPolicy
 from shared.config.trim import trimmed_config
 
 
@@ -38,6 +38,7 @@ def registry_credentials(registry: RegistryConfig, env: Mapping[str, str]) -> tu
 
 
 __all__ = [
+    "AuditConfig",
     "ConfigError",
     "DeploymentConfig",
     "FactoryConfig",

@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from shared.config.sections import (
     NAME_PATTERN,
+    AuditConfig,
     CompileConfig,
     DeploymentConfig,
     DocsConfig,
@@ -97,10 +98,16 @@ class PackageConfig(Section):
     features: dict[str, bool] = {}
     deployment: DeploymentConfig
     scan: ScanPolicy = ScanPolicy()
+    audit: AuditConfig = AuditConfig()
     raci: RaciConfig = RaciConfig()
     notify: NotifyConfig = NotifyConfig()
     webhooks: WebhookConfig = WebhookConfig()
     docs: DocsConfig | None = None
+
+    def gated_stages(self) -> frozenset[str]:
+        """The optional stages (shared.stages, `optional`) this package turns on that the deploy
+        gate must wait for: `audit` when any audit mode runs."""
+        return frozenset({"audit"} if self.audit.modes else ())
 
     def enabled_services(self) -> dict[str, ServiceConfig]:
         """Services whose feature flag is on (a service without a feature is always on)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.events.scan import AuditMode
 from shared.naming import validate_image_reference
 from shared.platforms import DEFAULT, PlatformName
 
@@ -141,6 +142,42 @@ class ScanPolicy(Section):
     ignore_unfixed: bool = False
     allow: list[AllowedFinding] = []
     require_vuln_db: bool = False
+
+
+SEVERITY_ORDER: tuple[str, ...] = get_args(Severity)  # worst first
+
+
+class AuditConfig(Section):
+    """The audit stage (issue #14): which audits run on every pushed image, and which of them stop
+    the deploy. Operator config only: a gate the pushed branch could switch off would not be one."""
+
+    modes: list[AuditMode] = []
+    # Modes whose findings fail the stage, so the deploy gate refuses; the others only report.
+    fail_on: list[AuditMode] = []
+    # Per mode in fail_on, the lowest severity that fails it; a mode not listed: any finding fails.
+    fail_at: dict[AuditMode, Severity] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuditConfig:
+        if len(set(self.modes)) != len(self.modes):
+            raise ValueError("modes must not repeat a mode")
+        not_run = [mode for mode in self.fail_on if mode not in self.modes]
+        if not_run:
+            raise ValueError(f"fail_on names {', '.join(not_run)}, which modes does not run; add it to modes")
+        not_gating = [mode for mode in self.fail_at if mode not in self.fail_on]
+        if not_gating:
+            raise ValueError(f"fail_at names {', '.join(not_gating)}, which is not in fail_on")
+        return self
+
+    def gates(self, mode: str) -> bool:
+        return mode in self.fail_on
+
+    def fails(self, mode: str, severity: str) -> bool:
+        """Does a finding of `severity` in `mode` fail the stage?"""
+        if mode not in self.fail_on:
+            return False
+        floor = self.fail_at.get(mode, "UNKNOWN")  # type: ignore[call-overload]
+        return SEVERITY_ORDER.index(severity) <= SEVERITY_ORDER.index(floor)
 
 
 class Recipient(Section):

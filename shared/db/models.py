@@ -168,6 +168,12 @@ class Audit(Base):
     findings: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime | None] = mapped_column(PreciseTime)
+    # The audit stage's rows (migration reporter_0002): the pushed image and the mode's verdict
+    # (pass / fail / report); NULL for the standalone CLI's audits of a path.
+    image: Mapped[str | None] = mapped_column(String(100))
+    platform: Mapped[str | None] = mapped_column(String(20))
+    digest: Mapped[str | None] = mapped_column(String(80))
+    verdict: Mapped[str | None] = mapped_column(String(10))
 
 
 class EventLog(Base):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.db.models import MANIFEST_PLATFORM
+from shared.report.audit_view import audit_rows, audit_verdict
 from shared.stages import STAGES, StageSpec, label_of
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
@@ -58,6 +59,7 @@ def report_view(detail: dict[str, Any], *, build_url: str) -> dict[str, Any]:
         "registry": _registry(detail["images"]),
         "failure": detail["failure"],
         "attempts": attempt_rows(detail.get("attempts") or []),
+        **_audit(detail.get("audits") or []),
     }
 
 
@@ -80,6 +82,12 @@ def attempt_rows(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for a in attempts
     ]
+
+
+def _audit(audits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit block's values (templates audit.html.j2 / audit.txt.j2)."""
+    rows = audit_rows(audits)
+    return {"audits": rows, "audit_verdict": audit_verdict(rows)}
 
 
 def step_order(steps: list[dict[str, Any]], stages: tuple[StageSpec, ...] = STAGES) -> list[dict[str, Any]]:

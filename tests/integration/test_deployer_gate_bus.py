@@ -151,7 +151,7 @@ async def test_other_stages_finished_are_acked_without_a_guard_row(worker, clien
     others = [
         await client.emit(StageFinished(stage="compile", status="succeeded"), build_id=build_id),
         await client.emit(
-            StageFinished(stage="audit", status="failed", target="w", platform="linux/amd64"),
+            StageFinished(stage="image", status="failed", target="w", platform="linux/amd64"),
             build_id=build_id,
         ),
     ]

@@ -55,6 +55,7 @@ def test_the_example_repository_config_over_the_operator_config_is_the_operator_
         ),
         ("packages: {demo: {keys: {dir: /tmp/mine}}}", "packages.demo.keys"),
         ("packages: {demo: {scan: {max: {CRITICAL: 99}}}}", "packages.demo.scan"),
+        ("packages: {demo: {audit: {modes: [deps], fail_on: []}}}", "packages.demo.audit"),  # a gate's switch
         ("packages: {demo: {raci: {informed: [{email: a@evil.example}]}}}", "packages.demo.raci"),
         ("packages: {demo: {notify: {to: [a@evil.example]}}}", "packages.demo.notify"),
         ("packages: {demo: {webhooks: {clone_url: 'https://evil.example/x.git'}}}", "packages.demo.webhooks"),

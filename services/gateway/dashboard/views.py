@@ -23,6 +23,7 @@ from shared.history import BuildNotFound, build_diff
 from shared.platforms import branch_of
 from shared.redaction import redact_data
 from shared.report import render_html, report_view
+from shared.report.audit_view import audit_rows, audit_verdict
 from shared.stages import label_of
 
 HERE = Path(__file__).parent
@@ -93,6 +94,8 @@ async def build_page(request: Request, deps: Deps, build_id: str) -> HTMLRespons
         raise HTTPException(404, f"no build {build_id}")
     logs = redact_data(await in_session(deps, build_logs, build_id))
     context = {**detail, "timeline": timeline(detail), "image_grid": image_grid(detail), "logs": logs}
+    context["audit_rows"] = audit_rows(detail["audits"])
+    context["audit_verdict"] = audit_verdict(context["audit_rows"])
     return templates.TemplateResponse(request, "build.html", context)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.scanner.adapters.trivy_db import TrivyDatabase
+from services.scanner.image_audit import PACKAGE_MODES, ImageAudit, trivy_flags
 from services.scanner.report import (
     NO_VULN_DB_NOTE,
     MalformedReport,
@@ -26,7 +27,7 @@ from services.scanner.report import (
     ScannerMissing,
     ScanReport,
 )
-from services.scanner.trivy_json import parse_trivy_report
+from services.scanner.trivy_json import parse_trivy_report, parse_trivy_results
 from shared.logging import REDACT
 from shared.registry.transport import plain_http_allowed, with_tls_hint
 
@@ -122,6 +123,18 @@ class TrivyCli:
             return ScanReport(scanner="trivy", vuln_db="skipped", notes=(self._no_db_note(),))
         args = ["fs", "--scanners", "vuln", "--offline-scan", *self._db_flags(True), str(path)]
         return self._scan(args, with_vulns=True)
+
+    def audit_image(self, reference: str, modes: Sequence[str]) -> ImageAudit:
+        """The audit stage's one run on a pushed image (services/scanner/image_audit.py)."""
+        with_vulns = bool(set(modes) & set(PACKAGE_MODES)) and self.database.ensure()
+        args = ["image", "--image-src", "remote", *trivy_flags(modes, with_vulns=with_vulns)]
+        if plain_http_allowed(reference, self.insecure_hosts):  # loopback or operator-listed only
+            args.append("--insecure")
+        common = ["--format", "json", "--quiet", "--cache-dir", str(self.cache_dir)]
+        common += ["--timeout", f"{int(self.timeout_s)}s", *self._db_flags(with_vulns)]
+        output = self._run([self.binary, *args[:1], *common, *args[1:], reference])
+        note = "" if with_vulns else self._no_db_note()
+        return ImageAudit(parse_trivy_results(output), vulnerabilities_checked=with_vulns, note=note)
 
     # -- running ----------------------------------------------------------------------------
 
