@@ -57,10 +57,14 @@ def _make_substrate(name: str, settings: DeployerSettings) -> Substrate:
     if name == "compose":
         from services.deployer.adapters.docker_compose import ComposeSubstrate, connect_docker
 
+        credentials = None
+        if settings.registry_username and settings.registry_password:
+            credentials = (settings.registry_username, settings.registry_password.get_secret_value())
         return ComposeSubstrate(
             connect_docker(settings.deployer_docker_url),
             state_dir=Path(settings.deployer_state_dir).expanduser(),
             prefix=settings.deployer_name_prefix,
+            registry_credentials=credentials,
         )
     if name == "k8s":
         from kubernetes import config as kube_config

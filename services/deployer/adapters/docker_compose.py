@@ -52,10 +52,20 @@ def connect_docker(base_url: str | None = None) -> docker.DockerClient:
 class ComposeSubstrate:
     name = "compose"
 
-    def __init__(self, client: docker.DockerClient, *, state_dir: Path, prefix: str = "kiln-"):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        state_dir: Path,
+        prefix: str = "kiln-",
+        registry_credentials: tuple[str, str] | None = None,
+    ):
         self._client = client
         self._state_dir = state_dir
         self._prefix = prefix
+        # To pull an image the engine no longer holds (an image worker on this host removed it,
+        # a rollback to an older build, another host built it). Given to the engine per pull.
+        self._registry_credentials = registry_credentials
 
     def stack(self, topology: Topology) -> str:
         return f"{self._prefix}{topology.package}"
@@ -73,6 +83,10 @@ class ComposeSubstrate:
             network = self._network(stack)
             config_file = self._write_config(stack, inputs)
             keys_dir = self._copy_keys(stack, inputs)
+            # Every image is here before any container is replaced: a failed pull leaves the
+            # running release as it was.
+            for image in sorted(set(inputs.images.values())):
+                self._ensure_image(image)
             # one app image per mounted volume (any image of the package has python3)
             mounted = {v.dns_name: inputs.images[a.name] for a in topology.apps for v in a.volumes}
             for volume, image in sorted(mounted.items()):
@@ -192,6 +206,23 @@ class ComposeSubstrate:
             copy.write_bytes(data)
             copy.chmod(0o444)
         return target
+
+    def _ensure_image(self, image: str) -> None:
+        """Pull `image` (by digest, as the gate pins it) when the engine does not hold it."""
+        try:
+            self._client.images.get(image)
+            return
+        except NotFound:
+            pass
+        auth = None
+        if self._registry_credentials:
+            auth = {"username": self._registry_credentials[0], "password": self._registry_credentials[1]}
+        try:
+            self._client.images.pull(image, auth_config=auth)
+        except NotFound:
+            raise PermanentError(
+                f"{image} is not in the registry any more (pruned?): nothing to deploy"
+            ) from None
 
     def _own_volume(self, stack: str, volume: str, image: str) -> None:
         """Give a named volume's root to the app user (images run as APP_UID; Docker makes a new
