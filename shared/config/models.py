@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints, model_validator
 from shared.config.sections import (
     NAME_PATTERN,
     CompileConfig,
+    ConcurrencyConfig,
     DeploymentConfig,
     DocsConfig,
     ImageReference,
@@ -100,6 +101,7 @@ class PackageConfig(Section):
     raci: RaciConfig = RaciConfig()
     notify: NotifyConfig = NotifyConfig()
     webhooks: WebhookConfig = WebhookConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
     docs: DocsConfig | None = None
 
     def enabled_services(self) -> dict[str, ServiceConfig]:

@@ -51,6 +51,8 @@ class BuildRun(Base):
     failed_stage: Mapped[str | None] = mapped_column(String(30))
     error: Mapped[str | None] = mapped_column(BigText)
     replay_of: Mapped[str | None] = mapped_column(BUILD_ID)
+    # Held by its concurrency group (build.waiting): what it waits for; "" once released.
+    waiting_on: Mapped[str | None] = mapped_column(String(255))
 
 
 class BuildStep(Base):
