@@ -106,7 +106,10 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     bus = Bus.from_settings(settings, source="gateway")
     config = config if config is not None else load_pipeline_config(settings)
     default = Policy(settings.concurrency_limit, settings.concurrency_mode)
-    groups = ConcurrencyStore(sessions, policy_reader(config, default))
+    # A release not confirmed this long was lost with its process: the sweep publishes it again.
+    groups = ConcurrencyStore(
+        sessions, policy_reader(config, default), republish_after_s=settings.pending_takeover_s
+    )
     deps = build_deps(
         settings,
         publisher=bus,
@@ -171,7 +174,6 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
             bus,
             sessions,
             interval_s=settings.concurrency_sweep_s,
-            stale_after_s=settings.pending_takeover_s,
         )
         background.append(asyncio.create_task(sweeps))
 

@@ -108,9 +108,16 @@ def _now() -> datetime:
 
 
 class ConcurrencyStore:
-    def __init__(self, sessions: sessionmaker[Session], policy_of: Callable[[str], Policy]):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        policy_of: Callable[[str], Policy],
+        *,
+        republish_after_s: float = 60.0,
+    ):
         self._sessions = sessions
         self.policy_of = policy_of
+        self._republish_after_s = republish_after_s
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -233,29 +240,32 @@ class ConcurrencyStore:
             return cancelled == 1
 
     def release(self, group: str) -> list[Release]:
-        """Start the group's oldest held builds into its free slots. Returns every build of the
-        group released but not yet confirmed (also those of an earlier, interrupted release)."""
+        """Start the group's oldest held builds into its free slots: the builds to publish now.
+        Besides those just taken, a release left unconfirmed longer than `republish_after_s` (the
+        process died before the broker's confirm) is taken again; a younger one is left to the
+        process publishing it, so two handlers never publish one build at once."""
+        now = _now()
+        stale = now - timedelta(seconds=self._republish_after_s)
         with self._session() as session:
             row = self._lock_hash(session, group)
             if row is None:
                 return []
             limit = self.policy_of(row.package).limit
             active = self._slots(session, group, ACTIVE)
-            free = len(active) < limit if limit else True
-            if free:
+            take = [s for s in active if s.state == STARTING and s.updated_at < stale]
+            if limit == 0 or len(active) < limit:
                 waiting = self._slots(session, group, (WAITING,))
-                take = waiting if limit == 0 else waiting[: limit - len(active)]
-                for slot in take:
-                    slot.state, slot.updated_at = STARTING, _now()
-                active += take
+                take += waiting if limit == 0 else waiting[: limit - len(active)]
+            for slot in take:
+                slot.state, slot.updated_at = STARTING, now
             session.commit()
-            return [Release(s.build_id, s.package, s.request or {}) for s in active if s.state == STARTING]
+            return [Release(s.build_id, s.package, s.request or {}) for s in take]
 
     # -- the sweep (a missed build.finished, an interrupted release) -----------------------------
 
-    def groups_to_check(self, stale_after_s: float) -> list[str]:
-        """Groups with held builds, or with a release not confirmed for `stale_after_s`."""
-        old = _now() - timedelta(seconds=stale_after_s)
+    def groups_to_check(self) -> list[str]:
+        """Groups with held builds, or with a release not confirmed for `republish_after_s`."""
+        old = _now() - timedelta(seconds=self._republish_after_s)
         with self._session() as session:
             rows = session.execute(
                 select(ConcurrencySlot.group_hash)

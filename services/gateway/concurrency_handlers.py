@@ -8,7 +8,7 @@ ids (consumers' guards see them once).
 
 The sweep covers what a lost message or a crash between commit and publish would leave: slots
 of builds the run history already shows finished are freed, and releases not confirmed within
-`stale_after_s` are published again.
+`republish_after_s` (KILN_PENDING_TAKEOVER_S) are published again.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def handlers(store: ConcurrencyStore, publisher: Publisher) -> dict[type, Any]:
     }
 
 
-async def sweep(store: ConcurrencyStore, publisher: Publisher, sessions: Any, *, stale_after_s: float) -> int:
+async def sweep(store: ConcurrencyStore, publisher: Publisher, sessions: Any) -> int:
     """One pass; returns how many builds it started."""
     open_ids = await to_thread.run_sync(store.open_builds)
     if open_ids:
@@ -85,7 +85,7 @@ async def sweep(store: ConcurrencyStore, publisher: Publisher, sessions: Any, *,
             )
             await to_thread.run_sync(store.finish, build_id)
     started = 0
-    for group in await to_thread.run_sync(store.groups_to_check, stale_after_s):
+    for group in await to_thread.run_sync(store.groups_to_check):
         started += len(await release_group(group, store=store, publisher=publisher))
     return started
 
@@ -96,11 +96,11 @@ def _ended(sessions: Any, build_ids: list[str]) -> set[str]:
 
 
 async def run_sweeps(
-    store: ConcurrencyStore, publisher: Publisher, sessions: Any, *, interval_s: float, stale_after_s: float
+    store: ConcurrencyStore, publisher: Publisher, sessions: Any, *, interval_s: float
 ) -> None:
     while True:
         try:
-            await sweep(store, publisher, sessions, stale_after_s=stale_after_s)
+            await sweep(store, publisher, sessions)
         except Exception:  # a database or broker hiccup: the next pass tries again
             log.exception("concurrency sweep failed; retrying in %.0f s", interval_s)
         await asyncio.sleep(interval_s)
