@@ -74,6 +74,8 @@ def status(client: GatewayClient, args: argparse.Namespace) -> int:
     b = detail["build"]
     print(f"build {b['build_id']}  {b['package']} #{b.get('build_number')}  {b['status']}")
     print(f"  ref {b.get('ref')}  commit {b.get('commit_sha')}  version {b.get('version')}")
+    if b.get("waiting_on"):  # held by its concurrency group (docs/gateway.md)
+        print(f"  {b['waiting_on']}")
     for step in detail["steps"]:
         where = " ".join(x for x in (step["target"], step["platform"]) if x)
         print(

@@ -8,6 +8,7 @@ from typing import Any
 from shared.stages import (
     BUILD_FINISHED,
     BUILD_REQUESTED,
+    BUILD_WAITING,
     CANCEL_REQUESTED,
     STAGE_FINISHED,
     STAGE_STARTED,
@@ -28,6 +29,12 @@ def describe(routing_key: str, event: dict[str, Any]) -> str | None:
         number = data.get("build_number")
         ref = source.get("ref", "")
         return f"build {event.get('buildid')} {data.get('package')} #{number} requested ({ref})"
+    if routing_key == BUILD_WAITING:
+        behind = f"build {data.get('waiting_on')} (#{data.get('waiting_on_number')})"
+        return (
+            f"build {event.get('buildid')} {data.get('package')} #{data.get('build_number')} waiting "
+            f"for a slot behind {behind} (concurrency limit {data.get('limit')})"
+        )
     if routing_key == STAGE_STARTED:
         return f"  {STATUS_MARK['started']} {data.get('stage')}{where} started"
     if routing_key == STAGE_FINISHED:
