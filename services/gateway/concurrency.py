@@ -154,9 +154,12 @@ class ConcurrencyStore:
             for old in active[: len(active) - limit + 1]:
                 old.state, old.note, old.updated_at = SUPERSEDED, answer.reason, now
                 answer.superseded.append((old.build_id, old.package))
-        elif len(active) >= limit:
+        elif len(active) >= limit or (queued := self._slots(session, group, (WAITING,))):
+            # Full, or others wait already (a slot just freed, its release not yet done): behind
+            # them, first in first out.
             state, answer.start = WAITING, False
-            answer.waiting_on = (active[0].build_id, active[0].build_number)
+            ahead = active[0] if active else queued[0]
+            answer.waiting_on = (ahead.build_id, ahead.build_number)
         session.add(
             ConcurrencySlot(
                 build_id=c.build_id,
