@@ -77,6 +77,8 @@ def status(client: GatewayClient, args: argparse.Namespace) -> int:
     rolled_to = (b.get("options") or {}).get("rollback_to")
     if rolled_to:
         print(f"  rollback to #{rolled_to} ({b['options'].get('rollback_to_build')})")
+    if b.get("waiting_on"):  # held by its concurrency group (docs/gateway.md)
+        print(f"  {b['waiting_on']}")
     for step in detail["steps"]:
         where = " ".join(x for x in (step["target"], step["platform"]) if x)
         print(

@@ -8,6 +8,7 @@ from typing import Any
 from shared.stages import (
     BUILD_FINISHED,
     BUILD_REQUESTED,
+    BUILD_WAITING,
     CANCEL_REQUESTED,
     ROLLBACK_REQUESTED,
     STAGE_FINISHED,
@@ -33,6 +34,12 @@ def describe(routing_key: str, event: dict[str, Any]) -> str | None:
         return (
             f"build {event.get('buildid')} {data.get('package')} #{data.get('build_number')} requested: "
             f"rollback to #{data.get('to_number')}"
+        )
+    if routing_key == BUILD_WAITING:
+        behind = f"build {data.get('waiting_on')} (#{data.get('waiting_on_number')})"
+        return (
+            f"build {event.get('buildid')} {data.get('package')} #{data.get('build_number')} waiting "
+            f"for a slot behind {behind} (concurrency limit {data.get('limit')})"
         )
     if routing_key == STAGE_STARTED:
         return f"  {STATUS_MARK['started']} {data.get('stage')}{where} started"

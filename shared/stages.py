@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from shared.platforms import ARCHITECTURES
 
 BUILD_REQUESTED = "build.requested"
+# A build held back by its package and branch's concurrency group (its build.requested follows).
+BUILD_WAITING = "build.waiting"
 BUILD_FINISHED = "build.finished"
 STAGE_STARTED = "stage.started"
 STAGE_FINISHED = "stage.finished"
@@ -250,7 +252,15 @@ def routing_keys(stages: tuple[StageSpec, ...] | None = None) -> tuple[str, ...]
     emitted = (key for spec in (STAGES if stages is None else stages) for key in spec.emitted_keys())
     return tuple(
         dict.fromkeys(
-            (*RUN_REQUESTS, STAGE_STARTED, STAGE_FINISHED, *emitted, CANCEL_REQUESTED, BUILD_FINISHED)
+            (
+                BUILD_WAITING,
+                *RUN_REQUESTS,
+                STAGE_STARTED,
+                STAGE_FINISHED,
+                *emitted,
+                CANCEL_REQUESTED,
+                BUILD_FINISHED,
+            )
         )
     )
 
@@ -273,5 +283,12 @@ def catalogue(stages: tuple[StageSpec, ...] | None = None) -> dict[str, object]:
             for index, spec in enumerate(stages)
         ],
         "architectures": list(ARCHITECTURES),
-        "lifecycle": [*RUN_REQUESTS, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED],
+        "lifecycle": [
+            BUILD_WAITING,
+            *RUN_REQUESTS,
+            STAGE_STARTED,
+            STAGE_FINISHED,
+            CANCEL_REQUESTED,
+            BUILD_FINISHED,
+        ],
     }

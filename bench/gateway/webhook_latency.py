@@ -50,9 +50,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def push_body(commit: str) -> bytes:
+    """A push to a branch of its own: every build is admitted by its concurrency group at once (a
+    new group each time: the groups' dearest path), and none is held or refused by the branch cap."""
     return json.dumps(
         {
-            "ref": ref_of("main"),
+            "ref": ref_of(f"feature/bench-{commit[:12]}"),
             "after": commit,
             "deleted": False,
             "head_commit": {"id": commit},
@@ -216,6 +218,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--sequential", type=int, default=200, help="one-at-a-time requests (0: skip)")
     parser.add_argument("--workers", type=int, help="gateway worker processes (default: its own default)")
+    parser.add_argument(
+        "--concurrency-limit",
+        type=int,
+        default=1,
+        help="KILN_CONCURRENCY_LIMIT (default 1, the gateway's default; 0: no concurrency groups)",
+    )
     args = parser.parse_args()
 
     subprocess.run(["rabbitmqctl", "add_vhost", VHOST], check=True, capture_output=True)
@@ -237,6 +245,7 @@ async def main() -> None:
         "KILN_CONFIG_PATH": str(ROOT / "examples/operator/config.yaml"),
         "KILN_GITHUB_SECRET": secret,
         "KILN_LOG_LEVEL": "WARNING",
+        "KILN_CONCURRENCY_LIMIT": str(args.concurrency_limit),
     }
     command = [sys.executable, "-m", "services.gateway", "--port", str(port)]
     if args.workers:
@@ -254,7 +263,10 @@ async def main() -> None:
         load.close()
         await bare.close()
         workers = args.workers or "default"
-        print(f"concurrency {args.concurrency}, {args.rounds} alternating rounds, workers {workers}")
+        print(
+            f"concurrency {args.concurrency}, {args.rounds} alternating rounds, workers {workers}, "
+            f"KILN_CONCURRENCY_LIMIT {args.concurrency_limit}"
+        )
         b50, b99 = report("bare aio-pika publish + confirm", bare_c)
         g50, g99 = report("webhook → confirmed build.requested", hooks_c)
         print(f"ratio gateway/bare: p50 {g50 / b50:.1f}x  p99 {g99 / b99:.1f}x")

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from services.gateway import concurrency_handlers
 from services.gateway.app import create_app
+from services.gateway.concurrency import ConcurrencyStore, Policy, policy_reader
 from services.gateway.deps import GatewayDeps
 from services.gateway.ledger import SqlDeliveryLedger
 from services.gateway.live import LiveHub
@@ -82,15 +84,17 @@ def build_deps(
     config: KilnConfig | None,
     sessions: Any = None,
     bus: Bus | None = None,
+    groups: ConcurrencyStore | None = None,
 ) -> GatewayDeps:
     return GatewayDeps(
         settings=settings,
         config=config,
-        starter=BuildStarter(publisher=publisher, ledger=ledger, config=config),
+        starter=BuildStarter(publisher=publisher, ledger=ledger, config=config, groups=groups),
         publisher=publisher,
         sessions=sessions,
         live=LiveHub(),
         bus=bus,
+        groups=groups,
     )
 
 
@@ -100,13 +104,20 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     REDACT.add(*settings.secret_values().values())  # API answers mask them too, not only log lines
     sessions = make_sessions(make_engine(settings.database_url, **DB_POOL))
     bus = Bus.from_settings(settings, source="gateway")
+    config = config if config is not None else load_pipeline_config(settings)
+    default = Policy(settings.concurrency_limit, settings.concurrency_mode)
+    # A release not confirmed this long was lost with its process: the sweep publishes it again.
+    groups = ConcurrencyStore(
+        sessions, policy_reader(config, default), republish_after_s=settings.pending_takeover_s
+    )
     deps = build_deps(
         settings,
         publisher=bus,
         ledger=SqlDeliveryLedger(sessions, pending_takeover_s=settings.pending_takeover_s),
-        config=config if config is not None else load_pipeline_config(settings),
+        config=config,
         sessions=sessions,
         bus=bus,
+        groups=groups,
     )
 
     # No redirects (a 302 could point anywhere), no environment proxies, no kept-alive connections
@@ -139,6 +150,10 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
             arguments=topology.LIVE_LOG_QUEUE_ARGUMENTS,
         ),
     ]
+    # Concurrency groups: a build's end starts the next held build (no SQL guard: idempotent).
+    consumers.append(
+        Consumer(topology.GATEWAY_CONCURRENCY, concurrency_handlers.handlers(groups, bus), use_guard=False)
+    )
     if settings.subscriptions_worker:
         # No SQL idempotency guard: it would cost two transactions per event on a queue bound
         # to `#`; receivers dedupe on X-Kiln-Delivery (documented at-least-once delivery).
@@ -154,6 +169,13 @@ def bootstrap(settings: GatewaySettings, *, config: KilnConfig | None = None) ->
     async def start() -> None:
         await bus.connect()
         await start_consumers(bus, consumers, background=background)
+        sweeps = concurrency_handlers.run_sweeps(
+            groups,
+            bus,
+            sessions,
+            interval_s=settings.concurrency_sweep_s,
+        )
+        background.append(asyncio.create_task(sweeps))
 
     async def stop() -> None:
         deps.live.close()

@@ -24,6 +24,7 @@ class GatewayDeps:
     live: LiveHub
     bus: Any = None  # the Bus, when connected (readiness, live feed, subscriptions)
     subscriptions: Any = None  # the SubscriptionDeliverer, told when subscriptions change
+    groups: Any = None  # the ConcurrencyStore (concurrency.py), when there is a database
 
 
 async def get_deps(request: Request) -> GatewayDeps:

@@ -71,3 +71,37 @@ class Subscription(Base):
             "paused_until": self.paused_until.isoformat() if self.paused_until else None,
             "state": self.state(now or datetime.now(UTC).replace(tzinfo=None)),
         }
+
+
+class ConcurrencyGroup(Base):
+    """One package + branch: the row every admission and release of the group locks first
+    (SELECT … FOR UPDATE), so replicas and worker processes decide one at a time."""
+
+    __tablename__ = "gateway_concurrency_group"
+
+    group_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    package: Mapped[str] = mapped_column(String(100))
+    branch: Mapped[str] = mapped_column(String(255))
+
+
+class ConcurrencySlot(Base):
+    """One build of a concurrency group, from admission to its build.finished.
+
+    `state`: waiting (held back, `request` holds its build.requested data) -> starting (released,
+    its build.requested not yet confirmed) -> running; running -> superseded (a newer build took
+    its slot; its cancel is out); waiting -> cancelled (cancelled before it started: never
+    released; the deployer's gate ends it, as every cancelled build). The row goes when the
+    build's build.finished arrives. `id` orders the group's waiting builds (FIFO)."""
+
+    __tablename__ = "gateway_concurrency_slot"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(String(36), unique=True)
+    group_hash: Mapped[str] = mapped_column(String(64), index=True)
+    package: Mapped[str] = mapped_column(String(100))
+    build_number: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(12))
+    request: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(PreciseTime)
+    updated_at: Mapped[datetime] = mapped_column(PreciseTime)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
@@ -70,6 +70,14 @@ class GatewaySettings(SourceSettings):
     # package and branch queued or running at once (a push beyond it is answered 429).
     max_refs_per_delivery: int = Field(20, ge=1, le=1000)
     max_builds_per_branch: int = Field(5, ge=1, le=1000)
+    # Concurrency groups (docs/gateway.md): builds of one package and branch running at once (0:
+    # no group), and what a newer push does when the group is full. A package's `concurrency:`
+    # section in the operator config overrides either.
+    concurrency_limit: int = Field(1, ge=0, le=100)
+    concurrency_mode: Literal["queue", "supersede"] = "queue"
+    # How often the gateway re-checks its groups against the run history (a build.finished it
+    # missed, a start it could not publish): the bound on how long a freed slot can stay unused.
+    concurrency_sweep_s: float = Field(30.0, gt=0, le=3600)
 
     def reads_require_token(self) -> bool:
         if self.read_requires_token is not None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from anyio import to_thread
 
 from services.gateway.batching import Coalescer
+from services.gateway.concurrency import Admission, Candidate, ConcurrencyStore, requested_id
+from services.gateway.concurrency_admission import announcement, settle_failures, supersede
 from services.gateway.ports import Claim, ClaimRequest, DeliveryLedger, Publisher
 from shared.config import KilnConfig
 from shared.events import BuildRequested, Envelope
@@ -46,13 +48,25 @@ class BuildOrder:
 class StartResult:
     build_ids: list[str]
     duplicates: int = 0
+    # Of build_ids: those held by their concurrency group, and the older builds they superseded.
+    waiting: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
 
 
 class BuildStarter:
-    def __init__(self, *, publisher: Publisher, ledger: DeliveryLedger, config: KilnConfig | None):
+    def __init__(
+        self,
+        *,
+        publisher: Publisher,
+        ledger: DeliveryLedger,
+        config: KilnConfig | None,
+        groups: ConcurrencyStore | None = None,
+    ):
         self._publisher = publisher
         self._ledger = ledger
         self._config = config
+        self._groups = groups  # None: no concurrency groups (unit tests without a database)
+        self._admit_batch = Coalescer(groups.admit) if groups is not None else None
         # Concurrent requests share database transactions (batching.py); results stay per request.
         self._claim: Coalescer[ClaimRequest, Claim] = Coalescer(ledger.claim)
         self._confirm: Coalescer[str, None] = Coalescer(self._confirm_keys)
@@ -71,9 +85,17 @@ class BuildStarter:
             self._confirm_later([delivery_key] if delivery_key else [])
             return StartResult(build_ids=[], duplicates=len(orders))
         envelopes = [self.envelope(order, number) for order, number in zip(todo, numbers, strict=True)]
-        outcomes = await self._publish_all(envelopes)
+        admissions = await self._admit(todo, envelopes)
+        outcomes = await self._publish_all(
+            [announcement(e, a) for e, a in zip(envelopes, admissions, strict=True)]
+        )
+        if self._groups is not None:
+            outcomes = await settle_failures(self._groups, self._publisher, admissions, outcomes)
         published = [e.buildid for e, r in zip(envelopes, outcomes, strict=True) if r is None]
         ok_keys = [o.dedupe_key for o, r in zip(todo, outcomes, strict=True) if r is None and o.dedupe_key]
+        superseded = await supersede(
+            self._publisher, [a for a, r in zip(admissions, outcomes, strict=True) if r is None]
+        )
         if len(published) < len(envelopes):
             errors = [r for r in outcomes if r is not None]
             log.error("broker refused %d build.requested: %s", len(errors), errors[0])
@@ -82,7 +104,29 @@ class BuildStarter:
             await self._release(failed, delivery_key)
             raise PublishFailed(f"broker did not confirm {len(errors)} of {len(envelopes)} build requests")
         self._confirm_later(ok_keys + ([delivery_key] if delivery_key else []))
-        return StartResult(build_ids=published, duplicates=len(orders) - len(todo))
+        return StartResult(
+            build_ids=published,
+            duplicates=len(orders) - len(todo),
+            waiting=[a.build_id for a in admissions if not a.start and a.build_id in published],
+            superseded=superseded,
+        )
+
+    async def _admit(self, orders: list[BuildOrder], envelopes: list[Envelope]) -> list[Admission]:
+        """Each build's place in its concurrency group (start, wait, or start superseding)."""
+        if self._groups is None or self._admit_batch is None:
+            return [Admission(e.buildid) for e in envelopes]
+        candidates = [
+            Candidate(
+                build_id=e.buildid,
+                package=o.package,
+                ref=o.source.ref,
+                build_number=e.data.get("build_number"),
+                request=e.data,
+                policy=self._groups.policy_of(o.package),
+            )
+            for o, e in zip(orders, envelopes, strict=True)
+        ]
+        return await self._admit_batch.submit(candidates)
 
     async def _publish_all(self, envelopes: list[Envelope]) -> list[BaseException | None]:
         """Per envelope: None once confirmed, else the error. Most pushes start one build, and
@@ -140,7 +184,10 @@ class BuildStarter:
             trigger=order.trigger,
         )
         build_id = str(uuid.uuid4())
-        return Envelope.new(event, source="gateway", build_id=build_id, package=order.package)
+        # The id a release from its concurrency group would give it too (one event either way).
+        return Envelope.new(
+            event, source="gateway", build_id=build_id, package=order.package, event_id=requested_id(build_id)
+        )
 
     async def number(self, package: str) -> int:
         """The package's next build number for a run that is not a build.requested (a rollback):

@@ -140,7 +140,13 @@ def _run_upsert() -> Any:
     for name in RUN_FIELDS:
         if name == "started_at":
             continue
-        if name in finish_fields:
+        if name == "waiting_on":
+            # "" (released to the pipeline) is final: a late or redelivered build.waiting keeps it.
+            released = old.waiting_on == _const("")
+            assignments.append(
+                (name, case((released, old.waiting_on), else_=func.coalesce(new[name], old[name])))
+            )
+        elif name in finish_fields:
             # All four come from one build.finished: take the newest one's together.
             assignments.append((name, case((newer_finish, new[name]), else_=old[name])))
         else:

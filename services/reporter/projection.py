@@ -16,6 +16,7 @@ from shared.events import (
     AuditCompleted,
     BuildFinished,
     BuildRequested,
+    BuildWaiting,
     CompileCompleted,
     Envelope,
     Event,
@@ -48,6 +49,7 @@ RUN_FIELDS = [
     "failed_stage",
     "error",
     "replay_of",
+    "waiting_on",
 ]
 
 
@@ -97,7 +99,7 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
         if _reopens(run, env):
             run["status"] = "running"
         run["attempt"] = max(run["attempt"], env.attempt)
-    if isinstance(event, BuildRequested):
+    if isinstance(event, BuildRequested | BuildWaiting):
         run.update(
             package=event.package or run["package"],
             build_number=event.build_number,
@@ -110,6 +112,9 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
             platforms=list(event.options.platforms),
             options=event.options.model_dump(mode="json"),
             requested_at=when,
+            # Held by its concurrency group: the build it waits behind; "" once released (final:
+            # history_writer keeps "" against a late build.waiting).
+            waiting_on=_waiting_on(event) if isinstance(event, BuildWaiting) else "",
         )
     elif isinstance(event, RollbackRequested):
         # A run of its own that redeploys an earlier build: shown as "rollback to #N".
@@ -182,6 +187,11 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
                 "verdict": event.verdict if event.image else None,
             }
         )
+
+
+def _waiting_on(event: BuildWaiting) -> str:
+    number = f" (#{event.waiting_on_number})" if event.waiting_on_number is not None else ""
+    return f"waiting for a slot (limit {event.limit}) behind build {event.waiting_on}{number}"[:255]
 
 
 def _step(env: Envelope, event: StageStarted | StageFinished, **values: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ reads the open builds' steps and ends each overdue one with `build.finished fail
 in <stage> after <n> s …, waiting on <queue>`. A stage that runs is overdue past its spec's
 `deadline_s` (shared.stages), unless the operator sets `KILN_WATCHDOG_DEADLINES`; a stage that has
 not started is overdue once the build has been silent for `KILN_WATCHDOG_QUEUE_WAIT_S` (an hour:
-builds legitimately queue behind others, and a queue wait is not a stalled run).
+builds legitimately queue behind others, and a queue wait is not a stalled run). A build held by
+its concurrency group (build.waiting, services/gateway/concurrency.py) is not judged at all until
+its build.requested: its wait is the running build's, which has its own deadlines.
 
 The decision (`overdue`) is pure; `Watchdog.sweep` reads the rows and publishes.
 """
@@ -182,7 +184,11 @@ def _time(value: dt.datetime | None) -> dt.datetime:
 
 
 def open_builds(session: Session) -> list[OpenBuild]:
-    runs = session.scalars(select(BuildRun).where(BuildRun.status.in_(OPEN))).all()
+    """Builds queued or running, but not those held by their concurrency group (`waiting_on`
+    set by build.waiting): they wait on a build that has its own deadlines, however long that
+    takes. Once released (build.requested) the queue wait counts from the release."""
+    held = (BuildRun.waiting_on.is_not(None)) & (BuildRun.waiting_on != "")
+    runs = session.scalars(select(BuildRun).where(BuildRun.status.in_(OPEN), ~held)).all()
     if not runs:
         return []
     ids = [run.build_id for run in runs]

@@ -28,6 +28,7 @@ written out by hand (`OTHER_QUEUES`, `STAGE_QUEUE_INPUTS`). Today:
     kiln.imager.manifests     compile.completed, image.pushed (multi-arch manifests, no stage)
     kiln.reporter.*           history, notify, cdevents
     kiln.gateway.subscriptions  `#` for the HTTP subscriptions
+    kiln.gateway.concurrency    build.finished, build.cancel.requested (concurrency groups)
 
 
     <queue>.retry  classic queue holding messages for their back-off delay; when a message's
@@ -56,6 +57,7 @@ from shared.stages import (
     ARCH,
     BUILD_FINISHED,
     BUILD_REQUESTED,
+    BUILD_WAITING,
     CANCEL_REQUESTED,
     RUN_REQUESTS,
     STAGE_FINISHED,
@@ -174,6 +176,9 @@ REPORTER_HISTORY = QueueSpec("reporter", "history", ("#",), prefetch=200)
 REPORTER_NOTIFY = QueueSpec("reporter", "notify", (BUILD_REQUESTED, "stage.#", BUILD_FINISHED))
 REPORTER_CDEVENTS = QueueSpec("reporter", "cdevents", ("#",), prefetch=50)
 GATEWAY_SUBSCRIPTIONS = QueueSpec("gateway", "subscriptions", ("#",), prefetch=20)
+# Concurrency groups (services/gateway/concurrency.py): a build's end frees its slot and starts
+# the next held build; a cancel of a held build ends it there (no stage will ever see it).
+GATEWAY_CONCURRENCY = QueueSpec("gateway", "concurrency", (BUILD_FINISHED, CANCEL_KEY), prefetch=20)
 # The HTTP subscriptions' queue feeds outside receivers; it is not a record (event_log is), so a
 # stalled receiver may cost bounded broker memory only. drop-head, not reject-publish: the queue
 # is bound to `#`, and a publish that one full queue rejects is nacked to its publisher, so
@@ -186,6 +191,7 @@ OTHER_QUEUES: tuple[QueueSpec, ...] = (
     REPORTER_NOTIFY,
     REPORTER_CDEVENTS,
     GATEWAY_SUBSCRIPTIONS,
+    GATEWAY_CONCURRENCY,
 )
 
 WORK_QUEUES: tuple[QueueSpec, ...] = (*STAGE_QUEUES, *OTHER_QUEUES)
@@ -314,13 +320,15 @@ STAGE_SERVICE_EXTRAS: dict[str, dict[str, object]] = {
 
 GATEWAY = ServiceSpec(
     "gateway",
-    queues=(GATEWAY_SUBSCRIPTIONS,),
+    queues=(GATEWAY_SUBSCRIPTIONS, GATEWAY_CONCURRENCY),
     transient=(
         TransientSpec("live", EVENTS_EXCHANGE, ("#",)),
         TransientSpec("logs", LOGS_EXCHANGE, ("#",)),
     ),
-    # The requests that start a run (shared.stages.RUN_REQUESTS: a build, a rollback) and cancels.
-    publishes=((EVENTS_EXCHANGE, (*RUN_REQUESTS, CANCEL_KEY)),),
+    # The requests that start a run (shared.stages.RUN_REQUESTS: a build, a rollback) and cancels;
+    # build.waiting: a build its concurrency group holds back. Not build.finished: a held build
+    # that is cancelled is ended by the deployer's gate, as every cancelled build is.
+    publishes=((EVENTS_EXCHANGE, (*RUN_REQUESTS, BUILD_WAITING, CANCEL_KEY)),),
 )
 
 

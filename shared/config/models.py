@@ -15,6 +15,7 @@ from shared.config.sections import (
     NAME_PATTERN,
     AuditConfig,
     CompileConfig,
+    ConcurrencyConfig,
     DeploymentConfig,
     DocsConfig,
     ImageReference,
@@ -102,6 +103,7 @@ class PackageConfig(Section):
     raci: RaciConfig = RaciConfig()
     notify: NotifyConfig = NotifyConfig()
     webhooks: WebhookConfig = WebhookConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
     docs: DocsConfig | None = None
 
     def gated_stages(self) -> frozenset[str]:

@@ -209,6 +209,22 @@ REPOSITORY_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 PATTERN_HELP[REPOSITORY_PATTERN] = "must be owner/name as the provider spells it, like example/monorepo"
 
 
+ConcurrencyMode = Literal["queue", "supersede"]
+
+
+class ConcurrencyConfig(Section):
+    """How many builds of one branch of the package run at once, and what a newer push does when
+    they are all taken (services/gateway/concurrency.py, docs/gateway.md "Concurrency groups").
+    Operator config only (a repository's config.yaml may not set it). Unset keys fall back to the
+    gateway's KILN_CONCURRENCY_LIMIT / KILN_CONCURRENCY_MODE."""
+
+    # 0: no group, builds of a branch run side by side (only KILN_MAX_BUILDS_PER_BRANCH bounds them).
+    limit: Annotated[int, Field(ge=0, le=100)] | None = None
+    # queue: the newer build waits for a slot (FIFO); supersede: it starts, and the oldest running
+    # build of the branch is cancelled at its next stage boundary.
+    mode: ConcurrencyMode | None = None
+
+
 class WebhookConfig(Section):
     """Where a package's code comes from and which pushes build it. Operator config only: the
     clone URL is this section's `clone_url`, or `repository` under the provider's base URL

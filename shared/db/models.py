@@ -53,6 +53,8 @@ class BuildRun(Base):
     replay_of: Mapped[str | None] = mapped_column(BUILD_ID)
     # The newest attempt seen (a replay is the build's next attempt): `status` is that attempt's.
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Held by its concurrency group (build.waiting): what it waits for; "" once released.
+    waiting_on: Mapped[str | None] = mapped_column(String(255))
 
 
 class BuildStep(Base):

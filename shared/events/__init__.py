@@ -6,6 +6,7 @@ from shared.events.build import (
     BuildCancelRequested,
     BuildFinished,
     BuildRequested,
+    BuildWaiting,
     StageFinished,
     StageStarted,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "BuildCancelRequested",
     "BuildFinished",
     "BuildRequested",
+    "BuildWaiting",
     "CompileCompleted",
     "DeployCompleted",
     "Envelope",

@@ -55,6 +55,27 @@ class BuildRequested(Event):
     trigger: Trigger = Field(default_factory=Trigger)
 
 
+class BuildWaiting(Event):
+    """The gateway accepted and numbered the build but holds it back: its package and branch
+    already run as many builds as their concurrency group allows (services/gateway/concurrency.py).
+    Its `build.requested` follows, under the same build id, when a slot frees; a cancel before
+    that ends it without it ever starting."""
+
+    subject = "build"
+    predicate = "waiting"
+
+    package: Name
+    build_number: int | None = None
+    version: Name | None = None
+    source: Source = Field(default_factory=Source)
+    options: Options = Field(default_factory=Options)
+    trigger: Trigger = Field(default_factory=Trigger)
+    # The group's build it waits behind (the oldest running one), and the group's limit.
+    waiting_on: str = ""
+    waiting_on_number: int | None = None
+    limit: int = 1
+
+
 class StageStarted(Event):
     subject = "stage"
     predicate = "started"

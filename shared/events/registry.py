@@ -7,6 +7,7 @@ from shared.events.build import (
     BuildCancelRequested,
     BuildFinished,
     BuildRequested,
+    BuildWaiting,
     StageFinished,
     StageStarted,
 )
@@ -17,6 +18,7 @@ from shared.events.scan import AuditCompleted, ScanCompleted
 
 CATALOGUE: tuple[type[Event], ...] = (
     BuildRequested,
+    BuildWaiting,
     StageStarted,
     StageFinished,
     BuildCancelRequested,

@@ -74,6 +74,7 @@ __all__ = [
     "builds_in_flight",
     "event_view",
     "find_stage_trigger",
+    "finished_builds",
     "latest_attempt",
     "latest_compiled_build",
     "list_builds",
@@ -119,6 +120,14 @@ def queued_builds(session: Session, package: str, ref: str, newer: list[str]) ->
         )
     )
     return list(rows.scalars())
+
+
+def finished_builds(session: Session, build_ids: list[str]) -> set[str]:
+    """Those of `build_ids` the history shows ended (the gateway's concurrency sweep)."""
+    rows = session.execute(
+        select(BuildRun.build_id).where(BuildRun.build_id.in_(build_ids), BuildRun.status.not_in(IN_FLIGHT))
+    )
+    return set(rows.scalars())
 
 
 # -- one build's events and logs ------------------------------------------------------------------

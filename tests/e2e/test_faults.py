@@ -55,6 +55,8 @@ def stack(tmp_path_factory):
             "KILN_PROVE_STAY_UP_S": "1",
             # 20 builds of demo's main at once (below): above the default per-branch limit of 5
             "KILN_MAX_BUILDS_PER_BRANCH": "25",
+            # ... and running side by side: no concurrency group (its default limit is 1)
+            "KILN_CONCURRENCY_LIMIT": "0",
         },
     )
     stack.start()

@@ -91,6 +91,10 @@ async def gateway_workers(amqp_url, database_url, tmp_path):
         "KILN_API_TOKEN": SECRETS["api"],
         "KILN_INSTANCE": "gw",
         "KILN_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",  # the test's receiver is on loopback
+        # 20 builds of one branch at once, all started: no concurrency group, no branch cap (its
+        # count is exact once admitted, test_gateway_concurrency.py).
+        "KILN_CONCURRENCY_LIMIT": "0",
+        "KILN_MAX_BUILDS_PER_BRANCH": "100",
     }
     with log.open("w") as output:
         command = [sys.executable, "-m", "services.gateway", "--port", str(port), "--workers", "2"]

@@ -55,7 +55,8 @@ def settings(amqp_url: str, database_url: str, **extra: Any) -> GatewaySettings:
         bitbucket_cloud_secret=SECRETS["bitbucket_cloud"],
         bitbucket_server_secret=SECRETS["bitbucket_server"],
         api_token=SECRETS["api"],
-        **extra,
+        # Builds of one branch side by side (these tests are about sources, not concurrency groups).
+        **({"concurrency_limit": 0} | extra),
     )
 
 

@@ -5,6 +5,7 @@ from shared.events import (
     BuildCancelRequested,
     BuildFinished,
     BuildRequested,
+    BuildWaiting,
     CompileCompleted,
     DeployCompleted,
     ImageFailed,
@@ -32,6 +33,16 @@ SAMPLES = [
         source=Source(repo_url="https://example.invalid/team/mono.git", ref="main", commit="c0ffee"),
         options=Options(skip_deploy=True, notify="raci"),
         trigger=Trigger(kind="bitbucket-cloud", actor="ana", delivery_id="d-1"),
+    ),
+    BuildWaiting(
+        package="demo",
+        build_number=4,
+        source=Source(
+            repo_url="https://example.invalid/team/mono.git", ref="refs/heads/main", commit="c0ffee"
+        ),
+        waiting_on="6f1c2e3a-0000-4000-8000-000000000001",
+        waiting_on_number=3,
+        limit=1,
     ),
     StageStarted(stage="compile", platform="linux/arm64"),
     StageFinished(stage="keys", status="failed", duration_ms=12, error="missing demo_private.pem"),

@@ -18,6 +18,7 @@ from shared.report.view import step_order
 from shared.stages import (
     BUILD_FINISHED,
     BUILD_REQUESTED,
+    BUILD_WAITING,
     CANCEL_REQUESTED,
     STAGE_FINISHED,
     STAGE_NAMES,
@@ -54,9 +55,17 @@ PROVISIONED_QUEUES = {
     "kiln.reporter.notify": {"build.requested", "stage.#", "build.finished"},
     "kiln.reporter.cdevents": {"#"},
     "kiln.gateway.subscriptions": {"#"},
+    "kiln.gateway.concurrency": {"build.finished", "build.cancel.requested"},
 }
 PROVISIONED_PUBLISHES = {
-    "gateway": {t.EVENTS_EXCHANGE: {"build.requested", "rollback.requested", "build.cancel.requested"}},
+    "gateway": {
+        t.EVENTS_EXCHANGE: {
+            "build.requested",
+            "rollback.requested",
+            "build.waiting",
+            "build.cancel.requested",
+        }
+    },
     "compiler": {
         t.EVENTS_EXCHANGE: {
             "stage.started",
@@ -251,7 +260,7 @@ def test_the_gateway_serves_the_catalogue():
     assert body["stages"][2] == {**body["stages"][2], "name": "compile", "label": "Compile", "order": 2}
     # What the dashboard's live view subscribes to: the keys it used to list by hand.
     assert set(body["routing_keys"]) == {
-        *(BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED),
+        *(BUILD_WAITING, BUILD_REQUESTED, STAGE_STARTED, STAGE_FINISHED, CANCEL_REQUESTED, BUILD_FINISHED),
         "rollback.requested",  # a rollback run's first event
         "compile.completed",
         "image.requested.amd64",

@@ -154,7 +154,7 @@ async def _start(provider: Provider, push: Push, request: Request, deps: Gateway
     if not result.build_ids:
         return _reply(provider.kind, "duplicate", 200, reason="redelivery: builds already started")
     metrics.BUILDS_REQUESTED.labels(provider.kind).inc(len(result.build_ids))
-    superseded: list[str] = []
+    superseded: list[str] = list(result.superseded)  # running builds its concurrency group cancels
     if deps.settings.supersede_queued and deps.sessions is not None:
         for order in orders:
             superseded += await supersede_queued(deps, order.package, order.source.ref, result.build_ids)
@@ -165,6 +165,7 @@ async def _start(provider: Provider, push: Push, request: Request, deps: Gateway
         build_ids=result.build_ids,
         skipped=shorten(over + skipped),
         superseded=superseded,
+        waiting=result.waiting,
     )
 
 
