@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from contextlib import suppress
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -225,6 +226,7 @@ class RecordingEmitter:
     def __init__(self, build_id: str):
         self.build_id = build_id
         self.events: list[Event] = []
+        self.envelope = SimpleNamespace(attempt=1, replayonly=None)  # the attempt a cancel is checked for
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
