@@ -101,40 +101,16 @@ def _apply(p: Projection, env: Envelope, event: Event) -> None:
         run["attempt"] = max(run["attempt"], env.attempt)
     if isinstance(event, BuildRequested | BuildWaiting):
         run.update(
-            package=event.package or run["package"],
-            build_number=event.build_number,
-            version=event.version,
-            repo_url=event.source.repo_url or None,
-            ref=event.source.ref or None,
-            commit_sha=event.source.commit or None,
-            trigger_kind=event.trigger.kind,
-            trigger_actor=event.trigger.actor or None,
-            platforms=list(event.options.platforms),
-            options=event.options.model_dump(mode="json"),
-            requested_at=when,
+            _requested(event, run, when),
             # Held by its concurrency group: the build it waits behind; "" once released (final:
             # history_writer keeps "" against a late build.waiting).
             waiting_on=_waiting_on(event) if isinstance(event, BuildWaiting) else "",
         )
     elif isinstance(event, RollbackRequested):
         # A run of its own that redeploys an earlier build: shown as "rollback to #N".
-        run.update(
-            package=event.package or run["package"],
-            build_number=event.build_number,
-            version=event.version,
-            repo_url=event.source.repo_url or None,
-            ref=event.source.ref or None,
-            commit_sha=event.source.commit or None,
-            trigger_kind=event.trigger.kind,
-            trigger_actor=event.trigger.actor or None,
-            platforms=list(event.options.platforms),
-            options={
-                **event.options.model_dump(mode="json"),
-                "rollback_to": event.to_number,
-                "rollback_to_build": event.to_build_id,
-            },
-            requested_at=when,
-        )
+        fields = _requested(event, run, when)
+        fields["options"] |= {"rollback_to": event.to_number, "rollback_to_build": event.to_build_id}
+        run.update(fields)
     elif isinstance(event, StageStarted):
         if run["status"] == "queued":
             run["status"] = "running"
@@ -262,6 +238,25 @@ def _scan(env: Envelope, event: ScanCompleted, when: datetime) -> dict[str, Any]
         "findings": [f.model_dump(mode="json") for f in (*event.findings, *event.secrets)],
         "scanned_at": when,
         "note": event.note or None,
+    }
+
+
+def _requested(
+    event: BuildRequested | BuildWaiting | RollbackRequested, run: dict[str, Any], when: datetime
+) -> dict[str, Any]:
+    """The run row's fields from the event that asked for the run (a build or a rollback)."""
+    return {
+        "package": event.package or run["package"],
+        "build_number": event.build_number,
+        "version": event.version,
+        "repo_url": event.source.repo_url or None,
+        "ref": event.source.ref or None,
+        "commit_sha": event.source.commit or None,
+        "trigger_kind": event.trigger.kind,
+        "trigger_actor": event.trigger.actor or None,
+        "platforms": list(event.options.platforms),
+        "options": event.options.model_dump(mode="json"),
+        "requested_at": when,
     }
 
 
