@@ -22,6 +22,7 @@ from services.imager.build_context import MissingFactory, directory_context, ser
 from services.imager.cleanup import Janitor, JobTracker, Untracked
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
+from services.imager.proof_cache import ProofCache
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
 from services.imager.tiers import resolve_tier
 from shared.bus.live_logs import LineSink, LogShipper, discard
@@ -49,6 +50,8 @@ class ImagerDeps:
     logs: LogShipper | None = None  # live log lines; None: not shipped (unit tests, CLIs)
     # Removes the job's images after it (pushed or not) and bounds the caches; None: no clean-up.
     janitor: Janitor | None = None
+    # Proofs passed before, by image content: the same content is not proven twice; None: always prove.
+    proofs: ProofCache | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,13 @@ def _build_and_prove(
         f"until {event.health_path} answers on port {event.port}" if event.health_path else "while it runs"
     )
     log(f"built {built.image_id[:19]} ({built.size_bytes / 1e6:.1f} MB)")
+    question = deps.proofs.question(
+        built.content_key, platform=event.platform, port=event.port, health_path=event.health_path
+    ) if deps.proofs else None  # fmt: skip
+    past = deps.proofs.find(question) if deps.proofs and question and not job.rerun else None
+    if past is not None:
+        log(f"proof reused: the same content (layers, command, environment) passed in build {past.build_id}")
+        return built, f"{past.reason} (proven before, same content)"
     log(f"proving it starts: watching it {probe}")
     proof = deps.prover.prove(
         local_ref, platform=event.platform, port=event.port, health_path=event.health_path
@@ -176,6 +186,8 @@ def _build_and_prove(
         log(f"proof failed: {proof.reason}")
         raise ImageRejected(f"{event.target} ({event.platform}) does not start: {proof.reason}", proof.log)
     log(f"proof passed: {proof.reason}")
+    if deps.proofs and question:
+        deps.proofs.record(question, proof.reason, job.build_id)
     return built, proof.reason
 
 
