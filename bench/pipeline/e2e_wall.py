@@ -8,6 +8,8 @@ every service keeps (core), then one in a factory only the webhook service keeps
 fact and no signature check before deploy (the attest stage's cost is the difference).
 --imager-concurrency N: each image worker runs N jobs at once (KILN_IMAGER_CONCURRENCY; 1 is how
 workers ran before issue #17).
+--env KEY=VALUE (repeatable): any other setting of every service, e.g. KILN_IMAGER_REUSE_PROOFS=false
+(with --imager-concurrency 1: the imager as it was before issue #17, the baseline).
 
 Runs its own stack (vhost, database, ports, state dir, container prefix) and removes it after.
 Wall time = from the webhook POST to the build's `build.finished` as seen through the gateway.
@@ -45,6 +47,8 @@ def _option(name: str) -> str | None:
 def main() -> None:
     without_attest = "--without-attest" in sys.argv[1:]
     concurrency = _option("--imager-concurrency")
+    args = sys.argv[1:]
+    extra = dict(args[i + 1].split("=", 1) for i, arg in enumerate(args) if arg == "--env")
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as scratch:
         cold_caches = {
@@ -63,6 +67,7 @@ def main() -> None:
                 **cold_caches,
                 **(WITHOUT_ATTEST if without_attest else {}),
                 **({"KILN_IMAGER_CONCURRENCY": concurrency} if concurrency else {}),
+                **extra,
             },
             **({"kiln_processes": without("attester")} if without_attest else {}),
         )
@@ -83,6 +88,7 @@ def main() -> None:
             for name, (seconds, status) in figures.items():
                 label = f"{name}{' (no attest)' if without_attest else ''}"
                 label += f" (imager concurrency {concurrency})" if concurrency else ""
+                label += "".join(f" {key}={value}" for key, value in extra.items())
                 print(f"end-to-end {label:28} {seconds:7.1f} s  ({status})")
         finally:
             stack.down()
