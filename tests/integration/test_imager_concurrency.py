@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import time
 import uuid
 
 import pytest
@@ -116,3 +118,50 @@ async def test_a_worker_with_concurrency_two_proves_two_images_side_by_side(amqp
         stop_worker(worker)
         await bus.stop(grace_s=5)
         registry.close()
+
+
+def _arm64_image(tag: str, program: str) -> str:
+    """A tiny arm64 image running `program` (built without QEMU: a COPY-free Dockerfile)."""
+    import io
+    import tarfile
+
+    import docker
+
+    dockerfile = (
+        f"FROM {required_env('KILN_BASE_IMAGE_ARM64')}\nCMD {json.dumps(['python3', '-c', program])}\n"
+    )
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile.encode())
+        tar.addfile(info, io.BytesIO(dockerfile.encode()))
+    client = docker.from_env()
+    reference = f"kiln-test-settle:{tag}"
+    for _ in client.api.build(
+        fileobj=io.BytesIO(context.getvalue()),
+        custom_context=True,
+        tag=reference,
+        platform="linux/arm64",
+        decode=True,
+    ):
+        pass
+    return reference
+
+
+def test_an_emulated_worker_passes_once_its_start_up_settled_a_busy_one_keeps_the_long_window():
+    """Under QEMU the stay-up window is 4 x 3 s; a worker whose CPU use settled has shown what the
+    window is for (its imports ran, it keeps running) after 3 s more. A busy one gets the 12 s."""
+    from services.imager.adapters.docker_prover import DockerProver
+
+    prover = DockerProver(stay_up_s=3.0, timeout_s=30.0, emulated_factor=4.0, host_platform="linux/amd64")
+    idle = _arm64_image("idle", "import json, email, http.client, asyncio, time\nwhile True: time.sleep(1)")
+    started = time.monotonic()
+    proof = prover.prove(idle, platform="linux/arm64", port=None, health_path=None)
+    assert proof.ok and "after its start-up settled" in proof.reason, proof.reason
+    assert time.monotonic() - started < 12
+    busy = _arm64_image("busy", "while True: pass")
+    proof = prover.prove(busy, platform="linux/arm64", port=None, health_path=None)
+    assert proof.ok and proof.reason == "still running after 12s", proof.reason
+    crash = _arm64_image("crash", "import time; import missing_factory_module")
+    proof = prover.prove(crash, platform="linux/arm64", port=None, health_path=None)
+    assert not proof.ok and "missing_factory_module" in proof.reason, proof.reason
