@@ -14,6 +14,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ from shared.events.image import ImageFailed, ImagePushed
 from shared.registry import NotFound, RegistryClient
 
 LABEL_BUILD_ID = "dev.kiln.build-id"
+# A worker's jobs run side by side (KILN_IMAGER_CONCURRENCY), but their builds one at a time: the
+# classic builder is not reproducible (a layer it makes records the time as its directories'
+# mtimes), so sibling services building the same layer at once would each make their own, and
+# identical content would get different layer digests (more to push, proofs not reused). One
+# after the other, the second finds the first's layer in the cache. Proofs, the slow part, overlap.
+BUILDS_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass
@@ -156,10 +163,11 @@ def _build_and_prove(
                     context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
             log(f"building {local_ref} for {event.platform}")
             tracker.tagged(local_ref)  # before the build: a worker killed during it leaves the tag
-            built = deps.builder.build(
-                context, local_ref, platform=event.platform, dockerfile=dockerfile,
-                progress=tracker.watching(log),
-            )  # fmt: skip
+            with BUILDS_ONE_AT_A_TIME:
+                built = deps.builder.build(
+                    context, local_ref, platform=event.platform, dockerfile=dockerfile,
+                    progress=tracker.watching(log),
+                )  # fmt: skip
         except BuildFailed as exc:
             raise ImageRejected(str(exc), exc.log) from exc
         except (MissingFactory, TierPreparationFailed) as exc:
