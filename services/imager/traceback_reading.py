@@ -36,6 +36,19 @@ def find_missing_import(output: str) -> MissingImport | None:
     return None
 
 
+def kept_factories_hint(missing: str, kept: tuple[str, ...]) -> str:
+    """What to change when the image lacks `missing`, given the factories it keeps. A factory left
+    out is the usual cause: an import whose module name is computed (importlib.import_module of
+    an f-string) is one minimal-factories cannot see, so only this start-up proof catches it."""
+    top = missing.split(".", 1)[0]
+    if top in kept:
+        return f"; factory {top} is in the image, but not {missing}"
+    return (
+        f"; the image keeps factories {', '.join(sorted(kept)) or '(none)'}: if {top} is a factory of "
+        f"the monorepo, add it to this service's factories; if it is a package, to its tier"
+    )
+
+
 def _missing_name(message: str) -> str:
     if found := _NO_MODULE.search(message):
         return found.group("name")
