@@ -68,8 +68,23 @@ def _importer(lines: list[str]) -> str | None:
             continue
         if where.startswith("init "):  # a Cython module's import-time frame names its module
             return where.removeprefix("init ").strip()
-        return _module_from_path(path)
+        return _module_from_frame(path, where)
     return None
+
+
+def _module_from_frame(path: str, where: str) -> str:
+    """A Cython frame names its function by module and qualified name (`dialog.engine.load_engine`)
+    and its file by the path it was compiled at, which may be the compiler's temporary directory
+    (`kiln-compile-x/view/dialog/engine.py`): the module is the longest tail of that path that
+    `where` starts with. A source frame's `where` is a bare name: its path is under /app."""
+    parts = path.removesuffix(".py").split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    for start in range(len(parts)):
+        dotted = ".".join(parts[start:])
+        if dotted and where.startswith(dotted + "."):
+            return dotted
+    return _module_from_path(path)
 
 
 def _module_from_path(path: str) -> str:

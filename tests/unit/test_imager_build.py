@@ -162,12 +162,13 @@ def test_traceback_names_importer_and_missing_module():
     assert find_missing_import("ValueError: nope") is None
 
 
-# A compiled module's dynamic import (examples/axion-like dialog/engine.py without its factory nlp):
-# the frame of the module that called importlib.import_module, then importlib's own frames.
+# A compiled module's dynamic import (examples/axion-like dialog/engine.py without its factory nlp),
+# as the proof logged it: Cython frames carry the path of the sandboxed compile's temporary view
+# and the function's qualified name, then come importlib's own frames.
 DYNAMIC_TRACE = """Traceback (most recent call last):
   File "/opt/kiln/launch/kiln_launch.py", line 28, in launch
-  File "dialog/server.py", line 19, in dialog.server.main
-  File "dialog/engine.py", line 25, in dialog.engine.load_engine
+  File "kiln-compile-0yh_e4yb/view/dialog/server.py", line 19, in dialog.server.main
+  File "kiln-compile-0yh_e4yb/view/dialog/engine.py", line 25, in dialog.engine.load_engine
   File "/usr/lib/python3.11/importlib/__init__.py", line 126, in import_module
   File "<frozen importlib._bootstrap>", line 1140, in _find_and_load_unlocked
 ModuleNotFoundError: No module named 'nlp'"""
