@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         return 0
     if args.command == "trigger":
+        running = _started_package(args.state_dir)
+        if running != args.package:
+            raise SystemExit(
+                f"the services run {running}'s operator config, which does not build {args.package}: "
+                f"start them for it first (stack.py start --package {args.package})"
+            )
         for build_id in example.trigger(stack, touch=args.touch):
             print(build_id)
         return 0
