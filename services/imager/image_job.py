@@ -26,6 +26,7 @@ from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAut
 from services.imager.proof_cache import ProofCache
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
 from services.imager.tiers import resolve_tier
+from services.imager.traceback_reading import kept_factories_hint
 from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.bus.stage import finish_stage, stage
 from shared.events import Event
@@ -191,8 +192,9 @@ def _build_and_prove(
     for line in proof.log:
         log(f"| {line}")  # the container's own output, marked so it reads apart from ours
     if not proof.ok:
-        log(f"proof failed: {proof.reason}")
-        raise ImageRejected(f"{event.target} ({event.platform}) does not start: {proof.reason}", proof.log)
+        reason = proof.reason + (kept_factories_hint(proof.missing, event.factories) if proof.missing else "")
+        log(f"proof failed: {reason}")
+        raise ImageRejected(f"{event.target} ({event.platform}) does not start: {reason}", proof.log)
     log(f"proof passed: {proof.reason}")
     if deps.proofs and question:
         deps.proofs.record(question, proof.reason, job.build_id)

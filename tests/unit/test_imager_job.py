@@ -121,6 +121,14 @@ def test_image_that_does_not_start_is_never_pushed(tmp_path):
     assert "StageFinished:image:failed" in names
 
 
+def test_job_failure_names_the_factory_the_proof_missed(tmp_path):
+    proof = ProofResult(ok=False, reason="missing factory: x.main imports y", missing="y", log=["boom"])
+    deps, _ = make_deps(tmp_path, proof)
+    _, emitted = run(deps)
+    failed = next(e for e in emitted if type(e).__name__ == "ImageFailed")
+    assert "x.main imports y" in failed.error and "if y is a factory of the monorepo" in failed.error
+
+
 def test_redelivered_job_already_pushed_by_this_build_is_answered_without_building(tmp_path):
     deps, builder = make_deps(
         tmp_path, ProofResult(ok=True), FakeRegistry(labels={LABEL_BUILD_ID: "build-1"})
