@@ -213,3 +213,23 @@ def test_env_names_split_on_the_longest_section_first():
     assert split_env_name("AX_DB_MAIN_HOST", "AX", sections) == ("db-main", "HOST")
     assert split_env_name("AX_RATE_", "AX", sections) is None
     assert split_env_name("OTHER_RATE_X", "AX", sections) is None
+
+
+def test_validate_checks_the_app_config_beside_the_repository_config(tmp_path, capsys):
+    from shared.config.__main__ import main as cli
+    from tests.unit.app_config_fixtures import EXAMPLE, write_operator
+
+    operator = write_operator(tmp_path / "operator.yaml")
+    repository = EXAMPLE / "config.yaml"
+    assert cli(["validate", "--repository", str(repository), "--operator", str(operator)]) == 0
+    (tmp_path / "repo" / "config").mkdir(parents=True)
+    (tmp_path / "repo" / "config.yaml").write_bytes(repository.read_bytes())
+    (tmp_path / "repo" / "config" / "app.yaml").write_text("database: {host: x}\nmqtt: {}\n")
+    code = cli(
+        ["validate", "--repository", str(tmp_path / "repo" / "config.yaml"), "--operator", str(operator)]
+    )
+    assert code == 2
+    assert (
+        'packages.demo.app_config.sections[2]: section "report" is not in config/app.yaml'
+        in capsys.readouterr().err
+    )
