@@ -64,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.args[0], file=sys.stderr)
         return 2
     from services.deployer import commands
+    from shared.bus import PermanentError
 
-    return getattr(commands, args.command)(cfg, args, settings)
+    try:
+        return getattr(commands, args.command)(cfg, args, settings)
+    except PermanentError as exc:  # a config the command cannot use: the message names the key
+        print(exc, file=sys.stderr)
+        return 2
 
 
 def _worker(settings: DeployerSettings) -> int:
