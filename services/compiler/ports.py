@@ -8,7 +8,7 @@ from typing import Protocol
 
 from services.compiler.engine import CompiledModule, CompileReport
 from shared.events.build import Source
-from shared.events.compile import Artifact
+from shared.events.compile import Artifact, DocumentReference
 from shared.git_source import FetchFailed
 
 __all__ = ["ArtifactStore", "FetchFailed", "SourceFetcher", "TreeCompiler"]
@@ -54,3 +54,7 @@ class ArtifactStore(Protocol):
     ) -> Artifact: ...
 
     def exists(self, artifact: Artifact) -> bool: ...
+
+    def push_document(self, data: bytes, *, package: str, build: str) -> DocumentReference:
+        """A small document of the build (its trimmed app config), pinned by digest."""
+        ...
