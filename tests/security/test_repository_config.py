@@ -2,8 +2,9 @@
 the build's images (and the registry credentials) at an attacker's registry, smuggles a RUN line
 into the base image, is a 400-byte alias bomb, or asks for Debian packages (an SSH server) in an
 image. A real compiler worker process on RabbitMQ and MariaDB fetches it from a real git server.
-Each build fails at stage config within 2 s, naming the key and saying where the operator sets it; it is not retried; no image is requested; nothing
-reaches the attacker's registry. A legitimate push right after still builds."""
+Each build fails at stage config within 2 s, naming the key and saying where the operator sets it;
+it is not retried; no image is requested; nothing reaches the attacker's registry. A legitimate
+push right after still builds."""
 
 from __future__ import annotations
 

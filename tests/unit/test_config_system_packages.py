@@ -34,7 +34,8 @@ def errors_of(data: dict) -> dict[str, str]:
 
 def test_debian_names_are_accepted_on_a_tier_and_a_service():
     config = parse_config(
-        yaml.safe_dump(operator_with(["imagemagick", "libstdc++6"], ["g++", "python3.11", "chromium"])), NO_ENV
+        yaml.safe_dump(operator_with(["imagemagick", "libstdc++6"], ["g++", "python3.11", "chromium"])),
+        NO_ENV,
     )
     assert config.tiers["minimal"].system_packages == ["imagemagick", "libstdc++6"]
     assert config.package("demo").services["webhook"].system_packages == ["g++", "python3.11", "chromium"]
@@ -98,5 +99,7 @@ def test_a_repository_config_may_not_set_them(text, path):
     with pytest.raises(ConfigError) as caught:
         load_build_config(OPERATOR, text.encode(), NO_ENV)
     errors = dict(caught.value.errors)
-    assert errors[path].startswith("operator only: set it in the operator config (the file at KILN_CONFIG_PATH)")
+    assert errors[path].startswith(
+        "operator only: set it in the operator config (the file at KILN_CONFIG_PATH)"
+    )
     assert "config.yaml in the repository, line 1" in errors[path]
