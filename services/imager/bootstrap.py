@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
+from services.imager.apt_archive import AptPolicy
 from services.imager.cache_bound import UNBOUNDED, BoundedCache
 from services.imager.cleanup import CleanupPolicy, Janitor
 from services.imager.handlers import (
@@ -18,9 +19,10 @@ from services.imager.handlers import (
     on_image_requested,
 )
 from services.imager.image_job import ImagerDeps
-from services.imager.ports import EngineCleaner, ImageBuilder, Prover, RegistryAuth
+from services.imager.ports import BaseImageReader, EngineCleaner, ImageBuilder, Prover, RegistryAuth
 from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
+from services.imager.system_layer import SystemLayerCache
 from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
 from services.imager.worker_ledger import WorkerLedger, new_worker_id
 from shared.artifacts import pull_artifact
@@ -76,10 +78,20 @@ def make_janitor(settings: ImagerSettings, cleaner: EngineCleaner, worker_id: st
     return Janitor(
         cleaner,
         WorkerLedger(work, worker_id),
-        BoundedCache([work / "tiers", work / "artifacts"], bound),
+        BoundedCache([work / "tiers", work / "system", work / "artifacts"], bound),
         work,
         CleanupPolicy(keep_pushed=settings.imager_keep_pushed, stale_proof_s=max(900.0, 3 * longest_proof)),
     )
+
+
+def make_system_layers(settings: ImagerSettings, builder: ImageBuilder) -> SystemLayerCache | None:
+    """The system packages' layers, read against the base image through the builder's engine;
+    None with a builder that cannot read a base image (the unit tests' fakes)."""
+    if not isinstance(builder, BaseImageReader):
+        return None
+    work = settings.imager_work_dir
+    policy = AptPolicy(settings.apt_sources, settings.apt_config, settings.apt_lists_max_age_s)
+    return SystemLayerCache(work / "system", work / "apt", policy, builder)
 
 
 def make_prover(settings: ImagerSettings, worker_id: str | None = None) -> Prover:
@@ -129,8 +141,9 @@ def bootstrap(
     if cleaner is None and builder is None:
         cleaner = make_cleaner(settings)
     janitor = make_janitor(settings, cleaner, worker_id) if cleaner is not None else None
+    builder = builder or make_builder(settings, worker_id)
     deps = ImagerDeps(
-        builder=builder or make_builder(settings, worker_id),
+        builder=builder,
         prover=prover or make_prover(settings, worker_id),
         registry=registry,
         fetch_artifact=fetch_artifact,
@@ -145,6 +158,7 @@ def bootstrap(
         is_cancelled=cancel.is_cancelled,
         logs=LogShipper("imager", secrets=settings.secret_values().values()),
         janitor=janitor,
+        system=make_system_layers(settings, builder),
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))
