@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from services.imager import system_layer
-from services.imager.apt_archive import AptArchive, AptPolicy, Resolved, SystemPackagesFailed
+from services.imager.apt_archive import AptArchive, AptPolicy, AptUnavailable, Resolved, SystemPackagesFailed
 from services.imager.image_job import JobContext, run_image_job
 from services.imager.ports import BaseImageFacts, ProofResult
 from services.imager.system_layer import SystemLayerCache, SystemRequest, system_request
@@ -225,3 +225,58 @@ def test_apt_runs_with_its_own_state_and_config_and_no_secret(tmp_path, monkeypa
 def test_a_missing_sources_file_names_the_setting(tmp_path):
     with pytest.raises(SystemPackagesFailed, match=r"KILN_APT_SOURCES=/nowhere/x\.sources is not a file"):
         AptArchive(tmp_path, "amd64", AptPolicy(Path("/nowhere/x.sources")))
+
+
+def _archive_answering(tmp_path, monkeypatch, returncode: int, output: str) -> AptArchive:
+    sources = tmp_path / "debian.sources"
+    sources.write_text("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n")
+
+    class Done:
+        stdout, stderr = output, ""
+
+    Done.returncode = returncode
+    monkeypatch.setattr("services.imager.apt_archive.subprocess.run", lambda command, **kwargs: Done())
+    return AptArchive(tmp_path / "apt", "amd64", AptPolicy(sources))
+
+
+def test_a_signature_failure_fails_the_job_naming_the_sources_setting(tmp_path, monkeypatch):
+    output = "W: GPG error: http://mirror.example bookworm InRelease: NO_PUBKEY 6ED0E7B82643E131\n"
+    archive = _archive_answering(tmp_path, monkeypatch, 100, output + "E: The repository is not signed.\n")
+    with (
+        pytest.raises(
+            SystemPackagesFailed, match="could not verify the signed Release files of KILN_APT_SOURCES"
+        ),
+        archive.lists(print),
+    ):
+        pass
+
+
+def test_an_unreachable_mirror_is_transient_and_old_lists_are_used_meanwhile(tmp_path, monkeypatch):
+    archive = _archive_answering(tmp_path, monkeypatch, 100, "E: Failed to fetch http://mirror.example/x\n")
+    with pytest.raises(AptUnavailable, match="no package lists yet"), archive.lists(print):  # the bus retries
+        pass
+    (archive.dir / "lists" / "mirror.example_dists_bookworm_InRelease").write_text("signed")
+    lines = []
+    with archive.lists(lines.append) as fingerprint:
+        assert fingerprint
+    assert "using the lists from before" in lines[-2]
+    with archive.lists(lines.append):  # not tried again at once: in RETRY_UPDATE_AFTER_S
+        pass
+    assert sum("apt-get update (" in line for line in lines) == 1
+
+
+def test_a_mirror_down_while_downloading_leaves_the_job_to_the_buss_retries(tmp_path, cache, monkeypatch):
+    def unreachable(self, packages, status, dest):
+        raise AptUnavailable("apt-get could not download the packages:\nE: Failed to fetch http://mirror/x")
+
+    monkeypatch.setattr(FakeArchive, "download", unreachable)
+    deps = _job_deps(tmp_path, cache)
+    FakeArchive.debs.update(
+        {"imagemagick": FakeArchive.debs["kiln-tool"], "shared-one": FakeArchive.debs["kiln-tool"]}
+    )
+    emitted = []
+    with pytest.raises(AptUnavailable):  # not image.failed: a retry can succeed
+        run_image_job(
+            job().model_copy(update={"tier": "minimal"}), JobContext("b", "demo", emitted.append), deps
+        )
+    assert not any(type(e).__name__ == "ImageFailed" for e in emitted) and deps.builder.pushed == []
