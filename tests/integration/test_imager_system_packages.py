@@ -208,7 +208,8 @@ async def test_imagemagick_renders_at_start_in_the_amd64_and_arm64_images(amqp_u
 async def test_the_same_set_through_a_tier_is_the_same_layer_and_is_not_unpacked_again(
     amqp_url, setup, registry
 ):
-    # Runs after the test above in this module: the amd64 layer for {imagemagick} is in the cache.
+    # The first job finds the amd64 layer for {imagemagick} (the test above built it) or builds
+    # it; the second service asks for the same set through its tier and must find it.
     render, _ = await run_jobs(amqp_url, [request(setup, registry, "render", "linux/amd64")])
     again, shipped = await run_jobs(amqp_url, [request(setup, registry, "render-too", "linux/amd64")])
     assert [e.type for e in render + again] == ["dev.kiln.image.pushed.v1"] * 2, render + again
