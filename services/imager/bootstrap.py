@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
+from services.imager.apt_archive import AptPolicy
 from services.imager.cache_bound import UNBOUNDED, BoundedCache
 from services.imager.cleanup import CleanupPolicy, Janitor
 from services.imager.handlers import (
@@ -19,10 +20,11 @@ from services.imager.handlers import (
     on_image_requested,
 )
 from services.imager.image_job import ImagerDeps
-from services.imager.ports import EngineCleaner, ImageBuilder, Prover, RegistryAuth
+from services.imager.ports import BaseImageReader, EngineCleaner, ImageBuilder, Prover, RegistryAuth
 from services.imager.proof_cache import ProofCache
 from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
+from services.imager.system_layer import SystemLayerCache
 from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
 from services.imager.worker_ledger import WorkerLedger, new_worker_id
 from shared.artifacts import pull_artifact
@@ -78,7 +80,7 @@ def make_janitor(settings: ImagerSettings, cleaner: EngineCleaner, worker_id: st
     return Janitor(
         cleaner,
         WorkerLedger(work, worker_id),
-        BoundedCache([work / "tiers", work / "artifacts"], bound),
+        BoundedCache([work / "tiers", work / "system", work / "artifacts"], bound),
         work,
         CleanupPolicy(keep_pushed=settings.imager_keep_pushed, stale_proof_s=max(900.0, 3 * longest_proof)),
     )
@@ -90,6 +92,16 @@ def make_proof_cache(settings: ImagerSettings) -> ProofCache | None:
         return None
     windows = f"{settings.prove_stay_up_s}/{settings.prove_timeout_s}/{settings.prove_emulated_factor}"
     return ProofCache(settings.imager_work_dir / "proofs", windows)
+
+
+def make_system_layers(settings: ImagerSettings, builder: ImageBuilder) -> SystemLayerCache | None:
+    """The system packages' layers, read against the base image through the builder's engine;
+    None with a builder that cannot read a base image (the unit tests' fakes)."""
+    if not isinstance(builder, BaseImageReader):
+        return None
+    work = settings.imager_work_dir
+    policy = AptPolicy(settings.apt_sources, settings.apt_config, settings.apt_lists_max_age_s)
+    return SystemLayerCache(work / "system", work / "apt", policy, builder)
 
 
 def make_prover(settings: ImagerSettings, worker_id: str | None = None) -> Prover:
@@ -136,11 +148,13 @@ def bootstrap(
         return pull_artifact(artifact.reference, dest, client=registry)
 
     worker_id = new_worker_id()
-    if cleaner is None and builder is None:
+    real_engine = builder is None  # not the unit tests' fakes
+    if cleaner is None and real_engine:
         cleaner = make_cleaner(settings)
     janitor = make_janitor(settings, cleaner, worker_id) if cleaner is not None else None
+    builder = builder or make_builder(settings, worker_id)
     deps = ImagerDeps(
-        builder=builder or make_builder(settings, worker_id),
+        builder=builder,
         prover=prover or make_prover(settings, worker_id),
         registry=registry,
         fetch_artifact=fetch_artifact,
@@ -155,7 +169,8 @@ def bootstrap(
         is_cancelled=cancel.is_cancelled,
         logs=LogShipper("imager", secrets=settings.secret_values().values()),
         janitor=janitor,
-        proofs=make_proof_cache(settings) if builder is None else None,
+        proofs=make_proof_cache(settings) if real_engine else None,
+        system=make_system_layers(settings, builder),
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))

@@ -1,8 +1,9 @@
 """The build context: a tar with fixed timestamps and owners, so identical inputs give identical layers.
 
-Layout: `Dockerfile`, `tier/` (the tier's site-packages), `app/<factory>/` (only the factories the
-service keeps). Source `.py` of compiled modules, config files, keys and credentials are left out
-here, whatever the artifact holds: an image layer is forever.
+Layout: `Dockerfile`, `sys/` (the system layer: Debian packages' files, copied to `/`), `tier/`
+(the tier's site-packages), `app/<factory>/` (only the factories the service keeps). Source `.py`
+of compiled modules, config files, keys and credentials are left out here, whatever the artifact
+holds: an image layer is forever.
 
 Symbolic links are never followed: a link is added as a link (its target name only, no content),
 and a link whose target leaves the directory being added is refused (`UnsafeLink`): the
@@ -124,12 +125,32 @@ def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str, drop_modules: set[s
         _add(tar, path, f"{prefix}/{path.relative_to(root).as_posix()}")
 
 
+def _add_rootfs(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
+    """The system layer as it will lie on `/`: every file (Debian's, not the repository's: no
+    secret filter), links as links whatever they point at (an absolute target is the image's
+    root), modes kept but never set-user/group-ID, all root's, the fixed mtime."""
+    entries = [root, *sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())]
+    for path in entries:
+        relative = path.relative_to(root).as_posix()
+        info = tar.gettarinfo(str(path), arcname=prefix if relative == "." else f"{prefix}/{relative}")
+        if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
+            continue
+        info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "root", "root"
+        info.mode = 0o755 if path == root else info.mode & 0o1777
+        if info.isfile():
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+        else:
+            tar.addfile(info)
+
+
 def service_context(
     dockerfile: str,
     artifact_root: Path,
     factories: tuple[str, ...],
     tier_dir: Path | None,
     launcher: Path,
+    system_dir: Path | None = None,
 ) -> bytes:
     """The whole context as tar bytes (the docker SDK takes it as `fileobj`, custom_context)."""
     drop = compiled_sources_to_drop(artifact_root)
@@ -141,6 +162,8 @@ def service_context(
         tar.addfile(info, io.BytesIO(data))
         _add(tar, launcher.parent, "launch")
         _add(tar, launcher, f"launch/{launcher.name}")
+        if system_dir is not None:
+            _add_rootfs(tar, system_dir, "sys")
         if tier_dir is not None:
             _add_tree(tar, tier_dir, "tier", set(), tier_dir)
         for factory in sorted(factories):

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,27 @@ class BoundedCache:
         if key not in self._sizes:  # entries are immutable: measure once per inode
             self._sizes[key] = _tree_bytes(entry)
         return self._sizes[key]
+
+
+class CacheEntryEvicted(RuntimeError):
+    """An entry kept being evicted between being prepared and being held (a bound far too small)."""
+
+
+@contextlib.contextmanager
+def held_entry(cache: BoundedCache | None, prepare: Callable[[], Path | None]) -> Iterator[Path | None]:
+    """A cache entry, held against eviction (by any worker on this host) while it is read into
+    the build context; prepared again if it was evicted between being found and being held.
+    `prepare` may return None (nothing to hold); without a cache nothing is held."""
+    for _attempt in range(3):
+        path = prepare()
+        if path is None or cache is None:
+            yield path
+            return
+        with cache.lease(path) as present:
+            if present:
+                yield path
+                return
+    raise CacheEntryEvicted(f"the cache entry {path.name} was evicted three times while being used")
 
 
 def _remove_unleased(entry: Path) -> bool:

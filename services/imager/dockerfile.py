@@ -46,6 +46,8 @@ class ImageSpec:
     port: int | None = None
     health_path: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    system_packages: tuple[str, ...] = ()
+    system_layer: str | None = None  # the cached layer's name (system_layer.py); None: no layer
 
 
 def launch_command(command: tuple[str, ...]) -> tuple[str, ...]:
@@ -65,6 +67,8 @@ def render_dockerfile(spec: ImageSpec) -> str:
         launch_dir=LAUNCH_DIR,
         tier=spec.tier,
         requirements_hash=spec.requirements_hash or "",
+        system_packages=", ".join(sorted(spec.system_packages)),
+        system_layer=spec.system_layer,
         # sorted: the same factory set always gives the same layer order, so the same cache keys
         factories=sorted(spec.factories),
         port=spec.port,

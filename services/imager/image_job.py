@@ -15,17 +15,24 @@ import json
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.imager.build_context import MissingFactory, directory_context, service_context
+from services.imager.apt_archive import SystemPackagesFailed
+from services.imager.build_context import MissingFactory, directory_context
+from services.imager.cache_bound import BoundedCache, CacheEntryEvicted, held_entry
 from services.imager.cleanup import Janitor, JobTracker, Untracked
-from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
 from services.imager.proof_cache import ProofCache
+from services.imager.service_inputs import (  # re-exported: the job's callers and tests use them
+    LABEL_BUILD_ID,
+    ServiceInputs,
+    immutable_tags,
+    service_build_context,
+)
+from services.imager.system_layer import SystemLayerCache
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
-from services.imager.tiers import resolve_tier
 from services.imager.traceback_reading import kept_factories_hint
 from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.bus.stage import finish_stage, stage
@@ -34,7 +41,6 @@ from shared.events.compile import Artifact, ImageRequested
 from shared.events.image import ImageFailed, ImagePushed
 from shared.registry import NotFound, RegistryClient
 
-LABEL_BUILD_ID = "dev.kiln.build-id"
 # A worker's jobs run side by side (KILN_IMAGER_CONCURRENCY), but their builds one at a time: the
 # classic builder is not reproducible (a layer it makes records the time as its directories'
 # mtimes), so sibling services building the same layer at once would each make their own, and
@@ -60,6 +66,8 @@ class ImagerDeps:
     janitor: Janitor | None = None
     # Proofs passed before, by image content: the same content is not proven twice; None: always prove.
     proofs: ProofCache | None = None
+    # The system packages' layers (system_layer.py); None: a job asking for some fails.
+    system: SystemLayerCache | None = None
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,6 @@ def repository_path(repository: str) -> str:
     """`127.0.0.1:5000/kiln/x` -> `kiln/x` (the registry client takes paths without the host)."""
     first, _, rest = repository.partition("/")
     return rest if rest and ("." in first or ":" in first or first == "localhost") else repository
-
-
-def immutable_tags(event: ImageRequested) -> list[str]:
-    return [tag for tag in event.tags if tag != "latest"] or ["latest"]
 
 
 def run_image_job(event: ImageRequested, job: JobContext, deps: ImagerDeps) -> None:
@@ -157,11 +161,13 @@ def _build_and_prove(
     prefix = deps.janitor.scratch_prefix if deps.janitor else None
     with tempfile.TemporaryDirectory(prefix=prefix, dir=_ensure(deps.work_dir / "jobs")) as scratch:
         try:
-            with _held(deps, lambda: _artifact_root(event, deps, Path(scratch))) as root:
+            with held_entry(_cache(deps), lambda: _artifact_root(event, deps, Path(scratch))) as root:
                 if event.dockerfile:
                     context, dockerfile = directory_context(root), event.dockerfile
                 else:
-                    context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
+                    inputs = ServiceInputs(deps.config_path, deps.tiers, deps.system, _cache(deps))
+                    context = service_build_context(event, job.build_id, job.package, root, inputs, log)
+                    dockerfile = "Dockerfile"
             log(f"building {local_ref} for {event.platform}")
             tracker.tagged(local_ref)  # before the build: a worker killed during it leaves the tag
             with BUILDS_ONE_AT_A_TIME:
@@ -171,7 +177,7 @@ def _build_and_prove(
                 )  # fmt: skip
         except BuildFailed as exc:
             raise ImageRejected(str(exc), exc.log) from exc
-        except (MissingFactory, TierPreparationFailed) as exc:
+        except (MissingFactory, TierPreparationFailed, SystemPackagesFailed, CacheEntryEvicted) as exc:
             log(str(exc))
             raise ImageRejected(str(exc), str(exc).splitlines()) from exc
     probe = (
@@ -201,53 +207,8 @@ def _build_and_prove(
     return built, proof.reason
 
 
-def _service_context(event: ImageRequested, job: JobContext, deps: ImagerDeps, root: Path) -> bytes:
-    requirements_hash = None
-    if event.tier:
-        tier = resolve_tier(event.tier, root, deps.config_path)
-        requirements_hash = tier.requirements_hash(event.platform)
-    labels = {
-        LABEL_BUILD_ID: job.build_id,
-        "dev.kiln.package": job.package,
-        "dev.kiln.service": event.target,
-        "dev.kiln.platform": event.platform,
-        "org.opencontainers.image.title": event.target,
-        "org.opencontainers.image.version": immutable_tags(event)[0],
-        "org.opencontainers.image.vendor": "kiln",
-    }
-    commit = getattr(event, "commit", None)
-    if commit:
-        labels["dev.kiln.commit"] = labels["org.opencontainers.image.revision"] = commit
-    spec = ImageSpec(
-        base_image=event.base_image,
-        command=event.command,
-        factories=event.factories,
-        tier=event.tier,
-        requirements_hash=requirements_hash,
-        port=event.port,
-        health_path=event.health_path,
-        labels=labels,
-    )
-    if not event.tier:
-        return service_context(render_dockerfile(spec), root, event.factories, None, LAUNCHER_SOURCE)
-    with _held(deps, lambda: deps.tiers.prepare(tier, event.platform)) as tier_dir:
-        return service_context(render_dockerfile(spec), root, event.factories, tier_dir, LAUNCHER_SOURCE)
-
-
-@contextlib.contextmanager
-def _held(deps: ImagerDeps, prepare: Callable[[], Path]) -> Iterator[Path]:
-    """A cache entry, held against eviction (by any worker on this host) while it is read into
-    the build context; prepared again if it was evicted between being found and being held."""
-    for _attempt in range(3):
-        path = prepare()
-        if deps.janitor is None:
-            yield path
-            return
-        with deps.janitor.cache.lease(path) as present:
-            if present:
-                yield path
-                return
-    raise ImageRejected(f"the cache entry {path.name} was evicted three times while being used", [])
+def _cache(deps: ImagerDeps) -> BoundedCache | None:
+    return deps.janitor.cache if deps.janitor else None
 
 
 def _artifact_root(event: ImageRequested, deps: ImagerDeps, scratch: Path) -> Path:

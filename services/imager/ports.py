@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.events.compile import Artifact
 
@@ -76,6 +76,28 @@ class ProofResult:
     importer: str | None = None
     missing: str | None = None
     log: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BaseImageFacts:
+    """What a system layer is resolved and laid out against (services/imager/system_layer.py)."""
+
+    image_id: str
+    dpkg_status: bytes  # its /var/lib/dpkg/status: what apt need not add
+    top_links: dict[str, str]  # its top-level links, e.g. {"lib": "usr/lib"} (merged /usr)
+
+
+class BaseImageMissing(RuntimeError):
+    """The base image is not in the engine (or its registry) for that platform."""
+
+
+@runtime_checkable
+class BaseImageReader(Protocol):
+    """Reads a base image's files without running it (any architecture, no QEMU)."""
+
+    def base_image_id(self, image: str, platform: str) -> str: ...
+
+    def base_image_facts(self, image: str, platform: str, top_dirs: Sequence[str]) -> BaseImageFacts: ...
 
 
 class Prover(Protocol):

@@ -46,3 +46,10 @@ class ImagerSettings(KilnSettings):
     pip_index_url: str | None = None
     pip_allow_sdists: bool = False
     pip_cert: str | None = Field(None, description="CA bundle pip trusts (a TLS-intercepting proxy)")
+    # System packages (services/imager/system_layer.py): the apt sources file they come from (its
+    # mirror, suites and Signed-By keyring: the base image's Debian release), an apt.conf file for
+    # apt's own settings (a proxy; the host's /etc/apt/apt.conf.d is not read), and how old the
+    # package lists may get before a job refreshes them (a security update reaches new layers then).
+    apt_sources: Path = Path("/etc/apt/sources.list.d/debian.sources")
+    apt_config: Path | None = None
+    apt_lists_max_age_s: float = Field(86400.0, gt=0)

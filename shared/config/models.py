@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from shared.config.app_sections import AppConfigSpec, AppSecret, AppSection, EnvName
 from shared.config.sections import (
+    DEBIAN_PACKAGE_PATTERN,
     NAME_PATTERN,
     AuditConfig,
     CompileConfig,
@@ -35,6 +36,9 @@ from shared.naming import DEFAULT_VERSION_MAP
 # Package, service, factory and tier names end up in image names and DNS labels.
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=40)]
 HealthPath = Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")]
+# Debian packages the imager unpacks into a layer of the image (services/imager/system_layer.py).
+SystemPackage = Annotated[str, StringConstraints(pattern=DEBIAN_PACKAGE_PATTERN, max_length=100)]
+SystemPackages = Annotated[list[SystemPackage], Field(max_length=200)]
 
 
 class FactoryConfig(Section):
@@ -48,6 +52,8 @@ class TierConfig(Section):
 
     requirements: list[str] = []
     arm_exclude: list[str] = []
+    # Operator only (shared/config/repository.py): every service of the tier gets these.
+    system_packages: SystemPackages = []
 
 
 class InfraService(Section):
@@ -77,11 +83,17 @@ class ServiceConfig(Section):
     # The sections of the package's app_config this service reads (operator only); none by default:
     # a service sees only what it is declared to read.
     app_config_sections: list[AppSection] = []
+    # Operator only; the image gets these and its tier's (the union).
+    system_packages: SystemPackages = []
 
     @model_validator(mode="after")
     def _tier_or_dockerfile(self) -> ServiceConfig:
         if self.dockerfile and self.tier:
             raise ValueError("set either tier (compiled build) or dockerfile (plain build), not both")
+        if self.dockerfile and self.system_packages:
+            raise ValueError(
+                "system_packages is for compiled builds (tier); a plain-Dockerfile build installs its own"
+            )
         if not self.dockerfile and not self.tier:
             raise ValueError("needs a tier (compiled build) or a dockerfile (plain build)")
         if self.health and self.port is None:

@@ -36,6 +36,9 @@ RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 WIKI_PATH_PATTERN = r"^[a-z0-9]([a-z0-9_/-]*[a-z0-9])?$"
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[a-z]{2,4})?$"
+# A Debian package name (policy 5.6.1) and nothing else: no `=version`, `/suite`, `:arch`, option,
+# URL or path. Not ending in `-`: apt-get reads `name-` as "remove name".
+DEBIAN_PACKAGE_PATTERN = r"^[a-z0-9][a-z0-9+.-]*[a-z0-9+]$"
 # Shown instead of the bare regular expression when a value does not match.
 PATTERN_HELP = {
     EMAIL_PATTERN: "must be an email address like name@example.com",
@@ -48,6 +51,10 @@ PATTERN_HELP = {
     ENV_NAME_PATTERN: "must be an environment variable name like KILN_WIKI_API_KEY",
     WIKI_PATH_PATTERN: "must be a wiki path: lowercase [a-z0-9], '-', '_' and '/' inside, like docs/demo",
     LOCALE_PATTERN: "must be a locale code like en or pt-br",
+    DEBIAN_PACKAGE_PATTERN: (
+        "must be a Debian package name like imagemagick (lowercase [a-z0-9], '+', '.', '-'): "
+        "no version, suite, architecture, option, URL or path"
+    ),
 }
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=EMAIL_PATTERN)]

@@ -1,10 +1,11 @@
 """Finding 3 and 7 of issue #13, as an outsider does it: push a branch whose own config.yaml points
 the build's images (and the registry credentials) at an attacker's registry, smuggles a RUN line
-into the base image, gives its containers an app secret read from Kiln's own variables, or is a
-400-byte alias bomb. A real compiler worker process on RabbitMQ and
-MariaDB fetches it from a real git server. Each build fails at stage config within 2 s, naming the
-key and saying where the operator sets it; it is not retried; no image is requested; nothing
-reaches the attacker's registry. A legitimate push right after still builds."""
+into the base image, gives its containers an app secret read from Kiln's own variables, asks
+for Debian packages (an SSH server) in an image, or is a 400-byte alias bomb. A real compiler
+worker process on RabbitMQ and MariaDB fetches it from a real git server. Each build fails at
+stage config within 2 s, naming the key and saying where the operator sets it; it is not retried;
+no image is requested; nothing reaches the attacker's registry. A legitimate push right after
+still builds."""
 
 from __future__ import annotations
 
@@ -113,6 +114,11 @@ ATTACKS = {
         "packages:\n  demo:\n    app_secrets:\n"
         "      DEMO_DATABASE_PASSWORD: {env: KILN_REGISTRY_PASSWORD, services: [webhook]}\n",
         "packages.demo.app_secrets",
+    ),
+    # Native software in the image is the operator's choice (docs/security.md, "System packages").
+    "system-packages": (
+        "packages:\n  demo:\n    services:\n      webhook: {system_packages: [openssh-server]}\n",
+        "packages.demo.services.webhook.system_packages",
     ),
 }
 

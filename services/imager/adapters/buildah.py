@@ -9,14 +9,19 @@ TLS is verified for every registry except loopback and the operator's KILN_REGIS
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 import tempfile
 import threading
+import uuid
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
 from services.imager.ports import (
+    BaseImageFacts,
+    BaseImageMissing,
     BuildFailed,
     BuiltImage,
     Progress,
@@ -175,3 +180,48 @@ class BuildahBuilder:
 
     def remove(self, reference: str) -> None:
         self._run(["buildah", *GLOBAL_OPTIONS, "rmi", reference])
+
+    def base_image_id(self, image: str, platform: str) -> str:
+        """Pulled into buildah's store if missing (as `bud` would), then its id."""
+        command = [
+            "buildah",
+            *GLOBAL_OPTIONS,
+            "pull",
+            "--quiet",
+            "--policy",
+            "missing",
+            "--arch",
+            arch_of(platform),
+        ]
+        if plain_http_allowed(image, self.insecure_hosts):
+            command.append("--tls-verify=false")
+        if self.auth and self.auth.username:
+            command += ["--creds", f"{self.auth.username}:{self.auth.password or ''}"]
+        pulled = self._run([*command, image])
+        if pulled.returncode != 0:
+            lines = [line for line in pulled.stderr.splitlines() if line.strip()][-1:] or ["unknown error"]
+            raise BaseImageMissing(
+                with_tls_hint(f"buildah cannot pull the base image {image}: {lines[0]}", image)
+            )
+        return pulled.stdout.strip().splitlines()[-1]
+
+    def base_image_facts(self, image: str, platform: str, top_dirs: Sequence[str]) -> BaseImageFacts:
+        """Read from the mounted image (a working container, never run; `buildah mount` needs root,
+        as the buildah prover does)."""
+        image_id = self.base_image_id(image, platform)
+        name = f"kiln-base-read-{uuid.uuid4().hex[:8]}"
+        created = self._run(["buildah", *GLOBAL_OPTIONS, "from", "--pull-never", "--name", name, image_id])
+        if created.returncode != 0:
+            raise BaseImageMissing(f"buildah from {image} failed: {created.stderr.strip()[-300:]}")
+        try:
+            mounted = self._run(["buildah", *GLOBAL_OPTIONS, "mount", name])
+            if mounted.returncode != 0:
+                raise BaseImageMissing(f"buildah mount of {image} failed: {mounted.stderr.strip()[-300:]}")
+            root = Path(mounted.stdout.strip())
+            status_file = root / "var" / "lib" / "dpkg" / "status"
+            status = status_file.read_bytes() if status_file.is_file() else b""
+            links = {d: os.readlink(root / d) for d in top_dirs if (root / d).is_symlink()}
+        finally:
+            self._run(["buildah", *GLOBAL_OPTIONS, "umount", name])
+            self._run(["buildah", *GLOBAL_OPTIONS, "rm", name])
+        return BaseImageFacts(image_id=image_id, dpkg_status=status, top_links=links)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import tarfile
+from collections.abc import Sequence
 
 import docker
-from docker.errors import APIError, ImageNotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from services.imager.ports import (
+    BaseImageFacts,
+    BaseImageMissing,
     BuildFailed,
     BuiltImage,
     Progress,
@@ -19,6 +23,8 @@ from services.imager.ports import (
 from services.imager.proof_cache import runtime_key
 from shared.registry.transport import with_tls_hint
 
+DPKG_STATUS = "/var/lib/dpkg/status"
+LABEL_BASE_READ = "dev.kiln.base-read"  # a container created to read the base, removed at once
 _AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
 
@@ -122,3 +128,46 @@ class DockerEngineBuilder:
     def remove(self, reference: str) -> None:
         with contextlib.suppress(ImageNotFound):
             self.client.images.remove(reference, noprune=False)
+
+    def base_image_id(self, image: str, platform: str) -> str:
+        try:
+            return self.client.images.get(image).id
+        except ImageNotFound:
+            raise BaseImageMissing(
+                f"the base image {image} is not in this Docker Engine ({platform})"
+            ) from None
+
+    def base_image_facts(self, image: str, platform: str, top_dirs: Sequence[str]) -> BaseImageFacts:
+        """Read through a created, never started container: no process of the image runs."""
+        image_id = self.base_image_id(image, platform)
+        created = self.client.api.create_container(
+            image,
+            command=["true"],
+            network_disabled=True,
+            platform=platform,
+            labels={"dev.kiln.base-read": "1"},
+        )
+        try:
+            status = _read_archived_file(self.client, created["Id"], DPKG_STATUS)
+            links = {}
+            for name in top_dirs:
+                with contextlib.suppress(NotFound):
+                    stream, stat = self.client.api.get_archive(created["Id"], f"/{name}")
+                    stream.close()  # a link's stat is all we need; a directory's contents are not read
+                    if stat.get("linkTarget"):
+                        links[name] = stat["linkTarget"]
+        finally:
+            with contextlib.suppress(APIError):
+                self.client.api.remove_container(created["Id"], force=True)
+        return BaseImageFacts(image_id=image_id, dpkg_status=status, top_links=links)
+
+
+def _read_archived_file(client: docker.DockerClient, container: str, path: str) -> bytes:
+    try:
+        stream, _ = client.api.get_archive(container, path)
+    except NotFound:
+        return b""  # no dpkg database: apt then resolves every dependency into the layer
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        handle = tar.extractfile(member) if member is not None else None
+        return handle.read() if handle is not None else b""
