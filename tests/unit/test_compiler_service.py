@@ -3,6 +3,7 @@ and the artifact store: stage events, fan-out rules, key checks, failures, cance
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -72,8 +73,9 @@ class FakeCompiler:
     failures: dict = field(default_factory=dict)  # module -> (file, line, message)
     calls: list = field(default_factory=list)
 
-    def compile(self, src, out, *, platforms, factories, fallback_to_source, progress=None):
+    def compile(self, src, out, *, platforms, factories, fallback_to_source, progress=None, pythons=None):
         self.calls.append(factories)
+        self.pythons = pythons
         outputs = {p: out / p.split("/")[1] for p in platforms}
         for directory in outputs.values():
             directory.mkdir(parents=True)
@@ -82,6 +84,23 @@ class FakeCompiler:
             modules.append(CompiledModule(module, module.split(".")[0], "error", 3, message, file, line))
         sets = [CompiledSet(f, 1, 1, 0, 0, 5) for f in factories]
         return CompileReport(outputs=outputs, modules=modules, sets=sets, duration_ms=42)
+
+
+@dataclass
+class FakePythons:
+    """The base images' Pythons: what the compile stage asked for, and what to answer."""
+
+    answer: dict = field(default_factory=dict)
+    error: Exception | None = None
+    asked: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def held(self, bases, log):
+        self.asked.append(dict(bases))
+        if self.error:
+            raise self.error
+        log("read the base images")
+        yield dict(self.answer)
 
 
 @dataclass
@@ -132,6 +151,7 @@ def run_build(
     store=None,
     cancelled=False,
     base_images=None,
+    pythons=None,
 ):
     images = {**BASES, **(base_images or {})}
     settings = CompilerSettings(
@@ -148,6 +168,7 @@ def run_build(
         store=store or FakeStore(),
         environ=environ,
         guard=MemoryIdempotencyGuard(),
+        pythons=pythons or FakePythons(),
     )
     if cancelled:
         service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = ("user asked", 1)
