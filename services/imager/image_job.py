@@ -23,7 +23,7 @@ from services.imager.cleanup import Janitor, JobTracker, Untracked
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
-from services.imager.tiers import resolve_tier
+from services.imager.tiers import artifact_python, resolve_tier
 from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.bus.stage import finish_stage, stage
 from shared.events import Event
@@ -208,7 +208,8 @@ def _service_context(event: ImageRequested, job: JobContext, deps: ImagerDeps, r
     )
     if not event.tier:
         return service_context(render_dockerfile(spec), root, event.factories, None, LAUNCHER_SOURCE)
-    with _held(deps, lambda: deps.tiers.prepare(tier, event.platform)) as tier_dir:
+    python = artifact_python(root)  # the base image's CPython, as the compiler read it
+    with _held(deps, lambda: deps.tiers.prepare(tier, event.platform, python)) as tier_dir:
         return service_context(render_dockerfile(spec), root, event.factories, tier_dir, LAUNCHER_SOURCE)
 
 
