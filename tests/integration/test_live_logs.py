@@ -27,8 +27,8 @@ from shared.bus.live_logs import LogShipper, LogStream
 from shared.events import BuildFinished, BuildRequested, Envelope, Event, StageStarted
 from shared.events.build import Source
 from tests.integration.test_compiler_service import (  # noqa: F401  (monorepo is a fixture)
-    BASES,
     OPERATOR_CONFIG,
+    bases,
     local_source,
     monorepo,
     request,
@@ -256,7 +256,7 @@ async def test_a_stage_completes_when_the_broker_goes_away_under_its_log_lines(
         work_dir=str(tmp_path),
         instance=f"test-{uuid.uuid4().hex[:6]}",
         config_path=str(OPERATOR_CONFIG),
-        **BASES,
+        **bases(),
     )
     environ = {"KILN_KEYS_DIR": str(tmp_path / "keys"), **local_source(monorepo)}
     service = compiler_bootstrap(settings, environ=environ, with_database=False)
