@@ -4,6 +4,7 @@ exported) and then cached (the tag resolved again, the entry found), medians of 
 Reads the registry in KILN_REGISTRY_* (source .kiln/dev.env). Not run by CI.
 
     .venv/bin/python bench/compile/base_image_read.py [--repeat 3] [IMAGE@PLATFORM ...]
+    (e.g. python:3.13-slim@linux/arm64)
 
 Without images: bookworm's and trixie's kiln bases of the dev registry, both platforms.
 """
@@ -43,7 +44,7 @@ def timed(settings: CompilerSettings, cache: Path, image: str, platform: str) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("images", nargs="*", help="IMAGE@PLATFORM, e.g. python:3.13-slim@linux/arm64")
+    parser.add_argument("images", nargs="*", help="IMAGE@PLATFORM (os/arch)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     settings = load_settings(CompilerSettings)

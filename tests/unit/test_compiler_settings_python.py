@@ -29,7 +29,8 @@ def test_a_malformed_headers_image_stops_the_compiler_naming_the_variable(monkey
 
 def test_several_headers_images_per_platform_are_accepted():
     settings = CompilerSettings(
-        python_headers_images_amd64="r:5000/kiln/python-headers:trixie-amd64, r:5000/h:forky-amd64"
+        python_headers_images_amd64="r:5000/kiln/python-headers:trixie-amd64, r:5000/h:forky-amd64",
+        python_headers_images_arm64="",
     )
     assert "forky" in settings.python_headers_images_amd64 and settings.python_headers_images_arm64 == ""
 
