@@ -69,7 +69,7 @@ do_prepare() {
   for arch in "${BASE_ARCHITECTURES[@]}"; do
     background "base rootfs $arch (debootstrap)" build_base_rootfs "$arch"
     for suite in "${extra[@]}"; do
-      background "base rootfs $suite $arch (debootstrap)" build_suite_tarballs "$arch" "$suite"
+      background "$suite rootfs $arch (debootstrap)" build_suite_tarballs "$arch" "$suite"
     done
   done
   phase "RabbitMQ" ensure_rabbitmq
@@ -81,8 +81,8 @@ do_prepare() {
     await_phase "base rootfs $arch (debootstrap)"
     phase "base image $arch (import, push)" import_and_push_base_image "$arch"
     for suite in "${extra[@]}"; do
-      await_phase "base rootfs $suite $arch (debootstrap)"
-      phase "base + headers image $suite $arch (import, push)" import_and_push_suite_images "$arch" "$suite"
+      await_phase "$suite rootfs $arch (debootstrap)"
+      phase "$suite images $arch (import, push)" import_and_push_suite_images "$arch" "$suite"
     done
   done
   write_dev_env
