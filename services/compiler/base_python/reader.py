@@ -95,7 +95,15 @@ class BasePythonReader:
         except (RegistryError, ImageUnreadable, UnreadableLayer) as exc:
             raise BasePythonError(f"{where} cannot be read: {exc}") from None
 
-    def _headers(self, base, version, soabi, found, stack, where) -> tuple[tuple[str, ...], str, str]:
+    def _headers(
+        self,
+        base: BaseImage,
+        version: str,
+        soabi: str,
+        found: tuple[Path, dict],
+        stack: ExitStack,
+        where: str,
+    ) -> tuple[tuple[str, ...], str, str]:
         """(include dirs, their digest, where they came from) for CPython `version`/`soabi`."""
         wanted = f"python{version}" + ("t" if soabi.split("-")[1].endswith("t") else "")
         entry_dir, entry = found
@@ -116,8 +124,8 @@ class BasePythonReader:
         if host is not None and free_threaded(_pyconfig(host)) == wanted.endswith("t"):
             return host, headers_digest(host), origin
         raise BasePythonError(
-            f"{where} has Python {version} ({soabi}) but no headers for it (Debian's python3 ships "
-            f"none), and neither {key} nor the compiler host has them. Set {key} to an image holding "
+            f"{where} has Python {version} ({soabi}) but no headers for it (Debian's python3, for one, "
+            f"ships none), and neither {key} nor the compiler host has them. Set {key} to an image holding "
             f"include/{wanted} for {base.platform} (docs/compiler.md, 'Target Python'), install "
             f"{parse(base.platform).python_headers_package(version)} on the compiler host, or use a base "
             f"image that ships its headers (python:{version}-slim)"
