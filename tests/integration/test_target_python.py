@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
@@ -23,16 +24,18 @@ import pytest
 from services.compiler.base_python.reader import BaseImage, BasePythonError
 from services.compiler.bootstrap import base_pythons_from, bootstrap
 from services.compiler.settings import CompilerSettings
-from services.imager.bootstrap import bootstrap as imager_bootstrap
-from services.imager.bootstrap import make_builder
-from services.imager.image_job import JobContext, run_image_job
+from services.imager.bootstrap import make_builder, make_prover
+from services.imager.image_job import ImagerDeps, JobContext, run_image_job
+from services.imager.ports import RegistryAuth
 from services.imager.settings import ImagerSettings
+from services.imager.tier_venv import TierVenvCache
 from shared.artifacts import pull_artifact
 from shared.bus import Bus
 from shared.bus import topology as t
 from shared.config import generate_keys
 from shared.events import BuildRequested, ImageRequested, StageFinished
 from shared.events.build import Options, Source
+from shared.registry import RegistryClient
 from tests.integration.imager_support import required_env
 
 pytestmark = pytest.mark.integration
@@ -186,12 +189,21 @@ def stage(events, name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def imager(work):
-    """The imager's real builder and prover on the engine; no janitor, so the image stays for
-    the test to run (and remove)."""
+def imager(work) -> Iterator[ImagerDeps]:
+    """The imager's real builder, prover and tier cache, as its bootstrap wires them (without its
+    process-wide logging set-up); no janitor, so the image stays for the test to run and remove."""
     settings = ImagerSettings(imager_work_dir=work["root"] / "imager", prove_stay_up_s=2, config_path=None)
-    service = imager_bootstrap(settings, builder=make_builder(settings), with_database=False, manifests=False)
-    return service.parts["deps"]
+    registry = RegistryClient.from_settings(settings)
+    yield ImagerDeps(
+        builder=make_builder(settings),
+        prover=make_prover(settings),
+        registry=registry,
+        fetch_artifact=lambda artifact, dest: pull_artifact(artifact.reference, dest),
+        tiers=TierVenvCache(settings.imager_work_dir / "tiers"),
+        work_dir=settings.imager_work_dir,
+        auth=RegistryAuth(None, None),  # nothing is pushed
+    )
+    registry.close()
 
 
 def image_and_facts(request: dict, deps) -> tuple[StageFinished, dict]:
