@@ -86,6 +86,14 @@ def unpack(data: bytes, dest_dir: str | Path) -> Path:
     return dest
 
 
+def artifact_location(store: str, package: str) -> str:
+    """Where a package's artifacts are in `store` (the part of a reference before `@digest`): the
+    receivers check a reference against it, so an event cannot point them anywhere else."""
+    if store.startswith(FILE_SCHEME):
+        return f"{FILE_SCHEME}{Path(store.removeprefix(FILE_SCHEME)) / package}"
+    return f"{store.rstrip('/')}/{ARTIFACTS_REPOSITORY}/{package}"
+
+
 def _arch(platform: str) -> str:
     return mf.parse_platform(platform)["architecture"]
 

@@ -50,6 +50,7 @@ class ComposeStack:
 
     state: Path
     gateway_url: str = ""
+    example: example.Example = example.DEMO  # the compose stack's operator config is demo's
 
     @property
     def repo(self) -> Path:

@@ -1,5 +1,10 @@
-"""The example package as a git repository, a signed Bitbucket Cloud push of it, and following
-the build it starts through the gateway's API until it ends."""
+"""An example package as a git repository, a signed Bitbucket Cloud push of it, and following
+the build it starts through the gateway's API until it ends.
+
+Two examples: `demo` (examples/monorepo, 4 services; the quick start) and `axion-like`
+(examples/axion-like, 13 services on native-wheel tiers: `./kiln-dev up --package axion-like`).
+Each has its own operator config, because an operator config's factories and tiers describe one
+monorepo (docs/axion-like.md)."""
 
 from __future__ import annotations
 
@@ -10,15 +15,38 @@ import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from scripts.stack.processes import ROOT
 
-EXAMPLE = ROOT / "examples" / "monorepo"
-REPOSITORY = "example/monorepo"  # as in the example config's webhooks.repository
 BRANCH = "main"
+
+
+@dataclass(frozen=True)
+class Example:
+    package: str
+    source: Path  # the monorepo pushed as the example repository
+    operator_config: Path  # the services' KILN_CONFIG_PATH
+    repository: str  # as in the package's webhooks.repository
+    repo_dir: str  # its git repository, under the stack's state directory
+
+
+EXAMPLES = {
+    "demo": Example(
+        "demo", ROOT / "examples" / "monorepo", ROOT / "examples" / "operator" / "config.yaml",
+        "example/monorepo", "repo",
+    ),
+    "axion-like": Example(
+        "axion-like", ROOT / "examples" / "axion-like", ROOT / "examples" / "operator" / "axion-like.yaml",
+        "example/axion-like", "repo-axion-like",
+    ),
+}  # fmt: skip
+DEMO = EXAMPLES["demo"]
+EXAMPLE = DEMO.source
+REPOSITORY = DEMO.repository
 
 
 def git(repo: Path, *args: str) -> str:
@@ -27,12 +55,12 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def prepare_repo(repo: Path) -> str:
+def prepare_repo(repo: Path, source: Path = EXAMPLE) -> str:
     """A git repository holding the example on `main`; commits whatever differs. Returns HEAD."""
     if not (repo / ".git").is_dir():
         repo.mkdir(parents=True, exist_ok=True)
         git(repo, "init", "-q", "-b", BRANCH)
-    for item in EXAMPLE.iterdir():
+    for item in source.iterdir():
         if item.name in {"__pycache__", ".pytest_cache"}:
             continue
         target = repo / item.name
@@ -53,20 +81,22 @@ def one_file_change(repo: Path, relative: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def push_payload(commit: str, previous: str | None) -> dict:
+def push_payload(
+    commit: str, previous: str | None, repository: str = REPOSITORY, branch: str = BRANCH
+) -> dict:
     """A Bitbucket Cloud `repo:push` body, in the documented shape."""
     return {
         "actor": {"nickname": "quickstart", "display_name": "Kiln quick start"},
         "repository": {
-            "full_name": REPOSITORY,
-            "name": "monorepo",
-            "links": {"html": {"href": f"https://bitbucket.org/{REPOSITORY}"}},
+            "full_name": repository,
+            "name": repository.rsplit("/", 1)[-1],
+            "links": {"html": {"href": f"https://bitbucket.org/{repository}"}},
         },
         "push": {
             "changes": [
                 {
-                    "new": {"type": "branch", "name": BRANCH, "target": {"hash": commit, "type": "commit"}},
-                    "old": {"type": "branch", "name": BRANCH, "target": {"hash": previous or "0" * 40}},
+                    "new": {"type": "branch", "name": branch, "target": {"hash": commit, "type": "commit"}},
+                    "old": {"type": "branch", "name": branch, "target": {"hash": previous or "0" * 40}},
                     "created": previous is None,
                     "closed": False,
                     "forced": False,
@@ -78,7 +108,7 @@ def push_payload(commit: str, previous: str | None) -> dict:
 
 def trigger(stack, touch: str | None = None) -> list[str]:
     """Deliver a signed push to the gateway exactly as Bitbucket Cloud would; the build ids started."""
-    commit = one_file_change(stack.repo, touch) if touch else prepare_repo(stack.repo)
+    commit = one_file_change(stack.repo, touch) if touch else prepare_repo(stack.repo, stack.example.source)
     pushed = stack.state / "pushed-commits"
     if commit in (pushed.read_text().split() if pushed.is_file() else []):
         # The gateway rightly treats the same repo/ref/commit as a redelivery: a new run of the
@@ -92,7 +122,14 @@ def trigger(stack, touch: str | None = None) -> list[str]:
         if git(stack.repo, "rev-list", "--count", "HEAD") != "1"
         else None
     )
-    body = json.dumps(push_payload(commit, previous)).encode()
+    build_ids = deliver(stack, commit, previous, BRANCH)
+    print(f"==> pushed {commit[:10]} to {BRANCH}: build {', '.join(build_ids)}", flush=True)
+    return build_ids
+
+
+def deliver(stack, commit: str, previous: str | None, branch: str) -> list[str]:
+    """POST the signed push of `commit` on `branch` of the stack's example; the build ids started."""
+    body = json.dumps(push_payload(commit, previous, stack.example.repository, branch)).encode()
     secret = stack.secrets()["webhook_secret"].encode()
     signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     response = httpx.post(
@@ -108,9 +145,7 @@ def trigger(stack, touch: str | None = None) -> list[str]:
     )
     if response.status_code != 202:
         raise SystemExit(f"the gateway did not start a build: {response.status_code} {response.text}")
-    build_ids = response.json()["build_ids"]
-    print(f"==> pushed {commit[:10]} to {BRANCH}: build {', '.join(build_ids)}", flush=True)
-    return build_ids
+    return response.json()["build_ids"]
 
 
 def follow(stack, build_id: str, timeout_s: float = 1800) -> str:

@@ -15,10 +15,11 @@ import httpx
 import pymysql
 
 from scripts.stack import processes
+from scripts.stack.example import DEMO, Example
 from scripts.stack.processes import ROOT, Process
 from shared.processes import ServiceProcesses, service_processes
 
-EXAMPLE_CONFIG = ROOT / "examples" / "operator" / "config.yaml"
+EXAMPLE_CONFIG = DEMO.operator_config
 # Kiln's own processes, from the specs (shared/processes.py): the same as docker-compose.yml's.
 KILN_PROCESSES = service_processes()
 SERVICES = tuple(name for process in KILN_PROCESSES for name in process.names)
@@ -41,6 +42,8 @@ class Stack:
     overrides: dict[str, str] = field(default_factory=dict)
     # Kiln's own processes (a test passes others: a hypothetical service).
     kiln_processes: tuple[ServiceProcesses, ...] = KILN_PROCESSES
+    # The package it builds: the services run with its operator config (scripts/stack/example.py).
+    example: Example = DEMO
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -50,11 +53,11 @@ class Stack:
 
     @property
     def repo(self) -> Path:
-        return self.state / "repo"
+        return self.state / self.example.repo_dir
 
     @property
     def keys_dir(self) -> Path:
-        return self.state / "keys" / "demo"
+        return self.state / "keys" / self.example.package
 
     @property
     def mail_dir(self) -> Path:
@@ -114,8 +117,9 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "KILN_AMQP_URL": self.amqp_url,
             "KILN_DATABASE_URL": self.database_url,
-            "KILN_CONFIG_PATH": str(EXAMPLE_CONFIG),
+            "KILN_CONFIG_PATH": str(self.example.operator_config),
             # config overrides (docs/configuration.md): keys outside the tree, clone the local repo
+            # (short forms: every package of the file, and each example's file has one package)
             "KILN_KEYS_DIR": str(self.keys_dir),
             "KILN_WEBHOOKS_CLONE_URL": f"file://{self.repo}",
             "KILN_WEBHOOKS_ALLOW_FILE": "true",  # a local path is a source only when allowed
@@ -240,12 +244,13 @@ class Stack:
         ):
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4")
         upgrade(self.database_url)
-        if not (self.keys_dir / "demo_private.pem").is_file():
-            say(f"PEM keys of package demo in {self.keys_dir} (outside the source tree)")
-            generate_keys(self.keys_dir, "demo")
+        package = self.example.package
+        if not (self.keys_dir / f"{package}_private.pem").is_file():
+            say(f"PEM keys of package {package} in {self.keys_dir} (outside the source tree)")
+            generate_keys(self.keys_dir, package)
         from scripts.stack.example import prepare_repo
 
-        prepare_repo(self.repo)
+        prepare_repo(self.repo, self.example.source)
 
     def provision_broker_users(self) -> None:
         """One broker user per service, as in production (docs/operations.md "Broker users"):
@@ -281,7 +286,7 @@ class Stack:
     def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         self.prepare()
-        alive = processes.running(self.state)
+        alive = self._running_for_this_package()
         env = self.service_env()
         for process in self.process_table():
             if process.name in alive:
@@ -289,6 +294,19 @@ class Stack:
             say(f"starting {process.name}")
             processes.start(process, self.state, env)
         self.wait_ready()
+
+    def _running_for_this_package(self) -> dict[str, int]:
+        """The processes already running, once they run this package's operator config: started
+        for another package (`up` then `up --package axion-like`), they are stopped first."""
+        record = self.state / "package"
+        alive = processes.running(self.state)
+        before = record.read_text().strip() if record.is_file() else DEMO.package
+        if alive and before != self.example.package:
+            say(f"the services run {before}'s operator config: restarting them for {self.example.package}")
+            processes.stop_all(self.state)
+            alive = {}
+        record.write_text(self.example.package + "\n")
+        return alive
 
     def wait_ready(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s

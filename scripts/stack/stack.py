@@ -1,6 +1,7 @@
 """The whole Kiln stack on one machine, as local processes, and the example build through it.
 
     python scripts/stack/stack.py up        start everything, push the example, follow the build
+    python scripts/stack/stack.py up --package axion-like   the same with the 13-service example
     python scripts/stack/stack.py start     start the services only
     python scripts/stack/stack.py trigger   a signed Bitbucket push of the example repo; prints build ids
     python scripts/stack/stack.py follow ID follow a build until it ends (exit 0 if it succeeded)
@@ -33,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--prefix", default="kiln-qs-", help="name prefix of deployed containers")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up")
-    sub.add_parser("start")
-    trigger = sub.add_parser("trigger")
+    # Which example the services are started for (their operator config) and which one is pushed.
+    package = argparse.ArgumentParser(add_help=False)
+    package.add_argument("--package", choices=sorted(example.EXAMPLES), default=example.DEMO.package)
+    sub.add_parser("up", parents=[package])
+    sub.add_parser("start", parents=[package])
+    trigger = sub.add_parser("trigger", parents=[package])
     trigger.add_argument("--touch", help="change this file of the example first (a one-file change)")
     follow = sub.add_parser("follow")
     follow.add_argument("build_id")
@@ -51,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         smtp_port=args.smtp_port,
         prefix=args.prefix,
         env=dict(os.environ),
+        example=example.EXAMPLES[getattr(args, "package", None) or _started_package(args.state_dir)],
     )
     if args.command == "start":
         stack.start()
         return 0
     if args.command == "trigger":
+        running = _started_package(args.state_dir)
+        if running != args.package:
+            raise SystemExit(
+                f"the services run {running}'s operator config, which does not build {args.package}: "
+                f"start them for it first (stack.py start --package {args.package})"
+            )
         for build_id in example.trigger(stack, touch=args.touch):
             print(build_id)
         return 0
@@ -72,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     status = example.follow(stack, build_ids[0])
     stack.print_summary(build_ids[0], status)
     return 0 if status == "succeeded" else 1
+
+
+def _started_package(state_dir: Path) -> str:
+    """follow, status and down act on the stack as it was last started."""
+    record = state_dir / "package"
+    return record.read_text().strip() if record.is_file() else example.DEMO.package
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from services.compiler.app_config import app_config_document, push_app_config
 from services.compiler.engine import CompiledModule, CompileReport
 from services.compiler.engine.tree import UnsafeLink
 from services.compiler.fanout import ImagePlan, PlanError, build_version, plan_images
@@ -40,7 +41,7 @@ from shared.bus.stage import StageFailed
 from shared.config import ConfigError, KilnConfig, PackageConfig, key_paths, load_build_config
 from shared.config.yaml_source import REPOSITORY_CONFIG_MAX_BYTES
 from shared.events import BuildRequested
-from shared.events.compile import Artifact, FactorySetTiming, ModuleResult
+from shared.events.compile import Artifact, DocumentReference, FactorySetTiming, ModuleResult
 from shared.naming import version_for_ref
 
 log = logging.getLogger("kiln.compiler")
@@ -57,6 +58,8 @@ class PreparedBuild:
     factory_dirs: dict[str, str]
     requirements: dict[str, Path]
     images: list[ImagePlan]
+    # The package's trimmed app config (packages.<p>.app_config), pushed by stage compile.
+    app_config: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class CompileOutcome:
     artifacts: tuple[Artifact, ...] = ()
     skipped: bool = False
     duration_ms: int = 0
+    app_config: DocumentReference | None = None
 
 
 class CompileFailed(StageFailed):
@@ -132,6 +136,7 @@ def config_stage(
         )
     except (PlanError, MissingRequirements, ValueError) as exc:
         raise StageFailed(str(exc)) from None
+    app_config = app_config_document(root, event.package, package)
     detail = {
         "package": event.package,
         "source": "path" if event.source.path else "git",
@@ -145,7 +150,12 @@ def config_stage(
         "host_arch": host.machine(),
         "host_os": f"{host.system()} {host.release()}",
     }
-    return PreparedBuild(root, work_dir / "view", config, package, factory_dirs, requirements, images), detail
+    if app_config is not None and package.app_config is not None:
+        detail["app_config"] = {"path": package.app_config.path, "sections": len(package.app_config.sections)}
+    prepared = PreparedBuild(
+        root, work_dir / "view", config, package, factory_dirs, requirements, images, app_config
+    )
+    return prepared, detail
 
 
 def _fork_point(fetcher: SourceFetcher, event: BuildRequested, root: Path, config: KilnConfig):
@@ -219,6 +229,7 @@ def _compile(event, build_id, prepared, work_dir, targets, compiler, store, inde
         },
     )
     note = None
+    app_config = push_app_config(store, prepared.app_config, package=event.package, build=build_id)
     if event.options.skip_compile:
         reused = index.find(store.location, digest, platforms)
         if reused and all(store.exists(a) for a in reused):
@@ -228,7 +239,10 @@ def _compile(event, build_id, prepared, work_dir, targets, compiler, store, inde
                 "artifacts": {a.platform: a.digest for a in reused},
             }
             log(f"skip_compile: reusing the artifacts compiled earlier from source {digest}")
-            return CompileOutcome(True, digest, artifacts=tuple(reused), skipped=True), detail
+            outcome = CompileOutcome(
+                True, digest, artifacts=tuple(reused), skipped=True, app_config=app_config
+            )
+            return outcome, detail
         note = "skip_compile requested, but no earlier artifacts exist for this source: compiled"
         log(note)
     factories = sorted(set(prepared.factory_dirs.values()))
@@ -269,7 +283,7 @@ def _compile(event, build_id, prepared, work_dir, targets, compiler, store, inde
     index.record(store.location, digest, artifacts)
     detail["artifacts"] = {a.platform: a.digest for a in artifacts}
     return CompileOutcome(
-        True, digest, modules, sets, tuple(artifacts), duration_ms=report.duration_ms
+        True, digest, modules, sets, tuple(artifacts), duration_ms=report.duration_ms, app_config=app_config
     ), detail
 
 

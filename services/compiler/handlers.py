@@ -132,6 +132,7 @@ def _completed(outcome: CompileOutcome, targets: tuple = ()) -> CompileCompleted
         targets=targets,
         duration_ms=outcome.duration_ms,
         source_digest=outcome.source_digest,
+        app_config=outcome.app_config,
     )
 
 

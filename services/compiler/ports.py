@@ -11,7 +11,7 @@ from services.compiler.base_python.reader import BaseImage
 from services.compiler.engine import CompiledModule, CompileReport, TargetPython
 from shared.bus.live_logs import LineSink
 from shared.events.build import Source
-from shared.events.compile import Artifact
+from shared.events.compile import Artifact, DocumentReference
 from shared.git_source import FetchFailed
 
 __all__ = ["ArtifactStore", "BasePythons", "FetchFailed", "SourceFetcher", "TreeCompiler"]
@@ -68,3 +68,7 @@ class ArtifactStore(Protocol):
     ) -> Artifact: ...
 
     def exists(self, artifact: Artifact) -> bool: ...
+
+    def push_document(self, data: bytes, *, package: str, build: str) -> DocumentReference:
+        """A small document of the build (its trimmed app config), pinned by digest."""
+        ...

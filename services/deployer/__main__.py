@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--image", action="append", default=[], metavar="SERVICE=REF")
             cmd.add_argument("--version", help="version component of default image names")
             cmd.add_argument("--tag", default="latest")
+            cmd.add_argument(
+                "--app-config",
+                type=Path,
+                metavar="FILE",
+                help="the app's config file (packages.<p>.app_config.path of a checkout), trimmed as "
+                "stage config trims it; needed when a service reads app config sections",
+            )
         if name == "scaffold":
             cmd.add_argument("--out", type=Path, required=True)
         if name == "docs":
@@ -57,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.args[0], file=sys.stderr)
         return 2
     from services.deployer import commands
+    from shared.bus import PermanentError
 
-    return getattr(commands, args.command)(cfg, args, settings)
+    try:
+        return getattr(commands, args.command)(cfg, args, settings)
+    except PermanentError as exc:  # a config the command cannot use: the message names the key
+        print(exc, file=sys.stderr)
+        return 2
 
 
 def _worker(settings: DeployerSettings) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.deployer import handlers as h
 from services.deployer.adapters.http_probe import HttpxProbe
+from services.deployer.app_config import FetchDocument, document_fetcher
 from services.deployer.deploy_step import DeployStep
 from services.deployer.docs.stage import DocsStage
 from services.deployer.ports import HttpProbe, Substrate
@@ -149,6 +150,7 @@ def handler_table(
     env: Mapping[str, str] = os.environ,
     docs: DocsStage | None = None,
     missing_images: MissingImages | None = None,
+    fetch_document: FetchDocument | None = None,
 ) -> dict[type, Any]:
     """The handler table for `topology.DEPLOYER_GATE`. Unit tests pass fakes for the ports."""
     if not settings.config_path:
@@ -172,6 +174,7 @@ def handler_table(
         check_signatures=signature_checker(settings),
         releases=releases,
         missing_images=missing_images or registry_check(settings),
+        fetch_document=fetch_document or document_fetcher(settings),
         **({"sleep": sleep} if sleep else {}),
     )
 
@@ -219,7 +222,7 @@ def bootstrap(
     settings: DeployerSettings, sessions: sessionmaker[Session] | None = None, **fakes: Any
 ) -> Worker:
     """The deployer's worker: the gate queue. `fakes` go to `handler_table` (substrate_for, probe,
-    sleep, env, docs, missing_images); `parts["sessions"]` is its database."""
+    sleep, env, docs, missing_images, fetch_document); `parts["sessions"]` is its database."""
     from shared.bus import SqlIdempotencyGuard
     from shared.bus.give_up import end_build_failed
     from shared.bus.topology import DEPLOYER_GATE

@@ -9,13 +9,15 @@ import sys
 import time
 
 from services.deployer.adapters.http_probe import HttpxProbe
+from services.deployer.app_config import AppConfigRefused, app_secret_values
 from services.deployer.bootstrap import docs_stage, substrate_factory
 from services.deployer.ports import DocsFailed
 from services.deployer.release import run_release
 from services.deployer.scaffold import render_scaffold, scaffold_inputs, write_scaffold
 from services.deployer.settings import DeployerSettings
 from services.deployer.topology import plan_topology
-from shared.config import KilnConfig
+from shared.config import ConfigError, KilnConfig
+from shared.config.app_config import APP_CONFIG_MAX_BYTES, trimmed_document
 from shared.events.build import Source
 
 
@@ -29,7 +31,22 @@ def _images(args: argparse.Namespace) -> dict[str, str]:
     return images
 
 
-def _inputs(cfg: KilnConfig, args: argparse.Namespace):
+def _app_document(cfg: KilnConfig, args: argparse.Namespace) -> str | None:
+    """The --app-config file trimmed as stage config trims it (the same untrusted reader)."""
+    if args.app_config is None:
+        return None
+    pkg = cfg.package(args.package)
+    if pkg.app_config is None:
+        raise SystemExit(f"--app-config: packages.{args.package} has no app_config")
+    with args.app_config.open("rb") as handle:
+        data = handle.read(APP_CONFIG_MAX_BYTES + 1)
+    try:
+        return trimmed_document(data, args.package, pkg).decode()
+    except ConfigError as exc:
+        raise SystemExit(f"--app-config {args.app_config}:\n{exc}") from None
+
+
+def _inputs(cfg: KilnConfig, args: argparse.Namespace, secrets: dict[str, str] | None = None):
     return scaffold_inputs(
         cfg,
         args.package,
@@ -38,6 +55,8 @@ def _inputs(cfg: KilnConfig, args: argparse.Namespace):
         images=_images(args),
         version=args.version,
         tag=args.tag,
+        app_document=_app_document(cfg, args),
+        secret_values=secrets,
     )
 
 
@@ -50,8 +69,14 @@ def scaffold(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettin
 
 def deploy(cfg: KilnConfig, args: argparse.Namespace, settings: DeployerSettings) -> int:
     pkg = cfg.package(args.package)
+    try:
+        secrets = app_secret_values(args.package, pkg, os.environ)
+    except AppConfigRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
     substrate = substrate_factory(settings)(pkg.deployment.substrate)
-    outcome = run_release(_inputs(cfg, args), substrate, HttpxProbe(), pkg.deployment.verify, time.sleep)
+    inputs = _inputs(cfg, args, secrets)
+    outcome = run_release(inputs, substrate, HttpxProbe(), pkg.deployment.verify, time.sleep)
     report = {
         "deployed": outcome.deployed.model_dump(mode="json"),
         "verified": outcome.verified.model_dump(mode="json") if outcome.verified else None,

@@ -14,6 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.deployer.app_config import (
+    AppConfigRefused,
+    FetchDocument,
+    app_secret_values,
+    build_app_config,
+    checked_document,
+)
 from services.deployer.docs.stage import DocsStage
 from services.deployer.gate import ImageState
 from services.deployer.handlers import finish
@@ -47,6 +54,8 @@ class DeployStep:
     # A rollback's images must still be in the registry (references -> those gone); a build's own
     # were just pushed. The worker always has it (bootstrap); None only in unit tests without one.
     missing_images: MissingImages | None = None
+    # (reference, package) -> a build's trimmed app config, digest-checked (app_config.py).
+    fetch_document: FetchDocument | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(
@@ -127,7 +136,21 @@ class DeployStep:
         if missing:
             run.fail(f"no {self.platform} image for {', '.join(missing)}")
             return None
-        inputs = scaffold_inputs(cfg, build.package, config_path=self.config_path, env=self.env, images=refs)
+        try:
+            document = self._app_document(build, pkg, rollback)
+            secrets = app_secret_values(build.package, pkg, self.env)
+        except AppConfigRefused as exc:
+            run.fail(str(exc))
+            return None
+        inputs = scaffold_inputs(
+            cfg,
+            build.package,
+            config_path=self.config_path,
+            env=self.env,
+            images=refs,
+            app_document=document,
+            secret_values=secrets,
+        )
         if rollback is not None and rollback.release is not None:
             # The config that build's containers ran with, not today's (the topology is today's).
             inputs = dataclasses.replace(inputs, config_json=rollback.release.config_json)
@@ -135,10 +158,31 @@ class DeployStep:
         outcome = run_release(inputs, substrate, self.probe, pkg.deployment.verify, self.sleep)
         if self.releases is not None:
             self.releases.record(
-                build.build_id, build.package, self.platform, refs, inputs.config_json, outcome.healthy
+                build.build_id,
+                build.package,
+                self.platform,
+                refs,
+                inputs.config_json,
+                outcome.healthy,
+                inputs.app_document,
             )
         run.detail.update(outcome.deployed.detail)
         return outcome, pkg
+
+    def _app_document(
+        self, build: DeployerBuild, pkg: PackageConfig, rollback: Rollback | None
+    ) -> str | None:
+        """The trimmed app config to mount: the build's (fetched by its reference), or for a
+        rollback the one that build's release mounted."""
+        if rollback is None or rollback.release is None or pkg.app_config is None:
+            return build_app_config(build.package, pkg, build.app_config, self.fetch_document)
+        recorded = rollback.release.app_config_json
+        if recorded is None:
+            raise AppConfigRefused(
+                f"packages.{build.package}.app_config is set, but build #{rollback.to_number} was "
+                "deployed without an app config: roll back to a later build, or rebuild"
+            )
+        return checked_document(build.package, pkg, recorded)
 
     def _unsigned(self, pkg: PackageConfig, references: list[str]) -> list[str]:
         """With deployment.require_signature, what is not signed by the attester's key."""

@@ -95,7 +95,8 @@ def on_compile_completed(
     follow_attempt(ctx, store)
     if not event.ok:
         return  # the compiler ends a build whose compile failed
-    store.expect_targets(ctx.build_id, [(t.target, t.platform) for t in event.targets])
+    app_config = event.app_config.model_dump(mode="json") if event.app_config else None
+    store.expect_targets(ctx.build_id, [(t.target, t.platform) for t in event.targets], app_config)
     advance(ctx, store=store, deploy=deploy, required=required, package_facts=package_facts)
 
 

@@ -39,6 +39,8 @@ class DeployerBuild(Base):
     started_at: Mapped[datetime | None] = mapped_column(PreciseTime)
     # The attempt this state is of: an event of a newer one (a replay) reopens the gate.
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # compile.completed's app_config ({reference, digest}): the trimmed app config the deploy mounts.
+    app_config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class DeployerImage(Base):
@@ -88,6 +90,8 @@ class DeployerRelease(Base):
     platform: Mapped[str] = mapped_column(String(20))
     images: Mapped[dict[str, Any]] = mapped_column(JSON)
     config_json: Mapped[str] = mapped_column(BigText)
+    # The build's trimmed app config (the document, no secrets in it), for a rollback to mount again.
+    app_config_json: Mapped[str | None] = mapped_column(BigText)
     # Verify said healthy (no automatic roll back): only such a release is a rollback target.
     healthy: Mapped[bool] = mapped_column(Boolean)
     recorded_at: Mapped[datetime] = mapped_column(PreciseTime)

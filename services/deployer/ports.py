@@ -21,6 +21,8 @@ class Release:
     # The trimmed config it runs with (ConfigMap / mounted file), when the substrate can read it
     # back: a rollback restores it, so a release that changed only the config is undone too.
     config_json: str | None = None
+    # The same for the app's own config: service -> the file it mounts (None: not read back).
+    app_configs: Mapping[str, str] | None = None
 
 
 class ReleaseFailed(Exception):
@@ -33,11 +35,16 @@ class ReleaseFailed(Exception):
 
 
 def restored_inputs(inputs: ScaffoldInputs, previous: Release) -> ScaffoldInputs:
-    """What the previous release ran: its images and, when known, its config."""
+    """What the previous release ran: its images and, when known, its config and app config (of
+    the services that read one today)."""
+    app_configs = dict(inputs.app_configs)
+    if previous.app_configs is not None:
+        app_configs.update({s: text for s, text in previous.app_configs.items() if s in app_configs})
     return dataclasses.replace(
         inputs,
         images={**inputs.images, **previous.images},
         config_json=previous.config_json if previous.config_json is not None else inputs.config_json,
+        app_configs=app_configs,
     )
 
 

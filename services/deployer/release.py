@@ -60,7 +60,7 @@ def run_release(
         error = f"{failed} ({reason}); no previous release to roll back to"
         return ReleaseOutcome(deployed, _verify_event(result), None, False, error, log_tail)
     restored = restored_inputs(inputs, previous)
-    config_restored = restored.config_json != inputs.config_json
+    config_restored = (restored.config_json, restored.app_configs) != (inputs.config_json, inputs.app_configs)
     try:
         rollback_detail = substrate.rollback(restored, previous)
         rollback_error = None

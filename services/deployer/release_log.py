@@ -25,6 +25,7 @@ class RecordedRelease:
     images: dict[str, str]  # service -> repository@sha256:…
     config_json: str
     healthy: bool
+    app_config_json: str | None = None  # the build's trimmed app config document
 
 
 class ReleaseLog:
@@ -39,8 +40,10 @@ class ReleaseLog:
         images: Mapping[str, str],
         config_json: str,
         healthy: bool,
+        app_config_json: str | None = None,
     ) -> None:
         values = {
+            "app_config_json": app_config_json,
             "package": package,
             "platform": platform,
             "images": dict(sorted(images.items())),
@@ -69,7 +72,13 @@ class ReleaseLog:
             if row is None:
                 return None
             return RecordedRelease(
-                row.build_id, row.package, row.platform, dict(row.images), row.config_json, row.healthy
+                row.build_id,
+                row.package,
+                row.platform,
+                dict(row.images),
+                row.config_json,
+                row.healthy,
+                row.app_config_json,
             )
 
 

@@ -42,6 +42,10 @@ class DeployerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     attest_lookaside_dir: str = "~/.kiln/attest/sigstore"
     attest_lookaside_url: str | None = None
     skopeo: str = "skopeo"
+    # Where the compiler puts a build's trimmed app config (KILN_ARTIFACT_STORE, as the compiler
+    # and imager read it): "host[:port]/project" or "file:///dir"; empty = "{registry}/kiln". The
+    # deployer fetches from there only.
+    artifact_store: str | None = None
 
     @field_validator("deployer_optional_facts", mode="before")
     @classmethod

@@ -126,12 +126,18 @@ class GateStore:
             session.commit()
             return True
 
-    def expect_targets(self, build_id: str, targets: list[tuple[str, str]]) -> None:
+    def expect_targets(
+        self, build_id: str, targets: list[tuple[str, str]], app_config: dict[str, Any] | None = None
+    ) -> None:
+        """compile.completed: the images to wait for, and the app config reference (a rerun's
+        compile carries its own)."""
         for target, platform in targets:
             self.update_image(build_id, target, platform, expected=True)
         with self._sessions() as session:
             session.execute(
-                update(DeployerBuild).where(DeployerBuild.build_id == build_id).values(targets_known=True)
+                update(DeployerBuild)
+                .where(DeployerBuild.build_id == build_id)
+                .values(targets_known=True, app_config=app_config)
             )
             session.commit()
 

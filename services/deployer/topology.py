@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.config import KilnConfig
+from shared.config.app_config import secret_receivers
 from shared.naming import namespace, safe_name
 
 CONFIG_MOUNT = "/etc/kiln/config.json"
 KEYS_MOUNT = "/etc/kiln/keys"
+# The app's own config (the sections this service reads of packages.<p>.app_config), read-only;
+# its path is in KILN_APP_CONFIG.
+APP_CONFIG_MOUNT = "/etc/kiln/app-config.json"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class ServicePlan:
     env: tuple[tuple[str, str], ...] = ()
     volumes: tuple[VolumePlan, ...] = ()
     route: str | None = None  # path prefix Caddy routes to this service
+    # The app's own config: the sections of packages.<p>.app_config it reads (mounted when any),
+    # and the names of the app secrets its containers get (their values: the deployer's env).
+    app_config_sections: tuple[str, ...] = ()
+    app_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ def plan_topology(cfg: KilnConfig, package: str, env_name: str | None = None) ->
     by name so that regenerating from the same config gives the same files."""
     pkg = cfg.package(package)
     env_name = env_name or pkg.deployment.k3s.namespace_env
+    receivers = secret_receivers(pkg)
     volumes = tuple(
         VolumePlan(name=name, dns_name=safe_name(name), mount=vol.mount, size=vol.size)
         for name, vol in sorted(pkg.deployment.volumes.items())
@@ -103,6 +112,8 @@ def plan_topology(cfg: KilnConfig, package: str, env_name: str | None = None) ->
             volumes=tuple(v for v in volumes if name in pkg.deployment.volumes[v.name].services),
             # Only services that speak HTTP (a health path) are routed; a bare port may be TCP.
             route=f"/{safe_name(name)}" if svc.port is not None and svc.health else None,
+            app_config_sections=tuple(svc.app_config_sections),
+            app_secrets=tuple(sorted(secret for secret, users in receivers.items() if name in users)),
         )
         for name, svc in sorted(pkg.enabled_services().items())
     )

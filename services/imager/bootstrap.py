@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from services.imager.handlers import (
 )
 from services.imager.image_job import ImagerDeps
 from services.imager.ports import EngineCleaner, ImageBuilder, Prover, RegistryAuth
+from services.imager.proof_cache import ProofCache
 from services.imager.receipt import ReceiptPolicy
 from services.imager.settings import ImagerSettings
 from services.imager.tier_venv import PipPolicy, TierVenvCache, host_platform
@@ -80,6 +82,14 @@ def make_janitor(settings: ImagerSettings, cleaner: EngineCleaner, worker_id: st
         work,
         CleanupPolicy(keep_pushed=settings.imager_keep_pushed, stale_proof_s=max(900.0, 3 * longest_proof)),
     )
+
+
+def make_proof_cache(settings: ImagerSettings) -> ProofCache | None:
+    """The proofs this host's workers passed, by image content; off with KILN_IMAGER_REUSE_PROOFS=false."""
+    if not settings.imager_reuse_proofs:
+        return None
+    windows = f"{settings.prove_stay_up_s}/{settings.prove_timeout_s}/{settings.prove_emulated_factor}"
+    return ProofCache(settings.imager_work_dir / "proofs", windows)
 
 
 def make_prover(settings: ImagerSettings, worker_id: str | None = None) -> Prover:
@@ -145,6 +155,7 @@ def bootstrap(
         is_cancelled=cancel.is_cancelled,
         logs=LogShipper("imager", secrets=settings.secret_values().values()),
         janitor=janitor,
+        proofs=make_proof_cache(settings) if builder is None else None,
     )
     if sessions is None and with_database:
         sessions = make_sessions(make_engine(settings.database_url))
@@ -154,9 +165,14 @@ def bootstrap(
             on_image_requested, deps=deps, platform=settings.platform, receipt=receipt
         )
     }
+    # Its prefetch is how many image jobs run at once: each runs in its own thread (shared.bus.dispatch).
+    job_queue = t.imager_queue(arch_of(settings.platform))
+    job_queue = dataclasses.replace(job_queue, prefetch=settings.imager_concurrency)
     consumers = [
         Consumer(
-            t.imager_queue(arch_of(settings.platform)), jobs, give_up={ImageRequested: on_image_job_given_up}
+            job_queue,
+            jobs,
+            give_up={ImageRequested: on_image_job_given_up},
         )
     ]
     if sessions is not None and manifests:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Janitor:
         self.cache = cache
         self.jobs_dir = work_dir / "jobs"
         self.policy = policy or CleanupPolicy()
+        # A worker may run several jobs at once (KILN_IMAGER_CONCURRENCY). A finished job's build-step
+        # images may be the cache another running job's build is reading right now, so they, and
+        # the cache bound, wait until no job runs; the job's own tags go at once.
+        self._lock = threading.Lock()
+        self._running = 0
+        self._waiting: list[JobRecord] = []
 
     @property
     def scratch_prefix(self) -> str:
@@ -68,6 +75,8 @@ class Janitor:
 
     @contextlib.contextmanager
     def job(self) -> Iterator[JobTracker]:
+        with self._lock:
+            self._running += 1
         tracker = JobTracker(self.ledger)
         try:
             yield tracker
@@ -76,14 +85,25 @@ class Janitor:
 
     def after_job(self, record: JobRecord) -> None:
         try:
-            self._forget_job(record)
+            self._forget_references(record)
+        except Exception:
+            log.warning("clean-up after the job failed (the next job tries again)", exc_info=True)
+        with self._lock:
+            self._running -= 1
+            self._waiting.append(record)
+            if self._running:
+                return  # the last job to finish cleans up after every one that waited
+            waiting, self._waiting = self._waiting, []
+        try:
+            self._forget_steps([step for record in waiting for step in record.step_ids])
         except Exception:
             log.warning("clean-up after the job failed (the next job tries again)", exc_info=True)
         try:
             self.cache.evict()
         except Exception:
             log.warning("cache eviction failed (the next job tries again)", exc_info=True)
-        self.ledger.finish_job()
+        for done in waiting:
+            self.ledger.finish_job(done)
 
     def at_start(self) -> None:
         """Before the first job: what dead predecessors left, stale proofs, the cache bound."""
@@ -93,13 +113,18 @@ class Janitor:
             except Exception:
                 log.warning("start-up clean-up step %s failed", step.__name__, exc_info=True)
 
-    def _forget_job(self, record: JobRecord) -> None:
+    def _forget_references(self, record: JobRecord) -> None:
         references = list(record.references)
         if record.pushed and record.repository and self.policy.keep_pushed > 0:
             # The newest images stay for a deployer on this engine; older ones of the repository go.
             references = self.engine.older_references(record.repository, self.policy.keep_pushed)
-        removed = self.engine.remove_references(references)
-        removed += self.engine.remove_untagged(record.step_ids)
+        self._removed(self.engine.remove_references(references))
+
+    def _forget_steps(self, step_ids: list[str]) -> None:
+        self._removed(self.engine.remove_untagged(list(dict.fromkeys(step_ids))))
+
+    @staticmethod
+    def _removed(removed: list[str]) -> None:
         if removed:
             log.info("removed from the engine: %s", ", ".join(r[:40] for r in removed))
 
@@ -115,7 +140,9 @@ class Janitor:
         for proof in self.engine.proof_containers():
             if proof.owner == dead.worker_id:
                 self.engine.remove_container(proof)
-        self._forget_job(dead.job)
+        for job in dead.jobs:
+            self._forget_references(job)
+        self._forget_steps([step for job in dead.jobs for step in job.step_ids])
         if self.jobs_dir.is_dir():
             for scratch in self.jobs_dir.glob(f"{dead.worker_id}-*"):
                 if scratch.is_dir() and not scratch.is_symlink():

@@ -14,6 +14,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from services.imager.build_context import MissingFactory, directory_context, ser
 from services.imager.cleanup import Janitor, JobTracker, Untracked
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.ports import BuildFailed, ImageBuilder, Prover, RegistryAuth
+from services.imager.proof_cache import ProofCache
 from services.imager.tier_venv import TierPreparationFailed, TierVenvCache
 from services.imager.tiers import artifact_python, resolve_tier
+from services.imager.traceback_reading import kept_factories_hint
 from shared.bus.live_logs import LineSink, LogShipper, discard
 from shared.bus.stage import finish_stage, stage
 from shared.events import Event
@@ -32,6 +35,12 @@ from shared.events.image import ImageFailed, ImagePushed
 from shared.registry import NotFound, RegistryClient
 
 LABEL_BUILD_ID = "dev.kiln.build-id"
+# A worker's jobs run side by side (KILN_IMAGER_CONCURRENCY), but their builds one at a time: the
+# classic builder is not reproducible (a layer it makes records the time as its directories'
+# mtimes), so sibling services building the same layer at once would each make their own, and
+# identical content would get different layer digests (more to push, proofs not reused). One
+# after the other, the second finds the first's layer in the cache. Proofs, the slow part, overlap.
+BUILDS_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass
@@ -49,6 +58,8 @@ class ImagerDeps:
     logs: LogShipper | None = None  # live log lines; None: not shipped (unit tests, CLIs)
     # Removes the job's images after it (pushed or not) and bounds the caches; None: no clean-up.
     janitor: Janitor | None = None
+    # Proofs passed before, by image content: the same content is not proven twice; None: always prove.
+    proofs: ProofCache | None = None
 
 
 @dataclass(frozen=True)
@@ -153,10 +164,11 @@ def _build_and_prove(
                     context, dockerfile = _service_context(event, job, deps, root), "Dockerfile"
             log(f"building {local_ref} for {event.platform}")
             tracker.tagged(local_ref)  # before the build: a worker killed during it leaves the tag
-            built = deps.builder.build(
-                context, local_ref, platform=event.platform, dockerfile=dockerfile,
-                progress=tracker.watching(log),
-            )  # fmt: skip
+            with BUILDS_ONE_AT_A_TIME:
+                built = deps.builder.build(
+                    context, local_ref, platform=event.platform, dockerfile=dockerfile,
+                    progress=tracker.watching(log),
+                )  # fmt: skip
         except BuildFailed as exc:
             raise ImageRejected(str(exc), exc.log) from exc
         except (MissingFactory, TierPreparationFailed) as exc:
@@ -166,6 +178,13 @@ def _build_and_prove(
         f"until {event.health_path} answers on port {event.port}" if event.health_path else "while it runs"
     )
     log(f"built {built.image_id[:19]} ({built.size_bytes / 1e6:.1f} MB)")
+    question = deps.proofs.question(
+        built.content_key, platform=event.platform, port=event.port, health_path=event.health_path
+    ) if deps.proofs else None  # fmt: skip
+    past = deps.proofs.find(question) if deps.proofs and question and not job.rerun else None
+    if past is not None:
+        log(f"proof reused: the same content (layers, command, environment) passed in build {past.build_id}")
+        return built, f"{past.reason} (proven before, same content)"
     log(f"proving it starts: watching it {probe}")
     proof = deps.prover.prove(
         local_ref, platform=event.platform, port=event.port, health_path=event.health_path
@@ -173,9 +192,12 @@ def _build_and_prove(
     for line in proof.log:
         log(f"| {line}")  # the container's own output, marked so it reads apart from ours
     if not proof.ok:
-        log(f"proof failed: {proof.reason}")
-        raise ImageRejected(f"{event.target} ({event.platform}) does not start: {proof.reason}", proof.log)
+        reason = proof.reason + (kept_factories_hint(proof.missing, event.factories) if proof.missing else "")
+        log(f"proof failed: {reason}")
+        raise ImageRejected(f"{event.target} ({event.platform}) does not start: {reason}", proof.log)
     log(f"proof passed: {proof.reason}")
+    if deps.proofs and question:
+        deps.proofs.record(question, proof.reason, job.build_id)
     return built, proof.reason
 
 

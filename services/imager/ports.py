@@ -27,6 +27,9 @@ class BuiltImage:
     reference: str  # local name:tag the builder gave it
     size_bytes: int
     log: list[str] = field(default_factory=list)
+    # The hash of what runs (layers, start-up config, architecture; not labels), or None when the
+    # builder cannot tell: services/imager/proof_cache.py.
+    content_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from shared.artifacts import ARTIFACTS_REPOSITORY, FILE_SCHEME
+from shared.artifacts import artifact_location
 from shared.bus import PermanentError
 from shared.config import ConfigError, KilnConfig, PackageConfig
 from shared.events.compile import ImageRequested, arch_of
@@ -156,13 +155,6 @@ def _artifact_problems(event: ImageRequested, package: str, policy: ReceiptPolic
             f"artifact.reference {_shown(event.artifact.reference)} is not in the configured artifact "
             f"store: expected {expected}@sha256:<hex> (KILN_ARTIFACT_STORE)"
         )
-
-
-def artifact_location(store: str, package: str) -> str:
-    """Where shared.artifacts.push_artifact puts a package's artifacts in `store` (before `@digest`)."""
-    if store.startswith(FILE_SCHEME):
-        return f"{FILE_SCHEME}{Path(store.removeprefix(FILE_SCHEME)) / package}"
-    return f"{store.rstrip('/')}/{ARTIFACTS_REPOSITORY}/{package}"
 
 
 def _shown(value: str) -> str:

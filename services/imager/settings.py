@@ -23,6 +23,13 @@ class ImagerSettings(KilnSettings):
     # Pushed images left in the engine per repository: a deployer on this engine creates its
     # containers from them. 0 on build hosts nobody deploys from.
     imager_keep_pushed: int = Field(1, ge=0, le=100, description="newest pushed images kept per repository")
+    # Image jobs one worker runs at once (its queue's prefetch). A build is COPY steps and a proof is
+    # mostly waiting (a worker must stay up 3 s, longer under QEMU), so jobs overlap well beyond the
+    # core count: 4 was the fastest measured on 2 cores (docs/performance.md). 1 for CPU-bound hosts.
+    imager_concurrency: int = Field(4, ge=1, le=16, description="image jobs this worker runs at once")
+    # A proof passed by an image of the same content (layers, start-up config, architecture) is
+    # reused instead of run again (services/imager/proof_cache.py); a replay always proves again.
+    imager_reuse_proofs: bool = True
     prove_stay_up_s: float = Field(3.0, gt=0, description="a worker must still run after this long")
     prove_timeout_s: float = Field(
         30.0, gt=0, description="an HTTP service must answer its health path by then"

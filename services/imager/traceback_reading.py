@@ -36,6 +36,19 @@ def find_missing_import(output: str) -> MissingImport | None:
     return None
 
 
+def kept_factories_hint(missing: str, kept: tuple[str, ...]) -> str:
+    """What to change when the image lacks `missing`, given the factories it keeps. A factory left
+    out is the usual cause: an import whose module name is computed (importlib.import_module of
+    an f-string) is one minimal-factories cannot see, so only this start-up proof catches it."""
+    top = missing.split(".", 1)[0]
+    if top in kept:
+        return f"; factory {top} is in the image, but not {missing}"
+    return (
+        f"; the image keeps factories {', '.join(sorted(kept)) or '(none)'}: if {top} is a factory of "
+        f"the monorepo, add it to this service's factories; if it is a package, to its tier"
+    )
+
+
 def _missing_name(message: str) -> str:
     if found := _NO_MODULE.search(message):
         return found.group("name")
@@ -55,8 +68,23 @@ def _importer(lines: list[str]) -> str | None:
             continue
         if where.startswith("init "):  # a Cython module's import-time frame names its module
             return where.removeprefix("init ").strip()
-        return _module_from_path(path)
+        return _module_from_frame(path, where)
     return None
+
+
+def _module_from_frame(path: str, where: str) -> str:
+    """A Cython frame names its function by module and qualified name (`dialog.engine.load_engine`)
+    and its file by the path it was compiled at, which may be the compiler's temporary directory
+    (`kiln-compile-x/view/dialog/engine.py`): the module is the longest tail of that path that
+    `where` starts with. A source frame's `where` is a bare name: its path is under /app."""
+    parts = path.removesuffix(".py").split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    for start in range(len(parts)):
+        dotted = ".".join(parts[start:])
+        if dotted and where.startswith(dotted + "."):
+            return dotted
+    return _module_from_path(path)
 
 
 def _module_from_path(path: str) -> str:

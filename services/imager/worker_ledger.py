@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ class JobRecord:
 @dataclass
 class DeadWorker:
     worker_id: str
-    job: JobRecord
+    jobs: list[JobRecord]
     lock_fd: int  # held until forget(): no second successor cleans the same leftovers
 
 
@@ -81,7 +82,10 @@ class WorkerLedger:
         if not WORKER_ID.match(self.worker_id):
             raise ValueError(f"worker id {self.worker_id!r} is not w + 12 hex digits")
         self._lock_fd: int | None = None
-        self.current = JobRecord()
+        # Every job whose leftovers are not cleaned yet: the running ones (a worker may run
+        # several at once, KILN_IMAGER_CONCURRENCY) and the finished ones whose clean-up waits.
+        self.jobs: list[JobRecord] = []
+        self._saving = threading.Lock()
 
     def claim(self) -> None:
         """Take this worker's lock: from now on a successor sees it alive."""
@@ -100,23 +104,28 @@ class WorkerLedger:
             self._lock_fd = None
 
     def start_job(self) -> JobRecord:
-        self.current = JobRecord()
+        record = JobRecord()
+        with self._saving:
+            self.jobs.append(record)
         self.save()
-        return self.current
+        return record
 
     def save(self) -> None:
         if self._lock_fd is None:
             return  # not claimed (unit tests, CLIs): nothing to leave for a successor
         path = self.root / f"{self.worker_id}.json"
-        scratch = path.with_suffix(".json.tmp")
-        try:
-            scratch.write_text(json.dumps(asdict(self.current)), encoding="utf-8")
-            scratch.replace(path)
-        except OSError as exc:  # a full disk must not fail the job: only a successor's clean-up
-            log.warning("cannot write the worker ledger %s (%s)", path, exc)
+        with self._saving:  # jobs run in threads; one writer at a time, each write whole
+            scratch = path.with_suffix(".json.tmp")
+            try:
+                scratch.write_text(json.dumps({"jobs": [asdict(job) for job in self.jobs]}), encoding="utf-8")
+                scratch.replace(path)
+            except OSError as exc:  # a full disk must not fail the job: only a successor's clean-up
+                log.warning("cannot write the worker ledger %s (%s)", path, exc)
 
-    def finish_job(self) -> None:
-        self.current = JobRecord()
+    def finish_job(self, record: JobRecord) -> None:
+        """`record`'s leftovers are cleaned: it leaves the ledger."""
+        with self._saving:
+            self.jobs = [job for job in self.jobs if job is not record]
         self.save()
 
     def dead_predecessors(self) -> Iterator[DeadWorker]:
@@ -164,9 +173,15 @@ class WorkerLedger:
         """A lock file for `worker_id` exists here (alive or not): its owner shared our work dir."""
         return WORKER_ID.match(worker_id) is not None and (self.root / f"{worker_id}.lock").is_file()
 
-    def _read(self, worker_id: str) -> JobRecord:
+    def _read(self, worker_id: str) -> list[JobRecord]:
+        """What each of a dead worker's jobs left."""
         try:
             data = json.loads((self.root / f"{worker_id}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return JobRecord()
-        return JobRecord.checked(data) if isinstance(data, dict) else JobRecord()
+            return []
+        if not isinstance(data, dict):
+            return []
+        jobs = data.get("jobs", [data])  # a ledger from before concurrent jobs held one record
+        if not isinstance(jobs, list):
+            return []
+        return [JobRecord.checked(job) for job in jobs if isinstance(job, dict)]

@@ -1,6 +1,7 @@
 """`python -m shared.config validate PATH [--package P]` (an operator config)
 | `validate --repository PATH [--operator OP] [--package P]` (a repository's config.yaml: its
-keys alone, and with an operator config the merged result a build would use)
+keys alone, and with an operator config the merged result a build would use, with each package's
+app config file beside it trimmed and checked as stage config does)
 | `trim PATH --package P` | `keys generate --package P [--dir DIR] [--force]`. Exit 2 on invalid config."""
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
+from shared.config.app_config import APP_CONFIG_MAX_BYTES, trimmed_document
 from shared.config.errors import ConfigError, format_path
 from shared.config.keys import generate_keys
 from shared.config.loader import DEFAULT_KEYS_DIR, load_build_config, load_config
@@ -66,12 +69,33 @@ def _repository(args: argparse.Namespace):
         raise ConfigError([("<file>", f"cannot read {args.path}: {exc.strerror or exc}")]) from None
     operator = args.operator or os.environ.get("KILN_CONFIG_PATH")
     if operator:
-        return load_build_config(operator, data, os.environ, repository_name=args.path)
+        cfg = load_build_config(operator, data, os.environ, repository_name=args.path)
+        _check_app_configs(cfg, Path(args.path).parent, args.package)
+        return cfg
     document = parse_untrusted_yaml(data, args.path)
     refused = [(format_path(loc), message) for loc, message in check_repository_keys(document.data)]
     if refused:
         raise ConfigError(refused)
     return None
+
+
+def _check_app_configs(cfg, root: Path, only: str | None) -> None:
+    """The app config file of each package that names one, read from the repository root (the
+    directory of its config.yaml), trimmed and checked; every problem as a ConfigError."""
+    errors: list[tuple[str, str]] = []
+    for name, pkg in cfg.packages.items():
+        if pkg.app_config is None or (only and name != only):
+            continue
+        path = root / pkg.app_config.path
+        try:
+            with path.open("rb") as handle:
+                trimmed_document(handle.read(APP_CONFIG_MAX_BYTES + 1), name, pkg)
+        except OSError as exc:
+            errors.append((f"packages.{name}.app_config.path", f"cannot read {path}: {exc.strerror or exc}"))
+        except ConfigError as exc:
+            errors += exc.errors
+    if errors:
+        raise ConfigError(errors)
 
 
 def _keys(args: argparse.Namespace) -> int:

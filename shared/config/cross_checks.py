@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shared.config.app_checks import check_app_config
+
 Issue = tuple[tuple[str | int, ...], str]
 
 
@@ -76,6 +78,7 @@ def _check_package(
                     (*path, "deployment", "volumes", volume_name, "services", index),
                     f"unknown service {user!r} (services: {_names(services)})",
                 )
+    yield from check_app_config(path, package)
     keys_dir = _mapping(package.get("keys")).get("dir")
     if isinstance(keys_dir, str) and source_dir is not None and _inside(keys_dir, source_dir):
         yield (

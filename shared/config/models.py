@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
+from shared.config.app_sections import AppConfigSpec, AppSecret, AppSection, EnvName
 from shared.config.sections import (
     NAME_PATTERN,
     AuditConfig,
@@ -73,6 +74,9 @@ class ServiceConfig(Section):
     feature: str | None = None
     dockerfile: str | None = None
     env: dict[str, str] = {}
+    # The sections of the package's app_config this service reads (operator only); none by default:
+    # a service sees only what it is declared to read.
+    app_config_sections: list[AppSection] = []
 
     @model_validator(mode="after")
     def _tier_or_dockerfile(self) -> ServiceConfig:
@@ -105,6 +109,9 @@ class PackageConfig(Section):
     webhooks: WebhookConfig = WebhookConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
     docs: DocsConfig | None = None
+    # The app's own configuration file and secrets (operator only; shared/config/app_sections.py).
+    app_config: AppConfigSpec | None = None
+    app_secrets: dict[EnvName, AppSecret] = {}
 
     def gated_stages(self) -> frozenset[str]:
         """The optional stages (shared.stages, `optional`) this package turns on that the deploy

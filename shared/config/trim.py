@@ -20,7 +20,10 @@ def trimmed_config(cfg: KilnConfig, package: str) -> dict[str, Any]:
     enabled = pkg.enabled_services()
     services = {
         name: {
-            **svc.model_dump(mode="json", exclude={"dockerfile", "node_port", "replicas"}),
+            # The app's own config is a file of its own (KILN_APP_CONFIG), not part of Kiln's.
+            **svc.model_dump(
+                mode="json", exclude={"dockerfile", "node_port", "replicas", "app_config_sections"}
+            ),
             "enabled": name in enabled,
         }
         for name, svc in pkg.services.items()

@@ -13,6 +13,7 @@ from shared.events.formats import (
     BaseImage,
     CommandWord,
     Commit,
+    Digest,
     DockerfilePath,
     FactoryDir,
     HealthPath,
@@ -63,6 +64,20 @@ class Artifact(Model):
         return self
 
 
+class DocumentReference(Model):
+    """A document one stage hands to another (the trimmed app config), pinned by digest: the
+    receiver fetches it from the artifact store and checks the digest (shared/document_artifacts.py)."""
+
+    reference: ArtifactReference
+    digest: Digest
+
+    @model_validator(mode="after")
+    def _digest_is_the_references(self) -> DocumentReference:
+        if not self.reference.endswith(f"@{self.digest}"):
+            raise ValueError(f"digest {self.digest} is not the digest the reference pins ({self.reference})")
+        return self
+
+
 class TargetPlatform(Model):
     target: Name
     platform: Platform
@@ -81,6 +96,9 @@ class CompileCompleted(Event):
     targets: tuple[TargetPlatform, ...] = ()
     duration_ms: int = 0
     source_digest: str = Field("", description="hash of the compiled source tree, for --skip-compile reuse")
+    # The package's trimmed app config (packages.<p>.app_config), for the deployer to mount; None
+    # when the package has none (added in v1, additively).
+    app_config: DocumentReference | None = None
 
 
 class ImageRequested(Event):

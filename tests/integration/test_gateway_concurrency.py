@@ -190,6 +190,8 @@ async def test_queue_mode_starts_the_second_build_after_the_firsts_end_across_a_
     assert held.status == "queued" and f"behind build {a} (#{number_a})" in held.waiting_on
     detail = (await stack.client.get(f"/builds/{b}")).json()["build"]  # what `kiln status` shows
     assert detail["status"] == "queued" and a in detail["waiting_on"]
+    page = (await stack.client.get(f"/ui/builds/{b}")).text  # and the dashboard says why
+    assert f'<dd id="waiting-on">waiting for a slot (limit 1) behind build {a} (#{number_a})</dd>' in page
 
     # Held builds are not the watchdog's, however long they wait (queue wait limit 0 here).
     watchdog = Watchdog(stack.sessions, limits={}, interval_s=1, queue_wait_s=0)

@@ -124,3 +124,21 @@ def test_shared_directory_round_trip_and_corruption(tmp_path):
     with pytest.raises(DigestMismatch):
         pull_artifact(stored.reference, tmp_path / "corrupt")
     assert not (tmp_path / "corrupt").exists()
+
+
+def test_an_app_config_document_round_trips_by_digest_and_only_as_its_own_type(client, tmp_path):
+    from shared.document_artifacts import APP_CONFIG_TYPE, pull_document, push_document
+
+    data = b'{"package": "demo", "schema": 1, "sections": {"database": {"host": "db"}}}\n'
+    stored = push_document(data, store=f"{client.host}/{PROJECT}", package="demo", build="b7", client=client)
+    assert stored.reference == f"{client.host}/{PROJECT}/kiln-artifacts/demo@{stored.digest}"
+    assert pull_document(stored.reference, client=client) == data
+    _, _, manifest = client.get_manifest(f"{PROJECT}/kiln-artifacts/demo", "b7-app-config")
+    assert json.loads(manifest)["artifactType"] == APP_CONFIG_TYPE
+    # A compiled tree's reference is not an app config, whatever an event says.
+    tree = push_artifact(
+        make_tree(tmp_path / "t"), store=f"{client.host}/{PROJECT}", package="demo", build="b7",
+        platform="linux/amd64", client=client,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="is not a Kiln app config"):
+        pull_document(tree.reference, client=client)

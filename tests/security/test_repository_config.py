@@ -1,6 +1,7 @@
 """Finding 3 and 7 of issue #13, as an outsider does it: push a branch whose own config.yaml points
 the build's images (and the registry credentials) at an attacker's registry, smuggles a RUN line
-into the base image, or is a 400-byte alias bomb. A real compiler worker process on RabbitMQ and
+into the base image, gives its containers an app secret read from Kiln's own variables, or is a
+400-byte alias bomb. A real compiler worker process on RabbitMQ and
 MariaDB fetches it from a real git server. Each build fails at stage config within 2 s, naming the
 key and saying where the operator sets it; it is not retried; no image is requested; nothing
 reaches the attacker's registry. A legitimate push right after still builds."""
@@ -108,6 +109,13 @@ ATTACKS = {
         "packages.demo.deployment",
     ),
     "alias-bomb": (ALIAS_BOMB, "<yaml>"),
+    # The app's secrets come from the deployer's environment: a branch naming Kiln's own variable
+    # as the source of one would hand the registry password to its containers.
+    "app-secrets": (
+        "packages:\n  demo:\n    app_secrets:\n"
+        "      DEMO_DATABASE_PASSWORD: {env: KILN_REGISTRY_PASSWORD, services: [webhook]}\n",
+        "packages.demo.app_secrets",
+    ),
 }
 
 

@@ -44,12 +44,15 @@ for i, arg in enumerate(argv):
         }}
 if argv[0] == "upgrade":
     import helm_python
-    values = {{"keys": {{}}}}
+    values = {{"keys": {{}}, "appSecrets": {{}}}}
     for key, seen in entry["files"].items():
-        values["keys"][key.split(".", 1)[1]] = open(seen["path"]).read()
+        group, _, name = key.partition(".")
+        values[group][name] = open(seen["path"]).read()
     with helm_python.Chart.load(argv[3]) as chart:
         rendered = chart.render(values, name=argv[2], namespace=argv[argv.index("--namespace") + 1])
-    entry["secret"] = next(text for name, text in rendered.items() if name.endswith("secret.yaml"))
+    for kind in ("secret", "app-secret", "app-configmap"):
+        found = [text for name, text in rendered.items() if name.endswith(f"/{{kind}}.yaml")]
+        entry[kind] = found[0] if found else None
 with open(log) as handle:
     seen_before = sum(1 for line in handle if json.loads(line)["argv"][0] == argv[0])
 with open(log, "a") as handle:

@@ -10,7 +10,7 @@ import pytest
 from services.imager.build_context import FIXED_MTIME, MissingFactory, directory_context, service_context
 from services.imager.dockerfile import LAUNCHER, LAUNCHER_SOURCE, ImageSpec, launch_command, render_dockerfile
 from services.imager.tier_venv import PipPolicy, TierSpec, parse_requirements, pip_command
-from services.imager.traceback_reading import find_missing_import
+from services.imager.traceback_reading import find_missing_import, kept_factories_hint
 
 
 def spec(**overrides) -> ImageSpec:
@@ -160,6 +160,30 @@ def test_traceback_names_importer_and_missing_module():
     source = find_missing_import(SOURCE_TRACE)
     assert (source.importer, source.missing) == ("webhook.server", "core.text.slugify")
     assert find_missing_import("ValueError: nope") is None
+
+
+# A compiled module's dynamic import (examples/axion-like dialog/engine.py without its factory nlp),
+# as the proof logged it: Cython frames carry the path of the sandboxed compile's temporary view
+# and the function's qualified name, then come importlib's own frames.
+DYNAMIC_TRACE = """Traceback (most recent call last):
+  File "/opt/kiln/launch/kiln_launch.py", line 28, in launch
+  File "kiln-compile-0yh_e4yb/view/dialog/server.py", line 19, in dialog.server.main
+  File "kiln-compile-0yh_e4yb/view/dialog/engine.py", line 25, in dialog.engine.load_engine
+  File "/usr/lib/python3.11/importlib/__init__.py", line 126, in import_module
+  File "<frozen importlib._bootstrap>", line 1140, in _find_and_load_unlocked
+ModuleNotFoundError: No module named 'nlp'"""
+
+
+def test_a_missing_factory_is_named_with_what_to_change():
+    missing = find_missing_import(DYNAMIC_TRACE)
+    assert (missing.importer, missing.missing) == ("dialog.engine", "nlp")
+    hint = kept_factories_hint(missing.missing, ("dialog", "core", "httpapi"))
+    assert "keeps factories core, dialog, httpapi: if nlp is a factory" in hint
+    assert "add it to this service's factories" in hint
+    # the factory is there but a name in it is not: no advice to add what is already kept
+    assert kept_factories_hint("core.text.slugify", ("core",)) == (
+        "; factory core is in the image, but not core.text.slugify"
+    )
 
 
 def test_no_labels_means_no_label_instruction():

@@ -114,7 +114,33 @@ def test_after_a_job_its_tags_and_steps_go(tmp_path):
         tracker.pushed(REPO)
     assert engine.removed_refs == [f"{REPO}:b1", f"{REPO}:latest"]
     assert engine.removed_ids == ["1a2b3c4d5e6f", "2b3c4d5e6f7a"]
-    assert json.loads((j.ledger.root / f"{j.ledger.worker_id}.json").read_text())["references"] == []
+    assert json.loads((j.ledger.root / f"{j.ledger.worker_id}.json").read_text())["jobs"] == []
+
+
+def test_concurrent_jobs_steps_wait_until_no_job_runs_tags_go_at_once(tmp_path):
+    """A finished job's build steps may be the cache of a build still running beside it."""
+    engine = FakeEngine()
+    j = janitor(tmp_path, engine, keep=0)
+    with j.job() as first:
+        with j.job() as second:
+            second.tagged(f"{REPO}:b2")
+            second.watching(lambda line: None)(" ---> 2b3c4d5e6f7a")
+        assert engine.removed_refs == [f"{REPO}:b2"]  # its own tag: nobody else's
+        assert engine.removed_ids == []  # the first job's build may be reading that layer
+        saved = json.loads((j.ledger.root / f"{j.ledger.worker_id}.json").read_text())
+        assert len(saved["jobs"]) == 2  # a kill now: the successor still cleans both
+        first.tagged(f"{REPO}:b1")
+        first.watching(lambda line: None)(" ---> 1a2b3c4d5e6f")
+    assert engine.removed_refs == [f"{REPO}:b2", f"{REPO}:b1"]
+    assert sorted(engine.removed_ids) == ["1a2b3c4d5e6f", "2b3c4d5e6f7a"]
+    assert json.loads((j.ledger.root / f"{j.ledger.worker_id}.json").read_text())["jobs"] == []
+
+
+def test_a_ledger_from_before_concurrent_jobs_is_still_cleaned(tmp_path):
+    ledger = WorkerLedger(tmp_path)
+    ledger.root.mkdir(parents=True)
+    (ledger.root / f"{ledger.worker_id}.json").write_text(json.dumps({"references": [f"{REPO}:b1"]}))
+    assert [job.references for job in ledger._read(ledger.worker_id)] == [[f"{REPO}:b1"]]
 
 
 def test_keep_pushed_leaves_the_newest_and_removes_older_ones(tmp_path):
@@ -156,7 +182,7 @@ def _hold_lock(work: Path, worker_id: str, *, exit_at_once: bool) -> subprocess.
         "from pathlib import Path\n"
         "from services.imager.worker_ledger import WorkerLedger\n"
         "ledger = WorkerLedger(Path(sys.argv[1]), sys.argv[2]); ledger.claim()\n"
-        "ledger.current.references.append(sys.argv[3]); ledger.save()\n"
+        "ledger.start_job().references.append(sys.argv[3]); ledger.save()\n"
         "print('claimed', flush=True)\n"
         "import os; os._exit(0) if sys.argv[4] == '1' else time.sleep(60)\n"
     )
@@ -228,7 +254,7 @@ def test_tracker_writes_the_ledger_as_the_job_goes(tmp_path):
     tracker = JobTracker(ledger)
     tracker.tagged(f"{REPO}:b1")
     saved = json.loads((ledger.root / f"{ledger.worker_id}.json").read_text())
-    assert saved["references"] == [f"{REPO}:b1"]
+    assert saved["jobs"][0]["references"] == [f"{REPO}:b1"]
     ledger.release()
     assert not list(ledger.root.iterdir())
 

@@ -121,6 +121,14 @@ def test_image_that_does_not_start_is_never_pushed(tmp_path):
     assert "StageFinished:image:failed" in names
 
 
+def test_job_failure_names_the_factory_the_proof_missed(tmp_path):
+    proof = ProofResult(ok=False, reason="missing factory: x.main imports y", missing="y", log=["boom"])
+    deps, _ = make_deps(tmp_path, proof)
+    _, emitted = run(deps)
+    failed = next(e for e in emitted if type(e).__name__ == "ImageFailed")
+    assert "x.main imports y" in failed.error and "if y is a factory of the monorepo" in failed.error
+
+
 def test_redelivered_job_already_pushed_by_this_build_is_answered_without_building(tmp_path):
     deps, builder = make_deps(
         tmp_path, ProofResult(ok=True), FakeRegistry(labels={LABEL_BUILD_ID: "build-1"})
@@ -167,3 +175,94 @@ def test_a_job_the_bus_gives_up_on_is_reported_as_image_failed():
     assert type(failed).__name__ == "ImageFailed"
     assert (failed.target, failed.platform) == (job().target, job().platform)
     assert "gave up after 9 attempts" in failed.error and "s3cr3t-registry-pass" not in failed.error
+
+
+class CountingProver(FakeProver):
+    def __init__(self, result):
+        super().__init__(result)
+        self.runs = 0
+
+    def prove(self, reference, *, platform, port, health_path):
+        self.runs += 1
+        return self.result
+
+
+class ContentBuilder(FakeBuilder):
+    """Every build holds the same runtime content (labels aside), as an unchanged service does."""
+
+    def __init__(self, content_key="sha256:" + "e" * 64):
+        super().__init__()
+        self.content_key = content_key
+
+    def build(self, context_tar, reference, *, platform, dockerfile="Dockerfile", progress=None):
+        self.built.append(reference)
+        return BuiltImage(
+            image_id="sha256:img", reference=reference, size_bytes=10, content_key=self.content_key
+        )
+
+
+def proof_stage_detail(emitted):
+    finished = [e for e in emitted if type(e).__name__ == "StageFinished" and e.stage == "image"]
+    return finished[-1].detail["proof"]
+
+
+def reuse_deps(tmp_path, result, content_key="sha256:" + "e" * 64):
+    from services.imager.proof_cache import ProofCache
+
+    deps, _ = make_deps(tmp_path, result)
+    deps.builder, deps.prover = ContentBuilder(content_key), CountingProver(result)
+    deps.proofs = ProofCache(tmp_path / "proofs", windows="3/30/4")
+    return deps
+
+
+def test_the_same_content_is_proven_once_then_its_proof_reused(tmp_path):
+    deps = reuse_deps(tmp_path, ProofResult(ok=True, reason="still running after 3s"))
+    run(deps)
+    _, emitted = run(deps)  # the next build: same layers and start-up config, new labels
+    assert deps.prover.runs == 1
+    assert "proven before" in proof_stage_detail(emitted)
+    assert len(deps.builder.built) == 2 and deps.builder.pushed  # still built (cache hits) and pushed
+
+
+def test_a_replay_proves_again_whatever_the_cache_holds(tmp_path):
+    deps = reuse_deps(tmp_path, ProofResult(ok=True, reason="up"))
+    run(deps)
+    emitted = []
+    run_image_job(job(), JobContext("build-1", "demo", emitted.append, rerun=True, attempt=2), deps)
+    assert deps.prover.runs == 2
+
+
+def test_a_failed_proof_is_never_recorded(tmp_path):
+    deps = reuse_deps(tmp_path, ProofResult(ok=False, reason="exited with code 1"))
+    run(deps)
+    run(deps)
+    assert deps.prover.runs == 2 and not list((tmp_path / "proofs").glob("*"))
+
+
+def test_content_the_builder_cannot_name_is_always_proven(tmp_path):
+    deps = reuse_deps(tmp_path, ProofResult(ok=True, reason="up"), content_key=None)
+    run(deps)
+    run(deps)
+    assert deps.prover.runs == 2
+
+
+def test_runtime_key_ignores_labels_and_sees_layers_command_env_and_arch():
+    from services.imager.proof_cache import runtime_key
+
+    attrs = {
+        "Architecture": "arm64",
+        "Os": "linux",
+        "RootFS": {"Layers": ["sha256:1", "sha256:2"]},
+        "Config": {"Cmd": ["python3", "-m", "x"], "Env": ["A=1"], "Labels": {"dev.kiln.build-id": "b1"}},
+    }
+    key = runtime_key(attrs)
+    relabelled = {**attrs, "Config": {**attrs["Config"], "Labels": {"dev.kiln.build-id": "b2"}}}
+    assert runtime_key(relabelled) == key
+    for changed in (
+        {**attrs, "RootFS": {"Layers": ["sha256:1", "sha256:3"]}},
+        {**attrs, "Config": {**attrs["Config"], "Cmd": ["python3", "-m", "y"]}},
+        {**attrs, "Config": {**attrs["Config"], "Env": ["A=2"]}},
+        {**attrs, "Architecture": "amd64"},
+    ):
+        assert runtime_key(changed) != key
+    assert runtime_key({"Config": {}}) is None

@@ -135,3 +135,18 @@ def test_a_rollback_run_is_queued_and_started_by_its_request():
         ["pipelinerun", "started"],
     ]
     assert {c["subject"]["id"] for c in produced} == {"b"}
+
+
+def test_a_build_its_concurrency_group_holds_back_is_a_queued_pipeline_run():
+    from shared.events import BuildWaiting
+
+    held = Envelope.new(
+        BuildWaiting(package="demo", build_number=7, waiting_on="b-6", waiting_on_number=6, limit=1),
+        source="/kiln/gateway",
+        build_id="b-7",
+        package="demo",
+    )
+    (queued,) = translate(held, build_url=URL)
+    validate(queued)
+    assert queued["context"]["type"] == "dev.cdevents.pipelinerun.queued.0.3.0"
+    assert queued["subject"]["id"] == "b-7"

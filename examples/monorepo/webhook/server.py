@@ -9,12 +9,16 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from core.app_config import load_app_config
 from core.checks import Check, run_checks
 from core.runtime import is_compiled, load_service_config, log
 from core.text import checksum, slugify
 from webhook.payload import parse_push
 
 SERVICE = "webhook"
+# The platform's own config (config/app.yaml, the sections the operator gives this service) is
+# overridden by DEMO_<SECTION>_<OPTION> variables: core/app_config.py.
+APP_PREFIX = "DEMO"
 
 
 def self_checks() -> list[Check]:
@@ -31,7 +35,13 @@ def self_checks() -> list[Check]:
 
 
 def status() -> dict:
-    return {"service": SERVICE, "compiled": is_compiled(), "tests": run_checks(self_checks())}
+    return {
+        "service": SERVICE,
+        "compiled": is_compiled(),
+        "tests": run_checks(self_checks()),
+        # which sections and options it runs with, never their values (a password is one)
+        "app_config": {name: sorted(options) for name, options in load_app_config(APP_PREFIX).items()},
+    }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -76,7 +86,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log(SERVICE, f"listening on :{port}")
+    app_config = load_app_config(APP_PREFIX)
+    log(SERVICE, f"listening on :{port}; app config sections: {', '.join(sorted(app_config)) or 'none'}")
     server.serve_forever()
     server.server_close()
     log(SERVICE, "stopped on signal")

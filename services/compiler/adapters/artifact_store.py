@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.artifacts import FILE_SCHEME, push_artifact
-from shared.events.compile import Artifact
+from shared.document_artifacts import push_document
+from shared.events.compile import Artifact, DocumentReference
 from shared.registry import NotFound, RegistryClient
 
 
@@ -29,6 +30,10 @@ class SharedArtifactStore:
             client=self._client,
         )
         return Artifact(platform=platform, reference=stored.reference, digest=stored.digest)
+
+    def push_document(self, data: bytes, *, package: str, build: str) -> DocumentReference:
+        stored = push_document(data, store=self._store, package=package, build=build, client=self._client)
+        return DocumentReference(reference=stored.reference, digest=stored.digest)
 
     def exists(self, artifact: Artifact) -> bool:
         where, _, digest = artifact.reference.rpartition("@")

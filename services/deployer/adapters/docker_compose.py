@@ -3,11 +3,19 @@
 One network per package (`{prefix}{package}`), one container per service replica, each with the
 trimmed config and the package's own two key files mounted read-only (a copy in the deployer's
 state dir, never the operator's keys directory, which may hold other packages' keys), confined as
-services.deployer.scaffold.hardening says (no capabilities, read-only root, limits). Services are
-replaced one at a time (infra first), so the others keep running. Every container carries its
-release in labels: the image reference and revision of what runs are read back from the engine,
-and the config it runs with from the file it mounts, which is how a failed release is rolled back
-to the previous images and config.
+services.deployer.scaffold.hardening says (no capabilities, read-only root, limits). A service
+that reads the app's own config also mounts its file (the sections it reads) read-only at
+APP_CONFIG_MOUNT, and gets its app secrets as environment variables through the Docker API (never
+in a file). Services are replaced one at a time (infra first), so the others keep running.
+
+As `docker compose up` does, a container is recreated only when what it is made from changed
+(its `dev.kiln.spec` label, compose_containers.py); a running, never-restarted container whose
+label matches is left as it is. So a change of one section of the app config recreates the
+services that read it, and the others keep their containers. Every container carries its release
+in labels: the image reference of what runs is read back from the engine, the revision from the
+state dir (an untouched container keeps an older release's label), and the config and app config
+it runs with from the files it mounts, which is how a failed release is rolled back to the
+previous images and config.
 """
 
 from __future__ import annotations
@@ -18,15 +26,12 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from services.deployer.adapters.compose_containers import MountedFiles, container_options, spec_digest
+from services.deployer.adapters.compose_state import StackState, read_mounted
 from services.deployer.ports import Release
 from services.deployer.scaffold import ScaffoldInputs
-from services.deployer.scaffold.hardening import (
-    APP_UID,
-    NO_NEW_PRIVILEGES,
-    docker_create_options,
-    key_files,
-)
-from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, Topology
+from services.deployer.scaffold.hardening import APP_UID, NO_NEW_PRIVILEGES
+from services.deployer.topology import APP_CONFIG_MOUNT, CONFIG_MOUNT, ServicePlan, Topology
 from shared.bus import PermanentError, TransientError
 from shared.logging import REDACT
 
@@ -34,6 +39,7 @@ LABEL_STACK = "dev.kiln.stack"
 LABEL_SERVICE = "dev.kiln.service"
 LABEL_IMAGE = "dev.kiln.image"
 LABEL_REVISION = "dev.kiln.revision"
+LABEL_SPEC = "dev.kiln.spec"  # what the container is made of (compose_containers.spec_digest)
 STOP_TIMEOUT_S = 10
 
 
@@ -79,10 +85,14 @@ class ComposeSubstrate:
     def apply(self, inputs: ScaffoldInputs, revision: int) -> dict[str, Any]:
         topology = inputs.topology
         stack = self.stack(topology)
+        state = StackState(self._state_dir, stack)
         try:
             network = self._network(stack)
-            config_file = self._write_config(stack, inputs)
-            keys_dir = self._copy_keys(stack, inputs)
+            files = MountedFiles(state.config_file(inputs), *state.copy_keys(inputs))
+            for svc in topology.apps:
+                app_config = state.app_config_file(inputs, svc.name)
+                if app_config is not None:
+                    files.app_configs[svc.name] = app_config
             # Every image is here before any container is replaced: a failed pull leaves the
             # running release as it was.
             for image in sorted(set(inputs.images.values())):
@@ -91,16 +101,22 @@ class ComposeSubstrate:
             mounted = {v.dns_name: inputs.images[a.name] for a in topology.apps for v in a.volumes}
             for volume, image in sorted(mounted.items()):
                 self._own_volume(stack, volume, image)
-            started = []
+            started, unchanged = [], []
             for svc in topology.services:
+                options = container_options(svc, inputs, stack=stack, network=network.name, files=files)
+                spec = spec_digest(options, svc.dns_name, files.keys_digest)
                 for name in self.container_names(topology, svc):
+                    if self._unchanged(name, spec):
+                        unchanged.append(name)
+                        continue
                     self._remove(name)
-                    self._start(name, svc, inputs, revision, network.name, config_file, keys_dir)
+                    self._start(name, svc, options, spec, revision, stack)
                     started.append(name)
             removed = self._remove_strays(topology)
+            state.record_revision(revision)
         except APIError as exc:
             raise TransientError(f"Docker Engine refused the deploy of {stack}: {exc.explanation}") from exc
-        return {"network": stack, "containers": started, "removed": removed}
+        return {"network": stack, "containers": started, "unchanged": unchanged, "removed": removed}
 
     def current(self, topology: Topology) -> Release | None:
         containers = self._client.containers.list(
@@ -109,11 +125,15 @@ class ComposeSubstrate:
         if not containers:
             return None
         images = {c.labels[LABEL_SERVICE]: c.labels[LABEL_IMAGE] for c in containers}
-        revision = max(int(c.labels.get(LABEL_REVISION, 0)) for c in containers)
-        return Release(topology.package, revision, images, self._mounted_config(containers))
+        revision = StackState(self._state_dir, self.stack(topology)).revision()
+        if revision is None:  # state dir wiped: the newest label is the best guess
+            revision = max(int(c.labels.get(LABEL_REVISION, 0)) for c in containers)
+        config, app_configs = self._mounted_files(containers)
+        return Release(topology.package, revision, images, config, app_configs)
 
     def rollback(self, restored: ScaffoldInputs, previous: Release) -> dict[str, Any]:
-        # Every container is recreated, so each one starts with the restored config file mounted.
+        # Each container made of other images, config or app config than the previous release's is
+        # recreated with the restored ones; the others already are what it ran.
         return self.apply(restored, previous.revision)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
@@ -164,48 +184,22 @@ class ComposeSubstrate:
         return self._client.networks.create(stack, driver="bridge", labels={LABEL_STACK: stack})
 
     @staticmethod
-    def _mounted_config(containers: list[Any]) -> str | None:
-        """The config file the running app containers mount (they all mount the same one)."""
+    def _mounted_files(containers: list[Any]) -> tuple[str | None, dict[str, str] | None]:
+        """The config file the app containers mount (they all mount the same one), and each
+        reading service's app config file (None when one of them cannot be read back)."""
+        config: str | None = None
+        app_configs: dict[str, str] | None = {}
         for container in containers:
             for mount in container.attrs.get("Mounts", []):
-                if mount.get("Destination") == CONFIG_MOUNT:
-                    try:
-                        return Path(mount["Source"]).read_text(encoding="utf-8")
-                    except OSError:
-                        return None  # state dir wiped: the rollback keeps the current config
-        return None
-
-    def _stack_dir(self, stack: str) -> Path:
-        directory = self._state_dir / stack
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o700)  # holds the key copies: nobody else on the host walks into it
-        return directory
-
-    def _copy_keys(self, stack: str, inputs: ScaffoldInputs) -> Path:
-        """This package's two key files only, readable by the app user inside its containers (the
-        0700 stack directory keeps them from other users of the host)."""
-        source = Path(inputs.keys_dir).expanduser()
-        target = self._stack_dir(stack) / "keys"
-        target.mkdir(exist_ok=True)
-        target.chmod(0o755)
-        wanted = key_files(inputs.topology.package)
-        for stale in target.iterdir():
-            if stale.name not in wanted:
-                stale.unlink()
-        for name in wanted:
-            try:
-                data = (source / name).read_bytes()
-            except OSError as exc:
-                package = inputs.topology.package
-                raise PermanentError(
-                    f"packages.{package}.keys.dir: cannot read {name} ({exc}); "
-                    f"create them: python -m shared.config keys generate --package {package}"
-                ) from None
-            copy = target / name
-            copy.unlink(missing_ok=True)
-            copy.write_bytes(data)
-            copy.chmod(0o444)
-        return target
+                if mount.get("Destination") == CONFIG_MOUNT and config is None:
+                    config = read_mounted(mount["Source"])
+                elif mount.get("Destination") == APP_CONFIG_MOUNT and app_configs is not None:
+                    text = read_mounted(mount["Source"])
+                    if text is None:
+                        app_configs = None
+                    else:
+                        app_configs[container.labels[LABEL_SERVICE]] = text
+        return config, app_configs
 
     def _ensure_image(self, image: str) -> None:
         """Pull `image` (by digest, as the gate pins it) when the engine does not hold it."""
@@ -243,56 +237,36 @@ class ComposeSubstrate:
             remove=True,
         )
 
-    def _write_config(self, stack: str, inputs: ScaffoldInputs) -> Path:
-        # One file per config version: a rollback still finds the file its containers mount.
-        directory = self._stack_dir(stack)
-        path = directory / f"config-{inputs.config_checksum.split(':')[1][:16]}.json"
-        if not path.exists():
-            path.write_text(inputs.config_json, encoding="utf-8")
-        return path
+    def _unchanged(self, name: str, spec: str) -> bool:
+        """Is the container made of `spec`, running, and never restarted (else it is recreated)?"""
+        container = self._container(name)
+        if container is None or container.labels.get(LABEL_SPEC) != spec:
+            return False
+        state = container.attrs["State"]
+        return (
+            bool(state.get("Running"))
+            and not state.get("Restarting")
+            and not container.attrs.get("RestartCount")
+        )
 
     def _start(
-        self,
-        name: str,
-        svc: ServicePlan,
-        inputs: ScaffoldInputs,
-        revision: int,
-        network: str,
-        config_file: Path,
-        keys_dir: Path,
+        self, name: str, svc: ServicePlan, options: dict[str, Any], spec: str, revision: int, stack: str
     ) -> None:
-        stack = self.stack(inputs.topology)
-        image = inputs.images[svc.name]
-        volumes: dict[str, dict[str, str]] = {}
-        environment = dict(svc.env)
-        if svc.kind == "app":
-            volumes[str(config_file)] = {"bind": CONFIG_MOUNT, "mode": "ro"}
-            volumes[str(keys_dir)] = {"bind": KEYS_MOUNT, "mode": "ro"}
-            environment = {"KILN_CONFIG": CONFIG_MOUNT, "KILN_KEYS_DIR": KEYS_MOUNT, **environment}
-        for volume in svc.volumes:
-            # nocopy: an image directory at the mount point must not hand the volume back to root
-            volumes[f"{stack}-{volume.dns_name}"] = {"bind": volume.mount, "mode": "rw,nocopy"}
-        if svc.port is not None:
-            environment.setdefault("PORT", str(svc.port))
+        labels = {
+            **options["labels"],
+            LABEL_STACK: stack,
+            LABEL_SERVICE: svc.name,
+            LABEL_IMAGE: options["image"],
+            LABEL_REVISION: str(revision),
+            LABEL_SPEC: spec,
+        }
         container = self._client.containers.create(
-            image,
-            # A Kiln-built image carries its command (through the launcher compiled modules need);
-            # only infra images from elsewhere get the configured command.
-            command=list(svc.command) if svc.kind == "infra" and svc.command else None,
             name=name,
-            environment=environment,
-            labels={
-                LABEL_STACK: stack,
-                LABEL_SERVICE: svc.name,
-                LABEL_IMAGE: image,
-                LABEL_REVISION: str(revision),
+            **{**options, "labels": labels},
+            networking_config={
+                options["network"]: self._client.api.create_endpoint_config(aliases=[svc.dns_name])
             },
-            volumes=volumes,
-            network=network,
-            networking_config={network: self._client.api.create_endpoint_config(aliases=[svc.dns_name])},
-            restart_policy={"Name": "unless-stopped"},
             detach=True,
-            **docker_create_options(svc.kind, inputs.workload(svc.name)),
         )
         container.start()
 

@@ -7,9 +7,10 @@ Why this is enough for "config changes must reach the pods": every pod template 
 config checksum, so a release whose ConfigMap changed rolls its pods, and `helm rollback` restores
 the previous revision whole (images, ConfigMap and checksum), so its pods roll back too.
 
-The PEM keys reach Helm only as `--set-file` paths: files of mode 0600 in a private temporary
-directory (0700) that is removed when the call returns. The key material is never an argument
-(arguments are visible in `ps` and in Helm's error messages) and never written into the chart.
+The PEM keys and the app secrets reach Helm only as `--set-file` paths: files of mode 0600 in a
+private temporary directory (0700) that is removed when the call returns. Their values are never
+an argument (arguments are visible in `ps` and in Helm's error messages) and never written into
+the chart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from services.deployer.adapters.kubernetes import CONFIG_KEY, KubernetesSubstrate
+from services.deployer.adapters.kubernetes import CONFIG_KEY, KubernetesSubstrate, app_configs_of
 from services.deployer.ports import Release, ReleaseFailed
 from services.deployer.scaffold import ScaffoldInputs, render_scaffold
 from services.deployer.topology import ServicePlan, Topology
@@ -95,6 +96,7 @@ class HelmSubstrate:
                 f"keys.privatePem={_private_file(Path(work) / 'private.pem', private)}",
                 "--set-file",
                 f"keys.publicPem={_private_file(Path(work) / 'public.pem', public)}",
+                *_app_secret_files(inputs, Path(work)),
                 "--description",
                 f"kiln revision {revision}",
                 "--output",
@@ -146,8 +148,8 @@ class HelmSubstrate:
         done = self._helm(["get", "manifest", release, *ns, "--revision", str(revision)])
         if done.returncode != 0:
             raise TransientError(f"helm get manifest {release} --revision {revision}: {self._message(done)}")
-        images, config_json = _read_manifest(done.stdout, topology)
-        return Release(topology.package, revision, images, config_json)
+        images, config_json, app_configs = _read_manifest(done.stdout, topology)
+        return Release(topology.package, revision, images, config_json, app_configs)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
         return self._cluster.endpoint(topology, service)
@@ -196,6 +198,14 @@ def _write_chart(inputs: ScaffoldInputs, work: Path) -> Path:
     return work / "chart"
 
 
+def _app_secret_files(inputs: ScaffoldInputs, work: Path) -> list[str]:
+    args = []
+    for index, name in enumerate(sorted(inputs.secret_sources)):
+        path = _private_file(work / f"app-secret-{index}", inputs.secret_values[name].encode())
+        args += ["--set-file", f"appSecrets.{name}={path}"]
+    return args
+
+
 def _private_file(path: Path, data: bytes) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -203,10 +213,13 @@ def _private_file(path: Path, data: bytes) -> Path:
     return path
 
 
-def _read_manifest(manifest: str, topology: Topology) -> tuple[dict[str, str], str | None]:
+def _read_manifest(
+    manifest: str, topology: Topology
+) -> tuple[dict[str, str], str | None, dict[str, str] | None]:
     by_dns = {svc.dns_name: svc.name for svc in topology.services}
     images: dict[str, str] = {}
     config_json = None
+    app_configs: dict[str, str] | None = None
     for doc in yaml.safe_load_all(manifest):
         if not doc:
             continue
@@ -216,4 +229,6 @@ def _read_manifest(manifest: str, topology: Topology) -> tuple[dict[str, str], s
             images[by_dns[name]] = containers[0]["image"]
         elif kind == "ConfigMap" and name == f"{safe_name(topology.package)}-config":
             config_json = (doc.get("data") or {}).get(CONFIG_KEY)
-    return images, config_json
+        elif kind == "ConfigMap" and name == f"{safe_name(topology.package)}-app-config":
+            app_configs = app_configs_of(doc.get("data") or {}, topology)
+    return images, config_json, app_configs

@@ -9,6 +9,11 @@ restart` does, so the pods are replaced whatever else their template says.
 A rollback re-applies the previous images with the previous ConfigMap data (read before the new
 release was applied), so the restart above also brings a config-only change back.
 
+The app's own config is a second ConfigMap (`<package>-app-config`, a file per reading service),
+mounted with subPath too; the pod templates of its readers carry the checksum of their own file,
+so a change of one section rolls the pods of the services that read it and no others. The app
+secrets are a Secret built in memory (`<package>-app-secrets`) from the deployer's environment.
+
 Requests go through `ApiClient.call_api` only, which keeps this adapter testable at the client
 boundary (tests record the exact requests) without an API server.
 """
@@ -23,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 from services.deployer.ports import Release
 from services.deployer.scaffold import ScaffoldInputs, chart_manifests
+from services.deployer.scaffold.render import app_config_key
 from services.deployer.topology import ServicePlan, Topology
 from shared.bus import TransientError
 from shared.logging import REDACT
@@ -103,7 +109,9 @@ class KubernetesSubstrate:
     def apply(self, inputs: ScaffoldInputs, revision: int) -> dict[str, Any]:
         topology = inputs.topology
         docs = chart_manifests(inputs, self._keys(inputs.keys_dir, topology.package))
-        configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+        configmap = next(
+            d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == _config_name(topology)
+        )
         before = self._call("GET", object_path(configmap))
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": topology.namespace}}
         for doc in [namespace, *docs]:
@@ -153,11 +161,12 @@ class KubernetesSubstrate:
             images.update(json.loads(annotations.get(IMAGE_ANNOTATION, "{}")))
         if not revision:
             return None
-        configmap = self._call(
-            "GET", f"/api/v1/namespaces/{topology.namespace}/configmaps/{safe_name(topology.package)}-config"
-        )
+        configmaps = f"/api/v1/namespaces/{topology.namespace}/configmaps"
+        configmap = self._call("GET", f"{configmaps}/{_config_name(topology)}")
         config_json = ((configmap or {}).get("data") or {}).get(CONFIG_KEY)
-        return Release(topology.package, revision, images, config_json)
+        app_configmap = self._call("GET", f"{configmaps}/{safe_name(topology.package)}-app-config")
+        app_configs = app_configs_of((app_configmap or {}).get("data") or {}, topology)
+        return Release(topology.package, revision, images, config_json, app_configs)
 
     def endpoint(self, topology: Topology, service: ServicePlan) -> str | None:
         # Cluster DNS: the verifier runs inside the cluster (charts/kiln deploys the deployer there).
@@ -207,6 +216,15 @@ class KubernetesSubstrate:
             return [f"{name}: (pod gone)"]
         label = f"{name} (previous run)" if previous else name
         return [f"{label}: {REDACT(line)}" for line in text.splitlines()[-lines:]]
+
+
+def _config_name(topology: Topology) -> str:
+    return f"{safe_name(topology.package)}-config"
+
+
+def app_configs_of(data: dict[str, str], topology: Topology) -> dict[str, str]:
+    """service -> its file, from the app-config ConfigMap's data (keys `<service dns name>.json`)."""
+    return {svc.name: data[app_config_key(svc)] for svc in topology.apps if app_config_key(svc) in data}
 
 
 def _pod_failing(pod: dict[str, Any]) -> bool:

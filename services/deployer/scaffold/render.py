@@ -5,7 +5,8 @@ rendered by Jinja2 into plain Kubernetes manifests with every value inlined, whi
 accepts as templates. values.yaml documents those values. The one exception is
 templates/secret.yaml, a real Helm template fed by `--set-file` at install time, because the
 PEM keys must never be written into the chart; the k8s substrate renders the same template
-with the keys in memory (`chart_manifests(inputs, keys=...)`).
+with the keys in memory (`chart_manifests(inputs, keys=...)`). templates/app-secret.yaml (the
+package's app secrets) is the same kind of template, its values given at install time too.
 """
 
 from __future__ import annotations
@@ -31,12 +32,22 @@ from services.deployer.scaffold.hardening import (
     key_files,
     pod_security_context,
 )
+from services.deployer.scaffold.helm_template import (
+    SECRET_TEMPLATES,
+    app_secret_mark,
+    helm_template,
+    key_mark,
+)
 from services.deployer.scaffold.inputs import ScaffoldInputs
-from services.deployer.topology import CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, VolumePlan
+from services.deployer.topology import APP_CONFIG_MOUNT, CONFIG_MOUNT, KEYS_MOUNT, ServicePlan, VolumePlan
 from shared.registry.transport import is_loopback
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHECKSUM_ANNOTATION = "kiln.dev/config-checksum"
+# On the pods (k8s) and containers (compose) of the services that read the app config: the
+# checksum of the file they mount, so a change of it restarts them and only them.
+APP_CHECKSUM_ANNOTATION = "kiln.dev/app-config-checksum"
+APP_CHECKSUM_LABEL = "dev.kiln.app-config-checksum"
 # Holds registry credentials when they are set: never committed, readable by its owner only.
 PRIVATE_FILES = ("k3s/registries.yaml",)
 
@@ -52,6 +63,9 @@ def _environment() -> Environment:
     )
     # JSON strings are valid YAML scalars: every value is quoted safely whatever it contains.
     env.filters["q"] = lambda value: json.dumps(value)
+    # `docker compose` expands ${VAR} anywhere in its file, configs' content included: repository
+    # content ("${KILN_REGISTRY_PASSWORD}" in the app config) must reach the container as written.
+    env.filters["compose_literal"] = lambda text: str(text).replace("$", "$$")
     env.filters["to_yaml"] = lambda data: yaml.safe_dump(data, sort_keys=True).rstrip("\n")
     env.filters["shell_join"] = lambda args: shlex.join(args)
     env.filters["supervisor_escape"] = lambda v: str(v).replace("%", "%%").replace('"', '\\"')
@@ -65,10 +79,17 @@ class _Names:
     def __init__(self, package: str):
         self.configmap = f"{package}-config"
         self.secret = f"{package}-keys"
+        self.app_configmap = f"{package}-app-config"
+        self.app_secret = f"{package}-app-secrets"
         self._package = package
 
     def volume(self, volume: VolumePlan) -> str:
         return f"{self._package}-{volume.dns_name}"
+
+
+def app_config_key(svc: ServicePlan) -> str:
+    """The service's file in the app-config ConfigMap."""
+    return f"{svc.dns_name}.json"
 
 
 def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[str, Any]:
@@ -99,6 +120,8 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
         }
         if svc.kind == "infra":
             base = {}
+        elif svc.name in inputs.app_configs and not host:
+            base["KILN_APP_CONFIG"] = APP_CONFIG_MOUNT
         if svc.port is not None:
             base["PORT"] = str(svc.port)
         base.update(dict(svc.env))  # the service's own env overrides the defaults
@@ -107,9 +130,14 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
     def secret_value(field: str) -> str:
         if keys is None:
             # A placeholder: helm_template() turns it into the one Helm action of the chart.
-            return _HELM_SECRET_MARK.format(field=field)
+            return key_mark(field)
         pem = keys[0] if field == "privatePem" else keys[1]
         return json.dumps(base64.b64encode(pem).decode())
+
+    def app_secret_value(name: str) -> str:
+        if keys is None:
+            return app_secret_mark(name)
+        return json.dumps(base64.b64encode(inputs.secret_values[name].encode()).decode())
 
     return {
         "topology": topology,
@@ -134,6 +162,15 @@ def _context(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> dict[s
         "selector": selector,
         "env_of": env_of,
         "secret_value": secret_value,
+        # the app's own config and secrets (services.deployer.app_config)
+        "app_config_mount": APP_CONFIG_MOUNT,
+        "app_configs": inputs.app_configs,
+        "app_config_checksum": inputs.app_config_checksum,
+        "app_checksum_annotation": APP_CHECKSUM_ANNOTATION,
+        "app_checksum_label": APP_CHECKSUM_LABEL,
+        "app_config_key": app_config_key,
+        "secret_sources": inputs.secret_sources,
+        "app_secret_value": app_secret_value,
         # hardening (services.deployer.scaffold.hardening): one decision for compose and the chart
         "workload_of": lambda svc: inputs.workload(svc.name),
         "key_files": key_files(topology.package),
@@ -167,31 +204,14 @@ def _render(name: str, context: dict[str, Any], **extra: Any) -> str:
     return _ENV.get_template(name).render(**context, **extra)
 
 
-_HELM_SECRET_MARK = "@@kiln-helm-secret:{field}@@"
-_HELM_SECRET_ACTION = (
-    '{{{{ required "--set-file keys.{field}=PATH" .Values.keys.{field} | b64enc | quote }}}}'
-)
-# Go templates open an action only at `{{`; `}}` and backticks outside an action are plain text.
-HELM_LITERAL_OPEN = '{{ "{{" }}'
-
-
-def helm_template(text: str) -> str:
-    """Rendered manifest text → a Helm template that prints it unchanged: every `{{` a value brought
-    (an image reference, an env value, the config) is escaped, so Helm never evaluates it
-    (`lookup` could read the cluster's secrets); only Kiln's own secret placeholder becomes an action."""
-    escaped = text.replace("{{", HELM_LITERAL_OPEN)
-    for field in ("privatePem", "publicPem"):
-        escaped = escaped.replace(
-            _HELM_SECRET_MARK.format(field=field), _HELM_SECRET_ACTION.format(field=field)
-        )
-    return escaped
-
-
 def render_chart_templates(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None = None) -> dict[str, str]:
     """`templates/<file>` -> text, in apply order (config and storage before workloads). Without
     `keys` the files are Helm templates (helm_template); with them, plain manifests to apply."""
     if keys is None:
-        return {name: helm_template(text) for name, text in _render_chart(inputs, None).items()}
+        return {
+            name: helm_template(text, secrets=name in SECRET_TEMPLATES)
+            for name, text in _render_chart(inputs, None).items()
+        }
     return _render_chart(inputs, keys)
 
 
@@ -201,6 +221,10 @@ def _render_chart(inputs: ScaffoldInputs, keys: tuple[bytes, bytes] | None) -> d
         "templates/configmap.yaml": _render("chart/configmap.yaml.j2", ctx),
         "templates/secret.yaml": _render("chart/secret.yaml.j2", ctx),
     }
+    if inputs.app_configs:
+        files["templates/app-configmap.yaml"] = _render("chart/app-configmap.yaml.j2", ctx)
+    if inputs.secret_sources:
+        files["templates/app-secret.yaml"] = _render("chart/app-secret.yaml.j2", ctx)
     for volume in inputs.topology.volumes:
         files[f"templates/pvc-{volume.dns_name}.yaml"] = _render("chart/pvc.yaml.j2", ctx, volume=volume)
     for svc in inputs.topology.services:

@@ -24,6 +24,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from services.imager.proof_cache import runtime_key
 from shared.platforms import arch_of
 from shared.registry.transport import plain_http_allowed, with_tls_hint
 
@@ -133,8 +134,21 @@ class BuildahBuilder:
         size = sum(
             int(layer.get("size", 0) or 0) for layer in inspect.get("OCIv1", {}).get("layers", []) or []
         )
+        oci = inspect.get("OCIv1") or {}
+        content = runtime_key(
+            {
+                "RootFS": {"Layers": (oci.get("rootfs") or {}).get("diff_ids")},
+                "Config": oci.get("config") or {},
+                "Architecture": oci.get("architecture"),
+                "Os": oci.get("os"),
+            }
+        )
         return BuiltImage(
-            image_id=inspect.get("FromImageID", reference), reference=reference, size_bytes=size, log=log
+            image_id=inspect.get("FromImageID", reference),
+            reference=reference,
+            size_bytes=size,
+            log=log,
+            content_key=content,
         )
 
     def tag(self, image_id: str, reference: str) -> None:

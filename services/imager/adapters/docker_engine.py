@@ -16,6 +16,7 @@ from services.imager.ports import (
     RegistryAuth,
     RegistryAuthFailed,
 )
+from services.imager.proof_cache import runtime_key
 from shared.registry.transport import with_tls_hint
 
 _AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
@@ -85,7 +86,13 @@ class DockerEngineBuilder:
             log.append(str(exc))
             raise BuildFailed(f"build of {reference} failed: {exc.explanation or exc}", log) from exc
         image = self.client.images.get(image_id or reference)
-        return BuiltImage(image_id=image.id, reference=reference, size_bytes=image.attrs["Size"], log=log)
+        return BuiltImage(
+            image_id=image.id,
+            reference=reference,
+            size_bytes=image.attrs["Size"],
+            log=log,
+            content_key=runtime_key(image.attrs),
+        )
 
     def tag(self, image_id: str, reference: str) -> None:
         repository, tag = split_reference(reference)

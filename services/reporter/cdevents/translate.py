@@ -3,6 +3,7 @@
 | Kiln event               | CDEvents                                            |
 |--------------------------|-----------------------------------------------------|
 | build.requested          | pipelinerun.queued                                  |
+| build.waiting            | pipelinerun.queued (held back; build.requested queues it again) |
 | stage.started (first)    | pipelinerun.started (shared.stages.FIRST_STAGE) + taskrun.started |
 | stage.started (other)    | taskrun.started                                     |
 | stage.finished           | taskrun.finished (outcome success/failure/cancel)   |
@@ -29,6 +30,7 @@ from urllib.parse import quote
 from shared.events import (
     BuildFinished,
     BuildRequested,
+    BuildWaiting,
     DeployCompleted,
     Envelope,
     Event,
@@ -74,6 +76,12 @@ def translate(
 
 
 def _build_requested(event: BuildRequested, c: Context) -> Out:
+    return [("pipelinerun.queued", c.envelope.buildid, c.pipeline)]
+
+
+def _build_waiting(event: BuildWaiting, c: Context) -> Out:
+    # Held back by its concurrency group: queued from the subscriber's view, and the same run
+    # (build id) is queued again by its build.requested when a slot frees.
     return [("pipelinerun.queued", c.envelope.buildid, c.pipeline)]
 
 
@@ -160,6 +168,7 @@ def _deploy_completed(event: DeployCompleted, c: Context) -> Out:
 
 TRANSLATIONS: dict[type[Event], Callable[[Any, Context], Out]] = {
     BuildRequested: _build_requested,
+    BuildWaiting: _build_waiting,
     RollbackRequested: _rollback_requested,
     StageStarted: _stage_started,
     StageFinished: _stage_finished,

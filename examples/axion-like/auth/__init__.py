@@ -1,0 +1,1 @@
+"""auth: HMAC signatures of bodies and short-lived signed tokens (standard library)."""

@@ -1,0 +1,1 @@
+"""hooks: the webhook service: signed push notifications in, envelopes out."""

@@ -1,0 +1,1 @@
+"""httpapi: the small HTTP layer every service answers on: /healthz, /status (the JSON harness), routes."""

@@ -1,0 +1,1 @@
+"""importers: the import service: contacts from CSV (standard library) and XML (lxml, tier `io`)."""

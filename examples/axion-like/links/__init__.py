@@ -1,0 +1,1 @@
+"""links: the go service: short codes for long URLs."""

@@ -1,0 +1,1 @@
+"""models: the shapes services exchange, validated by pydantic-core (native, tier `minimal`)."""

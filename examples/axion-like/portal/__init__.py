@@ -1,0 +1,1 @@
+"""portal: the web service: HTML pages of the platform (Jinja2, tier `web`)."""

@@ -1,0 +1,1 @@
+"""scheduling: the scheduler service: five-field cron expressions and their next firing."""

@@ -1,0 +1,1 @@
+"""storage: content-addressed blobs and a small record store (sqlite, standard library)."""

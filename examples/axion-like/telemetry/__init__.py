@@ -1,0 +1,1 @@
+"""telemetry: the monitor service: counters, latency percentiles and Prometheus text."""

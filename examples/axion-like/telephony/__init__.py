@@ -1,0 +1,1 @@
+"""telephony: the sms service: GSM-7 / UCS-2 segmentation and signed delivery receipts."""

@@ -1,0 +1,1 @@
+"""workflow: the workflow service: instances move through a definition's steps on events."""
