@@ -42,13 +42,12 @@ class Platform:
         """The Debian package of the cross compiler for this platform."""
         return f"gcc-{self.triplet.removesuffix('-linux-gnu').replace('_', '-')}-linux-gnu"
 
-    @property
-    def python_headers_package(self) -> str:
-        """The Debian multiarch package of the Python 3.11 headers for this platform."""
-        return f"libpython3.11-dev:{self.arch}"
+    def python_headers_package(self, python: str) -> str:
+        """The Debian multiarch package of CPython `python`'s headers here: `libpython3.13-dev:arm64`."""
+        return f"libpython{python}-dev:{self.arch}"
 
-    def python_tag(self, python: str = "3.11") -> str:
-        """The extension-module suffix tag of CPython `python` here: `cpython-311-aarch64-linux-gnu`."""
+    def python_tag(self, python: str) -> str:
+        """The extension-module suffix tag of CPython `python` here: `cpython-313-aarch64-linux-gnu`."""
         return f"cpython-{python.replace('.', '')}-{self.triplet}"
 
     def __str__(self) -> str:

@@ -123,8 +123,8 @@ cmd_compose-smoke() {
     --setting "KILN_REGISTRY_PORT=$SMOKE_REGISTRY_PORT" \
     --setting "KILN_RABBITMQ_UI_PORT=18672" --setting "KILN_MAILPIT_UI_PORT=18025" \
     --setting "KILN_REGISTRY_HTPASSWD=$SMOKE_DIR/registry/htpasswd" \
-    --setting "KILN_BASE_IMAGE_AMD64=kiln-base:bookworm-amd64" \
-    --setting "KILN_BASE_IMAGE_ARM64=kiln-base:bookworm-arm64" \
+    --setting "KILN_BASE_IMAGE_AMD64=registry:5000/kiln/base:bookworm-amd64" \
+    --setting "KILN_BASE_IMAGE_ARM64=registry:5000/kiln/base:bookworm-arm64" \
     --setting "KILN_OFFLINE_PYTHON_BASE=$SMOKE_PYTHON_IMAGE" \
     $(smoke_pip_ca_setting | sed 's/^/--setting /')
   local registry_password
@@ -147,8 +147,17 @@ cmd_compose-smoke() {
   t_healthy=$((SECONDS - t_start))
   smoke_compose ps | sed 's/^/    /'
 
-  step "loading the base images of the images Kiln builds into the stack's engine"
+  # The compiler reads each base image's Python from a registry (docs/compiler.md "Target
+  # Python"), and the engine builds FROM it: loaded into the engine, pushed from there.
+  step "the base images of the images Kiln builds: into the stack's engine and its registry"
   docker save kiln-base:bookworm-amd64 kiln-base:bookworm-arm64 | smoke_engine docker load -q | sed 's/^/    /'
+  printf '%s\n' "$registry_password" | smoke_engine docker login -u kiln --password-stdin registry:5000 >/dev/null ||
+    die "docker login registry:5000 in the stack's engine failed" "docker-compose -p $SMOKE_PROJECT logs registry"
+  for arch in amd64 arm64; do
+    smoke_engine docker tag "kiln-base:bookworm-$arch" "registry:5000/kiln/base:bookworm-$arch"
+    smoke_engine docker push -q "registry:5000/kiln/base:bookworm-$arch" | sed 's/^/    /' ||
+      die "pushing registry:5000/kiln/base:bookworm-$arch failed" "docker-compose -p $SMOKE_PROJECT logs registry"
+  done
 
   step "RabbitMQ consumers per image queue (two amd64 workers expected)"
   docker exec "$(smoke_compose ps -q rabbitmq)" rabbitmqctl -q list_queues name consumers |

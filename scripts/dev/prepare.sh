@@ -56,8 +56,11 @@ print_phases() { # total_started: one line per phase, then the wall time (phases
 }
 
 # Callers print the phases (print_phases) when they have added their own.
+# KILN_WITH_EXTRA_SUITES=1 (what `test` sets) also builds the trixie bases and headers images that
+# the tests proving a second Python need; `up` builds bookworm's only.
 do_prepare() {
-  local arch
+  local arch suite extra=()
+  [[ ${KILN_WITH_EXTRA_SUITES:-0} == 1 ]] && extra=("${EXTRA_SUITES[@]}")
   mkdir -p "$KILN_STATE_DIR"
   phase "apt packages" install_apt_packages
   background "python venv (pip)" install_venv
@@ -65,6 +68,9 @@ do_prepare() {
   phase "binfmt qemu-aarch64" ensure_binfmt_aarch64
   for arch in "${BASE_ARCHITECTURES[@]}"; do
     background "base rootfs $arch (debootstrap)" build_base_rootfs "$arch"
+    for suite in "${extra[@]}"; do
+      background "$suite rootfs $arch (debootstrap)" build_suite_tarballs "$arch" "$suite"
+    done
   done
   phase "RabbitMQ" ensure_rabbitmq
   phase "MariaDB" ensure_mariadb
@@ -74,6 +80,10 @@ do_prepare() {
   for arch in "${BASE_ARCHITECTURES[@]}"; do
     await_phase "base rootfs $arch (debootstrap)"
     phase "base image $arch (import, push)" import_and_push_base_image "$arch"
+    for suite in "${extra[@]}"; do
+      await_phase "$suite rootfs $arch (debootstrap)"
+      phase "$suite images $arch (import, push)" import_and_push_suite_images "$arch" "$suite"
+    done
   done
   write_dev_env
 }

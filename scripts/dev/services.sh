@@ -42,6 +42,8 @@ export KILN_AMQP_URL='amqp://guest:guest@127.0.0.1:5672/'
 export KILN_DATABASE_URL='mysql+pymysql://root@127.0.0.1:3306/'
 export KILN_BASE_IMAGE_AMD64='$(base_registry_image amd64)'
 export KILN_BASE_IMAGE_ARM64='$(base_registry_image arm64)'
+export KILN_PYTHON_HEADERS_IMAGES_AMD64='$(headers_images_setting amd64)'
+export KILN_PYTHON_HEADERS_IMAGES_ARM64='$(headers_images_setting arm64)'
 export KILN_TRIVY='$trivy'
 ENV
     mv "$KILN_DEV_ENV.tmp" "$KILN_DEV_ENV"

@@ -1,8 +1,8 @@
 """The one place that wires the compiler service: settings -> git, engine, artifact store,
 skip-compile index, cancellation, idempotency guard, and the handler table.
 
-Unit tests call `bootstrap(settings, fetcher=..., compiler=..., store=...)` with fakes; the
-worker calls it with settings alone.
+Unit tests call `bootstrap(settings, fetcher=..., compiler=..., store=..., pythons=...)` with
+fakes; the worker calls it with settings alone.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from services.compiler.adapters.artifact_store import SharedArtifactStore
 from services.compiler.adapters.engine_compiler import EngineCompiler
-from services.compiler.engine import ModuleCache
+from services.compiler.base_python.reader import BasePythonReader
+from services.compiler.base_python.registry_image import Registries
+from services.compiler.base_python.store import ImageStore
+from services.compiler.engine import ModuleCache, default_cache_dir
 from services.compiler.handlers import BuildSettings, on_build_requested
-from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
+from services.compiler.ports import ArtifactStore, BasePythons, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
 from services.compiler.settings import CompilerSettings
 from shared.artifacts import FILE_SCHEME
@@ -31,6 +35,7 @@ from shared.events import BuildRequested
 from shared.git_source import GitSource
 from shared.platforms import per_platform
 from shared.registry import RegistryClient
+from shared.registry.transport import parse_hosts
 from shared.sandbox import Sandbox
 from shared.sources import SourceGuard
 
@@ -44,6 +49,21 @@ def artifact_store_from(settings: CompilerSettings) -> SharedArtifactStore:
     return SharedArtifactStore(settings.artifact_store or f"{client.host}/kiln", client)
 
 
+def base_pythons_from(settings: CompilerSettings) -> BasePythonReader:
+    """Base images are read with the operator's registry credentials on KILN_REGISTRY_URL's host,
+    anonymously elsewhere; what was read is cached per digest (base_python/store.py)."""
+    store = settings.compiler_python_cache or str(default_cache_dir().parent / "base-python")
+    headers = {
+        platform: tuple(value.replace(",", " ").split())
+        for platform, value in per_platform(settings, "python_headers_images_").items()
+    }
+    return BasePythonReader(
+        Registries(RegistryClient.from_settings(settings), parse_hosts(settings.registry_insecure_hosts)),
+        ImageStore(Path(store), settings.compiler_python_cache_entries),
+        headers,
+    )
+
+
 def bootstrap(
     settings: CompilerSettings,
     *,
@@ -53,6 +73,7 @@ def bootstrap(
     environ: Mapping[str, str] | None = None,
     guard: IdempotencyGuard | None = None,
     with_database: bool = True,
+    pythons: BasePythons | None = None,
 ) -> Worker:
     if not settings.config_path:
         raise SystemExit(
@@ -97,6 +118,7 @@ def bootstrap(
             is_cancelled=cancel.is_cancelled,
             cancel_reason=cancel.reason,
             logs=logs,
+            pythons=pythons or base_pythons_from(settings),
         )
     }
     return Worker(

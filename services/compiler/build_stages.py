@@ -8,6 +8,7 @@ describe what is built (shared/config/repository.py) and is read with the untrus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform as host
 from collections.abc import Mapping
@@ -18,7 +19,8 @@ from services.compiler.app_config import app_config_document, push_app_config
 from services.compiler.engine import CompiledModule, CompileReport
 from services.compiler.engine.tree import UnsafeLink
 from services.compiler.fanout import ImagePlan, PlanError, build_version, plan_images
-from services.compiler.ports import ArtifactStore, FetchFailed, SourceFetcher, TreeCompiler
+from services.compiler.ports import ArtifactStore, BasePythons, FetchFailed, SourceFetcher, TreeCompiler
+from services.compiler.pythons import target_pythons
 from services.compiler.reuse import ArtifactIndex
 from services.compiler.source import (
     UnreadableConfig,
@@ -203,14 +205,28 @@ def compile_stage(
     store: ArtifactStore,
     index: ArtifactIndex,
     log: LineSink = discard,
+    pythons: BasePythons | None = None,
 ) -> tuple[CompileOutcome, dict]:
-    """`log` receives the stage's live log lines: each module's result as it completes."""
+    """`log` receives the stage's live log lines: each module's result as it completes. `pythons`
+    reads each platform's target CPython from its base image (None: the host's Python); the
+    headers it found stay held until the compile is done."""
+    with contextlib.ExitStack() as held:
+        targets = target_pythons(event.package, prepared, event.options.platforms, pythons, held, log)
+        return _compile(event, build_id, prepared, work_dir, targets, compiler, store, index, log)
+
+
+def _compile(event, build_id, prepared, work_dir, targets, compiler, store, index, log):
     platforms = list(event.options.platforms)
     fallback = sorted(prepared.package.compile.fallback_to_source)
     digest = source_digest(
         prepared.view,
         prepared.requirements.values(),
-        {"fallback": fallback, "tiers": tiers_document(prepared.config, prepared.requirements)},
+        {
+            "fallback": fallback,
+            "tiers": tiers_document(prepared.config, prepared.requirements),
+            # Another Python (a new base image) is another compile, never a reused artifact.
+            "python": {p: [t.soabi, t.headers_digest] for p, t in sorted(targets.items())},
+        },
     )
     note = None
     app_config = push_app_config(store, prepared.app_config, package=event.package, build=build_id)
@@ -240,12 +256,14 @@ def compile_stage(
             factories=factories,
             fallback_to_source=fallback,
             progress=progress,
+            pythons=targets,
         )
     except UnsafeLink as exc:
         raise StageFailed(str(exc), {"unsafe_link": str(exc)}) from None
     log(progress.summary(report))
     modules, sets = event_results(report, platforms)
     detail = {**_counts(report), "platforms": platforms, "source_digest": digest}
+    detail["python"] = {p: t.soabi for p, t in targets.items()}
     if note:
         detail["note"] = note
     if not report.ok:

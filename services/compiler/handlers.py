@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.compiler.build_stages import CompileOutcome, compile_stage, config_stage, keys_stage
-from services.compiler.ports import ArtifactStore, SourceFetcher, TreeCompiler
+from services.compiler.ports import ArtifactStore, BasePythons, SourceFetcher, TreeCompiler
 from services.compiler.reuse import ArtifactIndex
 from shared.bus.live_logs import LogShipper
 from shared.bus.stage import Emitter, StageFailed, StageRun, finish_stage, stage
@@ -57,6 +57,7 @@ def on_build_requested(
     is_cancelled: Callable[[str, int], bool] = lambda _build, _attempt: False,
     cancel_reason: Callable[[str], str] = lambda _build: "",
     logs: LogShipper | None = None,
+    pythons: BasePythons | None = None,
 ) -> None:
     started = time.monotonic()
 
@@ -103,6 +104,7 @@ def on_build_requested(
                     store=store,
                     index=index,
                     log=current.log,
+                    pythons=pythons,
                 ),
             )
             boundary("image")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from services.compiler.engine import CompiledModule, CompileReport
+from services.compiler.base_python.reader import BaseImage
+from services.compiler.engine import CompiledModule, CompileReport, TargetPython
+from shared.bus.live_logs import LineSink
 from shared.events.build import Source
 from shared.events.compile import Artifact, DocumentReference
 from shared.git_source import FetchFailed
 
-__all__ = ["ArtifactStore", "FetchFailed", "SourceFetcher", "TreeCompiler"]
+__all__ = ["ArtifactStore", "BasePythons", "FetchFailed", "SourceFetcher", "TreeCompiler"]
 
 
 class SourceFetcher(Protocol):
@@ -38,8 +41,19 @@ class TreeCompiler(Protocol):
         factories: list[str],
         fallback_to_source: Iterable[str],
         progress: Callable[[CompiledModule], None] | None = None,
+        pythons: Mapping[str, TargetPython] | None = None,
     ) -> CompileReport:
-        """`progress` is called with each module's result as it completes (live log lines)."""
+        """`progress` is called with each module's result as it completes (live log lines);
+        `pythons` is the CPython each platform is compiled for (missing: the host's)."""
+        ...
+
+
+class BasePythons(Protocol):
+    def held(
+        self, bases: Mapping[str, BaseImage], log: LineSink
+    ) -> AbstractContextManager[dict[str, TargetPython]]:
+        """The CPython of each platform's base image, its headers kept on disk while the context
+        is open; BasePythonError (naming the base image's key) when it cannot be compiled for."""
         ...
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import ByteSize, Field, SecretStr
+from pydantic import ByteSize, Field, SecretStr, field_validator
 
+from services.compiler.base_python.store import DEFAULT_MAX_ENTRIES
 from services.compiler.engine.cache import DEFAULT_MAX_BYTES
+from shared.naming import validate_image_reference
 from shared.sources import SourceSettings
 
 
@@ -28,4 +30,20 @@ class CompilerSettings(SourceSettings):  # provider URLs, KILN_GIT_TOKEN_HOSTS: 
     artifact_store: str | None = None
     base_image_amd64: str | None = None
     base_image_arm64: str | None = None
+    # Build-only images holding CPython headers (include/python3.X) per platform, for base images
+    # whose Python ships none (Debian's python3): `ref ref …`, the one with the base's version is
+    # used (docs/compiler.md, "Target Python"). Never run, never shipped.
+    python_headers_images_amd64: str = ""
+    python_headers_images_arm64: str = ""
+    # What was read from base and headers images, per manifest digest; empty = the default
+    # ${XDG_CACHE_HOME:-~/.cache}/kiln/base-python. Entries, 0 = unbounded.
+    compiler_python_cache: str | None = None
+    compiler_python_cache_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=0)
     work_dir: str | None = Field(None, description="where sources are fetched; empty = system temp")
+
+    @field_validator("python_headers_images_amd64", "python_headers_images_arm64")
+    @classmethod
+    def _image_references(cls, value: str) -> str:
+        for reference in value.replace(",", " ").split():
+            validate_image_reference(reference)
+        return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,8 @@ APP_DIR = "/app"
 LAUNCH_DIR = "/opt/kiln/launch"
 LAUNCHER = f"{LAUNCH_DIR}/kiln_launch.py"
 LAUNCHER_SOURCE = Path(__file__).parent / "templates" / "launch" / "kiln_launch.py"
-_PYTHONS = ("python", "python3", "python3.11")
+# `python`, `python3`, `python3.13`, `/usr/local/bin/python3.13t`: any CPython the image has.
+_PYTHON = re.compile(r"^python(?:3(?:\.\d{1,2}t?)?)?$")
 
 _ENV = Environment(
     loader=PackageLoader("services.imager", "templates"),
@@ -52,7 +54,7 @@ class ImageSpec:
 
 def launch_command(command: tuple[str, ...]) -> tuple[str, ...]:
     """`python3 -m pkg.mod ...` -> the launcher (compiled modules cannot run through runpy)."""
-    if len(command) >= 3 and command[0].rsplit("/", 1)[-1] in _PYTHONS and command[1] == "-m":
+    if len(command) >= 3 and _PYTHON.fullmatch(command[0].rsplit("/", 1)[-1]) and command[1] == "-m":
         return ("python3", LAUNCHER, *command[2:])
     return command
 

@@ -16,7 +16,7 @@ from services.imager.cache_bound import BoundedCache, held_entry
 from services.imager.dockerfile import LAUNCHER_SOURCE, ImageSpec, render_dockerfile
 from services.imager.system_layer import SystemLayerCache, SystemRequest, requested_packages
 from services.imager.tier_venv import TierVenvCache
-from services.imager.tiers import resolve_tier
+from services.imager.tiers import artifact_python, resolve_tier
 from shared.bus.live_logs import LineSink, discard
 from shared.events.compile import ImageRequested
 
@@ -64,8 +64,9 @@ def service_build_context(
         )
         tier_dir = None
         if tier is not None:
+            python = artifact_python(root)  # the base image's CPython, as the compiler read it
             tier_dir = held.enter_context(
-                held_entry(inputs.cache, lambda: inputs.tiers.prepare(tier, event.platform))
+                held_entry(inputs.cache, lambda: inputs.tiers.prepare(tier, event.platform, python))
             )
         spec = ImageSpec(
             base_image=event.base_image,

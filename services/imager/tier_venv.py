@@ -77,16 +77,54 @@ def host_platform() -> str:
     return (platforms.host() or platforms.DEFAULT).name
 
 
-def pip_command(lines_file: Path, target: Path, platform: str, policy: PipPolicy = WHEELS_ONLY) -> list[str]:
+_VERSION = re.compile(r"^3\.\d{1,2}$")
+_ABI = re.compile(r"^cp3\d{1,2}t?$")
+
+
+@dataclass(frozen=True)
+class PythonTag:
+    """The CPython a tier is installed for: the one the artifact was compiled for (its manifest
+    says, `.kiln-compile.json`), which is its base image's."""
+
+    version: str  # "3.13"
+    abi: str  # "cp313"
+
+    def __post_init__(self) -> None:
+        # From the artifact, and handed to pip: only these shapes.
+        if not _VERSION.fullmatch(self.version) or not _ABI.fullmatch(self.abi):
+            raise TierPreparationFailed(
+                f"the artifact's Python is {self.version!r} ({self.abi!r}), not a CPython version and ABI tag"
+            )
+        if self.abi.removeprefix("cp").removesuffix("t") != self.version.replace(".", ""):
+            raise TierPreparationFailed(f"the artifact's ABI {self.abi} is not CPython {self.version}'s")
+
+    @classmethod
+    def host(cls) -> PythonTag:
+        """The worker's own interpreter: what pip installs for when told nothing."""
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return cls(version, f"cp{version.replace('.', '')}{'t' if 't' in sys.abiflags else ''}")
+
+
+def pip_command(
+    lines_file: Path,
+    target: Path,
+    platform: str,
+    policy: PipPolicy = WHEELS_ONLY,
+    python: PythonTag | None = None,
+) -> list[str]:
+    """pip for `platform` and `python` (None: the worker's own); any other platform or Python
+    than the worker's is fetched as wheels for that platform, version and ABI."""
+    python = python or PythonTag.host()
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     command += ["--no-input", "--no-compile", "--target", str(target), "-r", str(lines_file)]
     if policy.index_url:
         command += ["--index-url", policy.index_url]
     if policy.cert:
         command += ["--cert", policy.cert]
-    if platform != host_platform():
-        command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
-        # The manylinux tags pip may pick wheels for when the host is another platform.
+    if platform != host_platform() or python != PythonTag.host():
+        command += ["--only-binary=:all:", "--python-version", python.version, "--implementation", "cp"]
+        command += ["--abi", python.abi]
+        # The manylinux tags pip may pick wheels for when the target is not the worker itself.
         for tag in platforms.parse(platform).pip_platforms:
             command += ["--platform", tag]
     elif not policy.allow_sdists:
@@ -108,15 +146,17 @@ class TierVenvCache:
         self.pip = pip
         self.sandbox = sandbox
 
-    def path_for(self, tier: TierSpec, platform: str) -> Path:
+    def path_for(self, tier: TierSpec, platform: str, python: PythonTag | None = None) -> Path:
+        """`<tier>-<arch>-<abi>-<hash>`: another Python is another tier (its wheels differ)."""
         arch = platforms.arch_of(platform)
-        name = f"{tier.name}-{arch}-{tier.requirements_hash(platform)}"
+        abi = (python or PythonTag.host()).abi
+        name = f"{tier.name}-{arch}-{abi}-{tier.requirements_hash(platform)}"
         if self.pip != WHEELS_ONLY:  # another index or sdists: never the same cached tier
             name += "-" + hashlib.sha256(repr(self.pip).encode()).hexdigest()[:8]
         return self.root / name
 
-    def prepare(self, tier: TierSpec, platform: str) -> Path:
-        final = self.path_for(tier, platform)
+    def prepare(self, tier: TierSpec, platform: str, python: PythonTag | None = None) -> Path:
+        final = self.path_for(tier, platform, python)
         if final.is_dir():
             return final
         self.root.mkdir(parents=True, exist_ok=True)
@@ -130,11 +170,13 @@ class TierVenvCache:
                 for number, line in enumerate(lines, start=1):  # they reached us through an artifact
                     _check(line, f"tier {tier.name} line {number}")
                 requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
-                result = self._run_pip(pip_command(requirements, target, platform, self.pip), work)
+                command = pip_command(requirements, target, platform, self.pip, python)
+                result = self._run_pip(command, work)
                 if result.returncode != 0:
                     tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+                    shown = f"{platform}, {(python or PythonTag.host()).abi}"
                     raise TierPreparationFailed(
-                        f"pip failed for tier {tier.name} ({platform}):\n{tail}{_sdist_hint(tail, self.pip)}"
+                        f"pip failed for tier {tier.name} ({shown}):\n{tail}{_sdist_hint(tail, self.pip)}"
                     )
             _drop_bytecode(target)
             try:

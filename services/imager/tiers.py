@@ -11,10 +11,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.imager.tier_venv import TierPreparationFailed, TierSpec, parse_requirements
+from services.imager.build_context import COMPILE_MANIFEST
+from services.imager.tier_venv import PythonTag, TierPreparationFailed, TierSpec, parse_requirements
 from shared.config.loader import load_config
 
 TIERS_FILE = ".kiln-tiers.json"
+
+
+def artifact_python(artifact_root: Path) -> PythonTag | None:
+    """The CPython the artifact was compiled for (its base image's), which its tier venv must be
+    installed for; None for an artifact of a compiler that did not record it (the worker's own)."""
+    manifest = artifact_root / COMPILE_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        described = json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError:
+        raise TierPreparationFailed(f"the artifact's {COMPILE_MANIFEST} is not JSON") from None
+    version, abi = described.get("python_version"), described.get("abi")
+    if version is None and abi is None:
+        return None
+    return PythonTag(str(version), str(abi))
 
 
 def resolve_tier(name: str, artifact_root: Path, config_path: str | None) -> TierSpec:

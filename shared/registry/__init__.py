@@ -18,6 +18,7 @@
     client.delete_manifest(repo, digest)            # by digest only; removes every tag on it
     client.blob_exists(repo, digest) -> bool
     client.get_blob(repo, digest) -> bytes          # digest verified
+    client.download_blob(repo, digest, path) -> size   # streamed to a file, digest verified
     client.push_blob(repo, data) -> digest          # monolithic POST+PUT, skipped if present
     client.mount_blob(to_repo, digest, from_repo) -> bool   # False: registry declined, nothing copied
     client.copy_blob(to_repo, digest, from_repo)    # exists, else mount, else pull+push

@@ -9,8 +9,10 @@ digest before it is returned.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,6 +194,32 @@ class RegistryClient:
         if mf.sha256_digest(data) != digest:
             raise DigestMismatch(f"blob {repo}@{digest} from {self.host} hashes to {mf.sha256_digest(data)}")
         return data
+
+    def download_blob(self, repo: str, digest: str, destination: Path) -> int:
+        """Stream a blob to `destination` (a layer may be hundreds of MB); its size. The bytes are
+        hashed on the way: a blob that does not match its digest is deleted, DigestMismatch."""
+        hasher, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", f"/v2/{repo}/blobs/{digest}") as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise self._error("GET", response)
+                with destination.open("wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+        except httpx.TransportError as exc:
+            destination.unlink(missing_ok=True)
+            raise RegistryUnavailable(
+                f"registry {self.host} unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            destination.unlink(missing_ok=True)
+            raise DigestMismatch(
+                f"blob {repo}@{digest} from {self.host} hashes to sha256:{hasher.hexdigest()}"
+            )
+        return size
 
     def push_blob(self, repo: str, data: bytes) -> str:
         """Monolithic upload (POST then PUT ?digest=), skipped when the blob is already there."""

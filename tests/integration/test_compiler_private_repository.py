@@ -44,6 +44,7 @@ from tests.integration.git_http_support import (
     make_bare_repository,
     self_signed,
 )
+from tests.integration.imager_support import required_env
 
 pytestmark = pytest.mark.integration
 
@@ -207,8 +208,9 @@ def start_worker(
         "KILN_COMPILER_CACHE": str(tmp_path / "compile-cache"),
         "KILN_ARTIFACT_STORE": f"file://{tmp_path / 'artifacts'}",
         "KILN_WORK_DIR": str(tmp_path / "builds"),
-        "KILN_BASE_IMAGE_AMD64": "kiln/base:amd64",
-        "KILN_BASE_IMAGE_ARM64": "kiln/base:arm64",
+        # The dev registry's (.kiln/dev.env): stage compile reads each one's Python.
+        "KILN_BASE_IMAGE_AMD64": required_env("KILN_BASE_IMAGE_AMD64"),
+        "KILN_BASE_IMAGE_ARM64": required_env("KILN_BASE_IMAGE_ARM64"),
         "KILN_GIT_TOKEN_HOSTS": ",".join(HOSTS),
         **(extra or {}),
     }

@@ -26,13 +26,20 @@ from shared.config import generate_keys
 from shared.events import BuildRequested
 from shared.events.build import Source
 from shared.registry import RegistryClient
+from tests.integration.imager_support import required_env
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "monorepo"
 OPERATOR_CONFIG = EXAMPLE.parent / "operator" / "config.yaml"
 SERVICES = ("report", "scheduler", "storage-worker", "webhook")
-BASES = {"base_image_amd64": "kiln/base:amd64", "base_image_arm64": "kiln/base:arm64"}
+
+
+def bases() -> dict[str, str]:
+    """The dev registry's base images (.kiln/dev.env): stage compile reads each one's Python."""
+    return {
+        f"base_image_{arch}": required_env(f"KILN_BASE_IMAGE_{arch.upper()}") for arch in ("amd64", "arm64")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,7 @@ async def start_service(amqp_url, database_url, tmp_path, compile_cache, **overr
         "work_dir": str(tmp_path),
         "config_path": str(OPERATOR_CONFIG),
         "instance": f"test-{uuid.uuid4().hex[:6]}",
-        **BASES,
+        **bases(),
     }
     settings = CompilerSettings(**{**values, **overrides})
     environ = {"KILN_KEYS_DIR": str(tmp_path / "keys")}
@@ -158,7 +165,7 @@ async def test_a_build_from_a_path_compiles_both_platforms_and_requests_every_im
         b["data"] for k, b in events if k == "image.requested.arm64" and b["data"]["target"] == "webhook"
     )
     assert arm["repository"] == "127.0.0.1:5000/kiln/prism-webhook-demo-arm"
-    assert arm["base_image"] == "kiln/base:arm64"
+    assert arm["base_image"] == bases()["base_image_arm64"]
     pulled = pull_artifact(arm["artifact"]["reference"], tmp_path / "pulled")
     assert (pulled / "webhook" / "_COMPILED").is_file()
     assert list((pulled / "webhook").glob("server.cpython-311-aarch64-linux-gnu.so"))

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.integration.imager_support import required_env
 from tests.security.compile_support import (
     Events,
     example_tree,
@@ -89,8 +90,9 @@ def compiler(amqp_url, database_url, tmp_path_factory, git_server):
         # The operator's configured source for the package: the git server of this test.
         "KILN_WEBHOOKS_CLONE_URL": server.url("app.git"),
         "KILN_ARTIFACT_STORE": f"file://{work / 'artifacts'}",
-        "KILN_BASE_IMAGE_AMD64": "kiln/base:amd64",
-        "KILN_BASE_IMAGE_ARM64": "kiln/base:arm64",
+        # The dev registry's (.kiln/dev.env): stage compile reads each one's Python.
+        "KILN_BASE_IMAGE_AMD64": required_env("KILN_BASE_IMAGE_AMD64"),
+        "KILN_BASE_IMAGE_ARM64": required_env("KILN_BASE_IMAGE_ARM64"),
     }
     worker, log_file = start_compiler(work, env)
     yield work, log_file
@@ -167,4 +169,4 @@ async def test_a_legitimate_push_after_the_attacks_still_builds(amqp_url, compil
     assert [stage(seen, s)["status"] for s in ("config", "keys", "compile")] == ["succeeded"] * 3
     requested = [b["data"] for k, b in seen if k == "image.requested.amd64"]
     assert {r["repository"].split("/")[0] for r in requested} == {"127.0.0.1:5000"}  # the operator's
-    assert {r["base_image"] for r in requested} == {"kiln/base:amd64"}
+    assert {r["base_image"] for r in requested} == {required_env("KILN_BASE_IMAGE_AMD64")}

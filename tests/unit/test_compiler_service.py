@@ -3,6 +3,7 @@ and the artifact store: stage events, fan-out rules, key checks, failures, cance
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -11,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from services.compiler.base_python.reader import BasePythonError
 from services.compiler.bootstrap import bootstrap
-from services.compiler.engine import CompileReport
+from services.compiler.engine import CompileReport, TargetPython
 from services.compiler.engine.report import CompiledModule, CompiledSet
 from services.compiler.ports import FetchFailed
 from services.compiler.settings import CompilerSettings
@@ -72,8 +74,9 @@ class FakeCompiler:
     failures: dict = field(default_factory=dict)  # module -> (file, line, message)
     calls: list = field(default_factory=list)
 
-    def compile(self, src, out, *, platforms, factories, fallback_to_source, progress=None):
+    def compile(self, src, out, *, platforms, factories, fallback_to_source, progress=None, pythons=None):
         self.calls.append(factories)
+        self.pythons = pythons
         outputs = {p: out / p.split("/")[1] for p in platforms}
         for directory in outputs.values():
             directory.mkdir(parents=True)
@@ -82,6 +85,23 @@ class FakeCompiler:
             modules.append(CompiledModule(module, module.split(".")[0], "error", 3, message, file, line))
         sets = [CompiledSet(f, 1, 1, 0, 0, 5) for f in factories]
         return CompileReport(outputs=outputs, modules=modules, sets=sets, duration_ms=42)
+
+
+@dataclass
+class FakePythons:
+    """The base images' Pythons: what the compile stage asked for, and what to answer."""
+
+    answer: dict = field(default_factory=dict)
+    error: Exception | None = None
+    asked: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def held(self, bases, log):
+        self.asked.append(dict(bases))
+        if self.error:
+            raise self.error
+        log("read the base images")
+        yield dict(self.answer)
 
 
 @dataclass
@@ -132,6 +152,7 @@ def run_build(
     store=None,
     cancelled=False,
     base_images=None,
+    pythons=None,
 ):
     images = {**BASES, **(base_images or {})}
     settings = CompilerSettings(
@@ -148,6 +169,7 @@ def run_build(
         store=store or FakeStore(),
         environ=environ,
         guard=MemoryIdempotencyGuard(),
+        pythons=pythons or FakePythons(),
     )
     if cancelled:
         service.cancel._cancelled["11111111-2222-3333-4444-555555555555"] = ("user asked", 1)
@@ -331,6 +353,60 @@ def test_skip_compile_reuses_the_artifacts_of_the_same_source(tmp_path, source, 
     changed = run_build(tmp_path, source, keys, event, compiler=compiler)
     assert len(compiler.calls) == 2
     assert "no earlier artifacts" in changed.stage("compile").detail["note"]
+
+
+def trixie(platform: str) -> TargetPython:
+    triplet = {"linux/amd64": "x86_64-linux-gnu", "linux/arm64": "aarch64-linux-gnu"}[platform]
+    return TargetPython("3.13", f"cpython-313-{triplet}", ("/h/python3.13",), "d" * 64, "the base image")
+
+
+def test_each_platform_compiles_for_the_python_of_its_base_image_named_by_its_key(tmp_path, source, keys):
+    config = operator_config(tmp_path)
+    config.write_text(
+        config.read_text().replace(
+            "      platforms: [linux/amd64, linux/arm64]\n",
+            "      platforms: [linux/amd64, linux/arm64]\n      base_images: {linux/arm64: mine:arm}\n",
+        )
+    )
+    pythons = FakePythons(answer={p: trixie(p) for p in ("linux/amd64", "linux/arm64")})
+    compiler = FakeCompiler()
+    ctx = run_build(tmp_path, source, keys, compiler=compiler, pythons=pythons)
+    (asked,) = pythons.asked
+    assert {p: (b.reference, b.key) for p, b in asked.items()} == {
+        "linux/amd64": ("base:amd64", "KILN_BASE_IMAGE_AMD64"),
+        "linux/arm64": ("mine:arm", "packages.demo.deployment.base_images.linux/arm64"),
+    }
+    assert compiler.pythons == pythons.answer  # what the engine compiles for
+    compiled = ctx.stage("compile")
+    assert compiled.status == "succeeded"
+    assert compiled.detail["python"] == {"linux/amd64": "cpython-313-x86_64-linux-gnu",
+                                         "linux/arm64": "cpython-313-aarch64-linux-gnu"}  # fmt: skip
+
+
+def test_a_base_image_that_cannot_be_compiled_for_fails_stage_compile_naming_its_key(tmp_path, source, keys):
+    error = BasePythonError(
+        "KILN_BASE_IMAGE_ARM64: base image base:arm64 (linux/arm64) has no Python Kiln's images could run"
+    )
+    compiler = FakeCompiler()
+    ctx = run_build(tmp_path, source, keys, compiler=compiler, pythons=FakePythons(error=error))
+    failed = ctx.stage("compile")
+    assert failed.status == "failed" and failed.error.startswith(
+        "KILN_BASE_IMAGE_ARM64: base image base:arm64"
+    )
+    assert failed.detail["base_images"] == {"linux/amd64": "base:amd64", "linux/arm64": "base:arm64"}
+    assert compiler.calls == [] and ctx.of(ImageRequested) == []
+    assert ctx.of(BuildFinished)[0].failed_stage == "compile"
+
+
+def test_skip_compile_never_reuses_artifacts_compiled_for_another_python(tmp_path, source, keys):
+    compiler = FakeCompiler()
+    run_build(tmp_path, source, keys, compiler=compiler)  # the host's Python (FakePythons answers {})
+    event = BuildRequested(
+        package="demo", source=Source(path=str(source)), options=Options(skip_compile=True)
+    )
+    pythons = FakePythons(answer={p: trixie(p) for p in ("linux/amd64", "linux/arm64")})
+    moved = run_build(tmp_path, source, keys, event, compiler=compiler, pythons=pythons)
+    assert len(compiler.calls) == 2 and "no earlier artifacts" in moved.stage("compile").detail["note"]
 
 
 def test_clone_failures_never_show_the_token(tmp_path, source, keys):

@@ -116,6 +116,7 @@ def test_platform_names_and_derived_strings():
     assert platforms.parse("aarch64") is platforms.parse("arm64") is platforms.ARM64
     assert platforms.ARM64.cross_gcc_package == "gcc-aarch64-linux-gnu"
     assert platforms.AMD64.cross_gcc_package == "gcc-x86-64-linux-gnu"
-    assert platforms.ARM64.python_headers_package == "libpython3.11-dev:arm64"
+    assert platforms.ARM64.python_headers_package("3.13") == "libpython3.13-dev:arm64"
+    assert platforms.ARM64.python_tag("3.13") == "cpython-313-aarch64-linux-gnu"
     assert [p.repository_suffix for p in platforms.PLATFORMS] == ["", "-arm"]
     assert platforms.host("x86_64") is platforms.AMD64 and platforms.host("s390x") is None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from services.compiler.engine import CompiledModule, CompileReport, ModuleCache, compile_tree
+from services.compiler.engine import CompiledModule, CompileReport, ModuleCache, TargetPython, compile_tree
 from shared.sandbox import REQUIRED, Sandbox
 
 
@@ -24,6 +24,7 @@ class EngineCompiler:
         factories: list[str],
         fallback_to_source: Iterable[str],
         progress: Callable[[CompiledModule], None] | None = None,
+        pythons: Mapping[str, TargetPython] | None = None,
     ) -> CompileReport:
         return compile_tree(
             src,
@@ -35,4 +36,5 @@ class EngineCompiler:
             fallback_to_source=fallback_to_source,
             progress=progress,
             sandbox=self._sandbox,
+            pythons=pythons,
         )

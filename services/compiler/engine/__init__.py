@@ -4,6 +4,7 @@ from .build import compile_tree, output_dirs
 from .cache import ModuleCache, default_cache_dir
 from .cc import SUPPORTED_PLATFORMS, ToolchainMissing, host_platform
 from .report import CompiledModule, CompiledSet, CompileReport
+from .target import TargetPython
 from .tree import MARKER_NAME, OutputNotOurs
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "CompiledSet",
     "ModuleCache",
     "OutputNotOurs",
+    "TargetPython",
     "ToolchainMissing",
     "compile_tree",
     "default_cache_dir",

@@ -13,7 +13,7 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +30,11 @@ from .cythonize import DIRECTIVES, cython_fingerprint
 from .eviction import build_lease, lookup_lock, prune_if_over
 from .job import ExtensionTarget, JobOutcome, ModuleJob, run_job
 from .report import CompiledModule, CompileReport, summarize_sets
+from .target import TargetPython
 
 Progress = Callable[[CompiledModule], None]
 log = logging.getLogger(__name__)
+# The interpreter Cython runs in (part of the C key); the target's ABI is in the .so key.
 PYTHON_ABI = f"{sys.implementation.cache_tag}:{sysconfig.get_config_var('SOABI')}"
 
 
@@ -54,12 +56,16 @@ def compile_tree(
     fallback_to_source: Iterable[str] = frozenset(),
     progress: Progress | None = None,
     sandbox: Sandbox = REQUIRED,
+    pythons: Mapping[str, TargetPython] | None = None,
 ) -> CompileReport:
     """The pending modules compile inside `sandbox` (confined.py); the host only hashes, looks up
-    and links."""
+    and links. `pythons`: the CPython each platform is compiled for (its base image's); a
+    platform missing from it gets the host's Python (target.host_target)."""
     started = time.perf_counter()
     platforms = list(dict.fromkeys(normalize_platform(p) for p in platforms))
-    toolchains = [toolchain_for(p) for p in platforms]  # ToolchainMissing before any work
+    wanted = {normalize_platform(p): python for p, python in (pythons or {}).items()}
+    # ToolchainMissing before any work
+    toolchains = [toolchain_for(p, wanted.get(p)) for p in platforms]
     outputs = output_dirs(Path(out).resolve(), platforms)
     for directory in outputs.values():
         layout.check_output_location(Path(src), directory)
@@ -90,7 +96,6 @@ def compile_tree(
         marker = {
             "compiled": True,
             "cython": Cython.__version__,
-            "python_abi": PYTHON_ABI,
             "directives": {k: str(v) for k, v in DIRECTIVES.items()},
         }
         for toolchain in toolchains:
@@ -226,5 +231,6 @@ def _fill_stage(tree, stage, toolchain, cache, results, keys, kept_as_source, ma
             shutil.copyfile(module.path, target)
             written[module.module] = "source"
     layout.copy_data(tree, stage)
-    layout.write_markers(tree, stage, {**marker, "platform": toolchain.platform})
-    return {**marker, "platform": toolchain.platform, "modules": written}
+    marker = {**marker, **toolchain.python.marker(), "platform": toolchain.platform}
+    layout.write_markers(tree, stage, marker)
+    return {**marker, "modules": written}

@@ -1,8 +1,8 @@
 """C toolchains per target platform: how a generated `.c` becomes an importable extension.
 
 gcc is called directly (setuptools' build_ext costs more than the compile of a small module).
-The host platform uses the running interpreter's headers; the other platform is cross-compiled
-with Debian's toolchain and the target's multiarch Python headers.
+The host platform uses the host's gcc, the other platform Debian's cross gcc; both compile against
+the headers of the target Python (target.py: the base image's, or the host's without one).
 """
 
 from __future__ import annotations
@@ -11,32 +11,37 @@ import os
 import platform as host
 import shutil
 import subprocess
-import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared import platforms
 
+from .target import TargetPython, ToolchainMissing, host_target
+
 SUPPORTED_PLATFORMS = platforms.PLATFORM_NAMES
 # No -g: images ship without debug info. -fwrapv / -fno-strict-aliasing as CPython builds itself.
 OPTIMIZE_FLAGS = ("-O2", "-fPIC", "-fwrapv", "-fno-strict-aliasing", "-DNDEBUG", "-w")
-
-
-class ToolchainMissing(RuntimeError):
-    """The C compiler or Python headers for a platform are not installed."""
 
 
 @dataclass(frozen=True)
 class Toolchain:
     platform: str
     compiler: str
-    include_dirs: tuple[str, ...]
-    ext_suffix: str
+    python: TargetPython
+
+    @property
+    def include_dirs(self) -> tuple[str, ...]:
+        return self.python.include_dirs
+
+    @property
+    def ext_suffix(self) -> str:
+        return self.python.ext_suffix
 
     def fingerprint(self) -> str:
-        """Everything about this toolchain that changes the produced .so (part of the cache key)."""
-        return "|".join((self.platform, self.compiler, *self.include_dirs, *OPTIMIZE_FLAGS))
+        """Everything about this toolchain that changes the produced .so (part of the cache key):
+        the headers by content, so the same headers extracted anywhere give the same key."""
+        return "|".join((self.platform, self.compiler, self.python.headers_digest, *OPTIMIZE_FLAGS))
 
     def compile_command(self, c_file: Path, object_file: Path, ccache: str | None) -> list[str]:
         includes = [f"-I{d}" for d in self.include_dirs]
@@ -75,42 +80,22 @@ def platform_slug(platform: str) -> str:
     return platforms.arch_of(platform)
 
 
-def toolchain_for(platform: str) -> Toolchain:
-    """Compiler and headers for `platform`; ToolchainMissing names the package to install."""
+def toolchain_for(platform: str, python: TargetPython | None = None) -> Toolchain:
+    """Compiler and headers for `platform`, for the CPython `python` (None: the host's Python);
+    ToolchainMissing names the package to install."""
     platform = normalize_platform(platform)
     if platform == host_platform():
-        return _native_toolchain(platform)
-    return _cross_toolchain(platform)
-
-
-def _native_toolchain(platform: str) -> Toolchain:
-    compiler = shutil.which((sysconfig.get_config_var("CC") or "gcc").split()[0])
-    if not compiler:
-        raise ToolchainMissing("no C compiler found for the host: apt-get install -y gcc")
-    include = sysconfig.get_paths()["include"]
-    if not (Path(include) / "Python.h").is_file():
-        raise ToolchainMissing(f"Python.h missing in {include}: apt-get install -y python3.11-dev")
-    return Toolchain(platform, compiler, (include,), sysconfig.get_config_var("EXT_SUFFIX"))
-
-
-def _cross_toolchain(platform: str) -> Toolchain:
-    target = platforms.parse(platform)
-    triplet = target.triplet
-    compiler = f"{triplet}-gcc"
-    if not shutil.which(compiler):
-        raise ToolchainMissing(
-            f"{compiler} not found (needed for {platform}): apt-get install -y {target.cross_gcc_package}"
-        )
-    version = f"python{sysconfig.get_python_version()}"
-    generic, specific = f"/usr/include/{version}", f"/usr/include/{triplet}/{version}"
-    if not (Path(specific) / "pyconfig.h").is_file() or not (Path(generic) / "Python.h").is_file():
-        raise ToolchainMissing(
-            f"Python headers for {platform} missing ({specific}/pyconfig.h): "
-            f"dpkg --add-architecture {target.arch} && apt-get update && "
-            f"apt-get install -y {target.python_headers_package}"
-        )
-    abi = sys.implementation.cache_tag  # "cpython-311"
-    return Toolchain(platform, compiler, (generic, specific), f".{abi}-{triplet}.so")
+        compiler = shutil.which((sysconfig.get_config_var("CC") or "gcc").split()[0])
+        if not compiler:
+            raise ToolchainMissing("no C compiler found for the host: apt-get install -y gcc")
+    else:
+        target = platforms.parse(platform)
+        compiler = f"{target.triplet}-gcc"
+        if not shutil.which(compiler):
+            raise ToolchainMissing(
+                f"{compiler} not found (needed for {platform}): apt-get install -y {target.cross_gcc_package}"
+            )
+    return Toolchain(platform, compiler, python or host_target(platform, host_platform()))
 
 
 def find_ccache() -> str | None:

@@ -1,0 +1,1 @@
+"""The target Python of a compile, read from the package's base image without running it."""
