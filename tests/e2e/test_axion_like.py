@@ -79,7 +79,9 @@ def test_every_service_is_built_proven_pushed_scanned_and_deployed(axion_build, 
         for stage in ("image", "push", "scan", "attest"):
             assert steps[(stage, service, PLATFORM)].status == "succeeded", (stage, service)
         # every service has a health path, workers on a port of their own: the proof waited for it
-        assert steps[("image", service, PLATFORM)].detail["proof"] == "/healthz answered", service
+        # (on a machine that proved the same image content before, the imager reuses that proof)
+        proof = steps[("image", service, PLATFORM)].detail["proof"]
+        assert proof in ("/healthz answered", "/healthz answered (proven before, same content)"), service
     sizes = {i.target: i.size_bytes for i in images}
     assert set(sizes) == set(SERVICES)
     print(
