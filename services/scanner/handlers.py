@@ -132,7 +132,9 @@ def _scan_stage(
         blocking=[f.id for f in verdict.blocking[:20]],
     )
     if not verdict.passed:
-        run.fail(verdict.summary())
+        # the ids too, so the run's error (and the report) says which advisories block it
+        ids = ", ".join(dict.fromkeys(f.id for f in verdict.blocking[:5]))
+        run.fail(f"{verdict.summary()} ({ids})" if ids else verdict.summary())
     return setup
 
 

@@ -53,6 +53,16 @@ def expired_allow_notes(policy: ScanPolicy, today: dt.date) -> tuple[str, ...]:
     )
 
 
+def allowed_notes(report: ScanReport, policy: ScanPolicy, today: dt.date) -> tuple[str, ...]:
+    """Why a finding present in the image did not count: the report and email say so."""
+    present = {f.id for f in report.vulnerabilities}
+    return tuple(
+        f"{entry.id} allowed until {entry.expires.isoformat()}: {entry.reason}"
+        for entry in policy.allow
+        if entry.id in present and today <= entry.expires
+    )
+
+
 def counted_vulnerabilities(report: ScanReport, policy: ScanPolicy, today: dt.date) -> tuple[Finding, ...]:
     allowed = active_allow_ids(policy, today)
     return tuple(
@@ -73,6 +83,7 @@ def evaluate(report: ScanReport, policy: ScanPolicy, today: dt.date) -> Verdict:
         reasons.append(f"secrets: {len(report.secrets)} found ({where})")
 
     counted = counted_vulnerabilities(report, policy, today)
+    notes.extend(allowed_notes(report, policy, today))
     for severity in SEVERITIES:
         limit = policy.max.get(severity)
         if limit is None:

@@ -123,7 +123,7 @@ def test_vulnerabilities_over_policy_fail_naming_the_blocking_findings():
     assert len(scan.findings) == 8
     (finished,) = ctx.of(StageFinished)
     assert finished.status == "failed"
-    assert finished.error == "CRITICAL: 2 > max 0"
+    assert finished.error == "CRITICAL: 2 > max 0 (CVE-2023-0286, CVE-2024-45492)"
     assert finished.detail["blocking"] == ["CVE-2023-0286", "CVE-2024-45492"]
 
 

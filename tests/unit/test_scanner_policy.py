@@ -77,6 +77,15 @@ def test_allow_list_entry_in_force_removes_the_finding():
     assert evaluate(VULNS, rules, TODAY).verdict == "pass"  # expires today: still in force
 
 
+def test_an_allowed_finding_present_in_the_image_is_named_with_its_reason_and_expiry():
+    entries = [allow("CVE-2023-0286", TODAY), allow("CVE-1999-0001", TODAY)]  # the second: not there
+    verdict = evaluate(VULNS, policy(max={"CRITICAL": 1}, allow=entries), TODAY)
+    said = [n for n in verdict.notes if "allowed until" in n]
+    assert said == ["CVE-2023-0286 allowed until 2026-11-21: accepted risk, tracked in OPS-1"]
+    expired = evaluate(VULNS, policy(allow=entries), TODAY + dt.timedelta(days=1))
+    assert not [n for n in expired.notes if "allowed until" in n]
+
+
 def test_allow_list_entry_counts_again_the_day_after_it_expires():
     rules = policy(max={"CRITICAL": 0}, ignore_unfixed=True, allow=[allow("CVE-2023-0286", TODAY)])
     verdict = evaluate(VULNS, rules, TODAY + dt.timedelta(days=1))
