@@ -90,6 +90,8 @@ def workers(amqp_url, database_url, tmp_path_factory, registry, store):
         "KILN_ARTIFACT_STORE": f"file://{store}",
         "KILN_IMAGER_WORK_DIR": str(work),
         "KILN_PROVE_STAY_UP_S": "2",
+        # these tests read what a proof prints; jobs of one content would reuse the first proof
+        "KILN_IMAGER_REUSE_PROOFS": "false",
         "KILN_RETRY_BASE_DELAY_S": "0.1",  # the whole retry budget in ~15 s instead of ~3 min
     }
     good = start_worker("linux/amd64", env, work / "amd64.log", "--no-manifests")

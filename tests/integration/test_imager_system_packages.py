@@ -119,6 +119,8 @@ def setup(amqp_url, database_url, tmp_path_factory, registry):
         "KILN_ARTIFACT_STORE": f"file://{store}",
         "KILN_IMAGER_WORK_DIR": str(work / "imager"),
         "KILN_PROVE_STAY_UP_S": "2",
+        # these tests read what a proof prints; jobs of one content would reuse the first proof
+        "KILN_IMAGER_REUSE_PROOFS": "false",
     }
     workers = [
         start_worker(platform, env, work / f"{platform.split('/')[1]}.log", "--no-manifests")
